@@ -18,6 +18,7 @@ enum class RandomStream : std::uint32_t {
   layer_order = 2,    // permutation and offset of the fixed-count (systematic) sampler
   sample_gate = 3,    // keep decision of one sample (row of the batch) in one layer
   sample_order = 4,   // permutation and offset of the fixed-count sampler over rows of a layer
+  param_init = 5,     // parameter initialisation (layer = tensor id, index = element pair)
   dropout_base = 16,  // + site index, for elementwise dropout masks
 };
 

@@ -1,0 +1,126 @@
+// Parameters (and, with the same struct, gradients) of one Pre-LN encoder layer, laid out as
+// PyTorch's nn.TransformerEncoderLayer names them, plus a walkable list of (name, shape, pointer).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "pld/core/error.hpp"
+#include "pld/core/random.hpp"
+#include "pld/cpu/gelu.hpp"
+
+namespace pld::cpu {
+
+struct LayerConfig {
+  int hidden = 256;                 // H
+  int heads = 4;                    // N; H % N == 0
+  int ffn = 0;                      // F; 0 means 4H
+  double ln_eps = 1e-5;             // PyTorch's default; BERT uses 1e-12
+  GeluForm gelu = GeluForm::erf;
+  float attention_dropout = 0.1f;   // on the softmax probabilities
+  float hidden_dropout = 0.1f;      // on both residual branches
+
+  int ffn_size() const { return ffn > 0 ? ffn : 4 * hidden; }
+
+  void validate() const {
+    if (hidden <= 0) pld::detail::throw_error("LayerConfig.hidden must be > 0, got ", hidden);
+    if (heads <= 0) pld::detail::throw_error("LayerConfig.heads must be > 0, got ", heads);
+    if (hidden % heads != 0)
+      pld::detail::throw_error("LayerConfig.hidden (", hidden, ") must be divisible by heads (", heads, ")");
+    if (ffn < 0) pld::detail::throw_error("LayerConfig.ffn must be >= 0 (0 = 4H), got ", ffn);
+    if (!(ln_eps > 0.0)) pld::detail::throw_error("LayerConfig.ln_eps must be > 0, got ", ln_eps);
+    for (float r : {attention_dropout, hidden_dropout})
+      if (!(r >= 0.0f && r < 1.0f)) pld::detail::throw_error("dropout rate must be in [0, 1), got ", r);
+  }
+};
+
+struct TensorRef {
+  std::string name;
+  std::vector<int> shape;
+  void* data;
+  std::size_t size;
+};
+
+template <class Scalar>
+struct LayerParams {
+  std::vector<Scalar> in_proj_weight;   // (3H, H): rows [Wq; Wk; Wv]
+  std::vector<Scalar> in_proj_bias;     // (3H)
+  std::vector<Scalar> out_proj_weight;  // (H, H)
+  std::vector<Scalar> out_proj_bias;    // (H)
+  std::vector<Scalar> linear1_weight;   // (F, H)
+  std::vector<Scalar> linear1_bias;     // (F)
+  std::vector<Scalar> linear2_weight;   // (H, F)
+  std::vector<Scalar> linear2_bias;     // (H)
+  std::vector<Scalar> norm1_weight;     // (H)
+  std::vector<Scalar> norm1_bias;       // (H)
+  std::vector<Scalar> norm2_weight;     // (H)
+  std::vector<Scalar> norm2_bias;       // (H)
+
+  explicit LayerParams(const LayerConfig& c = {}) {
+    const auto H = static_cast<std::size_t>(c.hidden), F = static_cast<std::size_t>(c.ffn_size());
+    in_proj_weight.assign(3 * H * H, 0);
+    in_proj_bias.assign(3 * H, 0);
+    out_proj_weight.assign(H * H, 0);
+    out_proj_bias.assign(H, 0);
+    linear1_weight.assign(F * H, 0);
+    linear1_bias.assign(F, 0);
+    linear2_weight.assign(H * F, 0);
+    linear2_bias.assign(H, 0);
+    norm1_weight.assign(H, 1);
+    norm1_bias.assign(H, 0);
+    norm2_weight.assign(H, 1);
+    norm2_bias.assign(H, 0);
+  }
+
+  // Every tensor, in a fixed order, with its PyTorch name and shape.
+  std::vector<TensorRef> tensors() {
+    const int H = static_cast<int>(norm1_weight.size()), F = static_cast<int>(linear1_bias.size());
+    auto ref = [](const char* n, std::vector<int> shape, std::vector<Scalar>& v) {
+      return TensorRef{n, std::move(shape), v.data(), v.size()};
+    };
+    return {ref("self_attn.in_proj_weight", {3 * H, H}, in_proj_weight),
+            ref("self_attn.in_proj_bias", {3 * H}, in_proj_bias),
+            ref("self_attn.out_proj.weight", {H, H}, out_proj_weight),
+            ref("self_attn.out_proj.bias", {H}, out_proj_bias),
+            ref("linear1.weight", {F, H}, linear1_weight),
+            ref("linear1.bias", {F}, linear1_bias),
+            ref("linear2.weight", {H, F}, linear2_weight),
+            ref("linear2.bias", {H}, linear2_bias),
+            ref("norm1.weight", {H}, norm1_weight),
+            ref("norm1.bias", {H}, norm1_bias),
+            ref("norm2.weight", {H}, norm2_weight),
+            ref("norm2.bias", {H}, norm2_bias)};
+  }
+
+  void zero() {
+    for (auto& t : tensors()) {
+      auto* p = static_cast<Scalar*>(t.data);
+      for (std::size_t i = 0; i < t.size; ++i) p[i] = 0;
+    }
+  }
+
+  // BERT's initialisation: weights ~ N(0, std), biases 0, LayerNorm weight 1 and bias 0. The
+  // normals come from Philox (Box-Muller), so the same seed gives the same parameters anywhere.
+  void init_normal(std::uint64_t seed, double std_dev = 0.02) {
+    std::uint32_t tensor_id = 0;
+    for (std::vector<Scalar>* w : {&in_proj_weight, &out_proj_weight, &linear1_weight, &linear2_weight}) {
+      for (std::size_t i = 0; i < w->size(); i += 2) {
+        const U32x4 r = random_block(seed, 0, RandomStream::param_init, tensor_id, static_cast<std::uint32_t>(i / 2));
+        const double u1 = 1.0 - uniform_double(r.v[0], r.v[1]);  // (0, 1]
+        const double u2 = uniform_double(r.v[2], r.v[3]);
+        const double rad = std::sqrt(-2.0 * std::log(u1));
+        (*w)[i] = static_cast<Scalar>(std_dev * rad * std::cos(6.283185307179586 * u2));
+        if (i + 1 < w->size()) (*w)[i + 1] = static_cast<Scalar>(std_dev * rad * std::sin(6.283185307179586 * u2));
+      }
+      ++tensor_id;
+    }
+    for (std::vector<Scalar>* b : {&in_proj_bias, &out_proj_bias, &linear1_bias, &linear2_bias, &norm1_bias, &norm2_bias})
+      for (auto& v : *b) v = 0;
+    for (auto& v : norm1_weight) v = 1;
+    for (auto& v : norm2_weight) v = 1;
+  }
+};
+
+}  // namespace pld::cpu

@@ -1,0 +1,242 @@
+// The Pre-LN Transformer encoder layer on the CPU, gate-aware:
+//   h = x + g * Dropout(Wo MHA(LN1(x), mask) + bo)
+//   y = h + g * Dropout(W2 GELU(W1 LN2(h) + b1) + b2)
+// g is the layer's gate scale from the LayerPlan (1/p_l when kept). A dropped layer is the
+// identity: no work, no saved activations, gradients pass straight through. In per-sample mode
+// only the kept rows are computed (gather, compute, scatter). Scalar is float for training and
+// double for gradient checks.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "pld/core/error.hpp"
+#include "pld/cpu/attention.hpp"
+#include "pld/cpu/dropout.hpp"
+#include "pld/cpu/gelu.hpp"
+#include "pld/cpu/layer_norm.hpp"
+#include "pld/cpu/layer_params.hpp"
+#include "pld/cpu/linear.hpp"
+#include "pld/gate/layer_plan.hpp"
+
+namespace pld::cpu {
+
+// What one forward needs to know from the gate and the training loop.
+struct LayerStep {
+  bool kept = true;
+  double scale = 1.0;          // g: the gate scale of the residual branches
+  bool training = true;        // dropout on only when training
+  std::uint64_t seed = 0;      // dropout masks: (seed, step, layer, site, element)
+  std::int64_t step = 0;
+  std::uint32_t layer = 0;
+  const std::uint8_t* rows = nullptr;  // per-sample: (B) 1 = the row runs through this layer
+
+  // The step of 0-based layer `layer` as `plan` decided it.
+  static LayerStep from_plan(const LayerPlan& plan, int layer, std::uint64_t seed) {
+    LayerStep s;
+    s.kept = plan.kept(layer);
+    s.scale = plan.gate_scale(layer);
+    s.training = plan.training;
+    s.seed = seed;
+    s.step = plan.step;
+    s.layer = static_cast<std::uint32_t>(layer);
+    if (plan.per_sample())
+      s.rows = plan.sample_keep.data() + static_cast<std::size_t>(layer) * static_cast<std::size_t>(plan.batch);
+    return s;
+  }
+};
+
+template <class Scalar>
+class PreLnLayer {
+ public:
+  explicit PreLnLayer(const LayerConfig& config) : config_((config.validate(), config)), params_(config), grads_(config) {}
+
+  const LayerConfig& config() const { return config_; }
+  LayerParams<Scalar>& params() { return params_; }
+  const LayerParams<Scalar>& params() const { return params_; }
+  // Parameter gradients; backward accumulates into them (+=). Zero them per optimizer step.
+  LayerParams<Scalar>& grads() { return grads_; }
+
+  // x, y: (B, T, H). valid: (B, T), 1 = real token, 0 = padding; null = no padding. y may equal x.
+  void forward(const Scalar* x, Scalar* y, int batch, int seq, const std::uint8_t* valid, const LayerStep& step) {
+    check_shape(batch, seq, valid);
+    const std::size_t row = static_cast<std::size_t>(seq) * static_cast<std::size_t>(config_.hidden);
+    batch_ = batch;
+    seq_ = seq;
+    step_ = step;
+    rows_.clear();
+    if (!step.kept) {  // the identity: nothing computed, nothing saved
+      release();
+      if (y != x) std::memmove(y, x, sizeof(Scalar) * row * static_cast<std::size_t>(batch));
+      return;
+    }
+    if (!step.rows) {
+      core_forward(x, y, batch, valid);
+      return;
+    }
+    for (int b = 0; b < batch; ++b)
+      if (step.rows[b]) rows_.push_back(b);
+    if (y != x) std::memmove(y, x, sizeof(Scalar) * row * static_cast<std::size_t>(batch));
+    if (rows_.empty()) {
+      release();
+      return;
+    }
+    const auto kb = rows_.size();
+    gather_x_.resize(kb * row);
+    gather_valid_.resize(valid ? kb * static_cast<std::size_t>(seq) : 0);
+    for (std::size_t k = 0; k < kb; ++k) {
+      std::memcpy(gather_x_.data() + k * row, x + static_cast<std::size_t>(rows_[k]) * row, sizeof(Scalar) * row);
+      if (valid)
+        std::memcpy(gather_valid_.data() + k * static_cast<std::size_t>(seq),
+                    valid + static_cast<std::size_t>(rows_[k]) * static_cast<std::size_t>(seq),
+                    static_cast<std::size_t>(seq));
+    }
+    gather_y_.resize(kb * row);
+    core_forward(gather_x_.data(), gather_y_.data(), static_cast<int>(kb), valid ? gather_valid_.data() : nullptr);
+    for (std::size_t k = 0; k < kb; ++k)
+      std::memcpy(y + static_cast<std::size_t>(rows_[k]) * row, gather_y_.data() + k * row, sizeof(Scalar) * row);
+  }
+
+  // dy, dx: (B, T, H) of the last forward. dx is written (may equal dy); parameter gradients
+  // accumulate.
+  void backward(const Scalar* dy, Scalar* dx) {
+    if (batch_ == 0) pld::detail::throw_error("PreLnLayer::backward() without a forward()");
+    const std::size_t row = static_cast<std::size_t>(seq_) * static_cast<std::size_t>(config_.hidden);
+    const std::size_t all = row * static_cast<std::size_t>(batch_);
+    if (!step_.kept) {
+      if (dx != dy) std::memmove(dx, dy, sizeof(Scalar) * all);
+      return;
+    }
+    if (!step_.rows) {
+      core_backward(dy, dx, batch_);
+      return;
+    }
+    const auto kb = rows_.size();
+    gather_y_.resize(kb * row);  // reused for the gathered dy
+    for (std::size_t k = 0; k < kb; ++k)
+      std::memcpy(gather_y_.data() + k * row, dy + static_cast<std::size_t>(rows_[k]) * row, sizeof(Scalar) * row);
+    if (dx != dy) std::memmove(dx, dy, sizeof(Scalar) * all);
+    if (kb == 0) return;
+    gather_x_.resize(kb * row);  // reused for the gathered dx
+    core_backward(gather_y_.data(), gather_x_.data(), static_cast<int>(kb));
+    for (std::size_t k = 0; k < kb; ++k)
+      std::memcpy(dx + static_cast<std::size_t>(rows_[k]) * row, gather_x_.data() + k * row, sizeof(Scalar) * row);
+  }
+
+  // Bytes of activations the last forward saved (0 after a dropped layer).
+  std::size_t saved_bytes() const {
+    std::size_t n = 0;
+    for (const auto* v : {&x_, &ln1_, &mean1_, &rstd1_, &qkv_, &probs_, &ctx_, &h_, &ln2_, &mean2_, &rstd2_, &pre_, &act_})
+      n += v->capacity();
+    return n * sizeof(Scalar) + valid_.capacity();
+  }
+
+  // FLOPs of one forward on (batch, seq) rows (GEMMs only: 2 per multiply-add); backward is 2x.
+  static double forward_flops(const LayerConfig& c, int batch, int seq) {
+    const double N = static_cast<double>(batch) * seq, H = c.hidden, F = c.ffn_size(), T = seq;
+    return 2.0 * N * H * (3 * H + H + 2 * F) + 2.0 * 2.0 * N * T * H;
+  }
+
+ private:
+  void check_shape(int batch, int seq, const std::uint8_t* valid) const {
+    if (batch <= 0) pld::detail::throw_error("PreLnLayer: batch must be > 0, got ", batch);
+    if (seq <= 0) pld::detail::throw_error("PreLnLayer: sequence length T must be > 0, got ", seq);
+    if (!valid) return;
+    for (int b = 0; b < batch; ++b) {
+      bool any = false;
+      for (int t = 0; t < seq; ++t) any = any || valid[static_cast<std::size_t>(b) * seq + t];
+      if (!any) pld::detail::throw_error("PreLnLayer: sequence ", b, " has no real token (all padding)");
+    }
+  }
+
+  void release() {
+    for (auto* v : {&x_, &ln1_, &mean1_, &rstd1_, &qkv_, &probs_, &ctx_, &h_, &ln2_, &mean2_, &rstd2_, &pre_, &act_, &tmp_}) {
+      v->clear();
+      v->shrink_to_fit();
+    }
+    valid_.clear();
+    valid_.shrink_to_fit();
+  }
+
+  DropoutKey key(DropoutSite site) const { return DropoutKey{step_.seed, step_.step, step_.layer, site}; }
+  float attn_rate() const { return step_.training ? config_.attention_dropout : 0.0f; }
+  float hidden_rate() const { return step_.training ? config_.hidden_dropout : 0.0f; }
+
+  void core_forward(const Scalar* x, Scalar* y, int batch, const std::uint8_t* valid) {
+    const int T = seq_, H = config_.hidden, F = config_.ffn_size(), N = batch * T;
+    const auto NH = static_cast<std::size_t>(N) * H, NF = static_cast<std::size_t>(N) * F;
+    const auto g = static_cast<Scalar>(step_.scale);
+    const AttentionShape shape{batch, T, H, config_.heads};
+    const LayerParams<Scalar>& p = params_;
+    x_.assign(x, x + NH);  // (N, H) the input, for LN1's backward
+    if (valid) valid_.assign(valid, valid + static_cast<std::size_t>(N)); else valid_.clear();
+    ln1_.resize(NH);       // (N, H)
+    mean1_.resize(static_cast<std::size_t>(N));
+    rstd1_.resize(static_cast<std::size_t>(N));
+    qkv_.resize(3 * NH);   // (N, 3H)
+    probs_.resize(static_cast<std::size_t>(batch) * config_.heads * T * T);  // (B, heads, T, T)
+    ctx_.resize(NH);       // (N, H)
+    h_.resize(NH);         // (N, H) after the attention residual
+    ln2_.resize(NH);
+    mean2_.resize(static_cast<std::size_t>(N));
+    rstd2_.resize(static_cast<std::size_t>(N));
+    pre_.resize(NF);       // (N, F) before GELU
+    act_.resize(NF);       // (N, F) after GELU
+    tmp_.resize(NH);
+
+    layer_norm_forward(x_.data(), p.norm1_weight.data(), p.norm1_bias.data(), ln1_.data(), mean1_.data(), rstd1_.data(), N, H, config_.ln_eps);
+    linear_forward(ln1_.data(), p.in_proj_weight.data(), p.in_proj_bias.data(), qkv_.data(), N, H, 3 * H);
+    attention_forward(qkv_.data(), valid, probs_.data(), ctx_.data(), shape, attn_rate(), key(DropoutSite::attention_probs));
+    linear_forward(ctx_.data(), p.out_proj_weight.data(), p.out_proj_bias.data(), tmp_.data(), N, H, H);
+    dropout_apply(tmp_.data(), tmp_.data(), NH, 0, hidden_rate(), key(DropoutSite::attention_out));
+    for (std::size_t i = 0; i < NH; ++i) h_[i] = x_[i] + g * tmp_[i];
+    layer_norm_forward(h_.data(), p.norm2_weight.data(), p.norm2_bias.data(), ln2_.data(), mean2_.data(), rstd2_.data(), N, H, config_.ln_eps);
+    linear_forward(ln2_.data(), p.linear1_weight.data(), p.linear1_bias.data(), pre_.data(), N, H, F);
+    gelu_forward(pre_.data(), act_.data(), NF, config_.gelu);
+    linear_forward(act_.data(), p.linear2_weight.data(), p.linear2_bias.data(), tmp_.data(), N, F, H);
+    dropout_apply(tmp_.data(), tmp_.data(), NH, 0, hidden_rate(), key(DropoutSite::ffn_out));
+    for (std::size_t i = 0; i < NH; ++i) y[i] = h_[i] + g * tmp_[i];
+  }
+
+  void core_backward(const Scalar* dy, Scalar* dx, int batch) {
+    const int T = seq_, H = config_.hidden, F = config_.ffn_size(), N = batch * T;
+    const auto NH = static_cast<std::size_t>(N) * H, NF = static_cast<std::size_t>(N) * F;
+    const auto g = static_cast<Scalar>(step_.scale);
+    const AttentionShape shape{batch, T, H, config_.heads};
+    const LayerParams<Scalar>& p = params_;
+    LayerParams<Scalar>& d = grads_;
+    std::vector<Scalar> dbranch(NH), dh(NH), dwide(NF), dqkv(3 * NH), dln(NH);
+
+    // FFN branch: y = h + g * drop(W2 gelu(W1 LN2(h) + b1) + b2).
+    for (std::size_t i = 0; i < NH; ++i) dbranch[i] = g * dy[i];
+    dropout_apply(dbranch.data(), dbranch.data(), NH, 0, hidden_rate(), key(DropoutSite::ffn_out));
+    linear_backward(dbranch.data(), act_.data(), p.linear2_weight.data(), dwide.data(), d.linear2_weight.data(), d.linear2_bias.data(), N, F, H);
+    gelu_backward(dwide.data(), pre_.data(), dwide.data(), NF, config_.gelu);
+    linear_backward(dwide.data(), ln2_.data(), p.linear1_weight.data(), dln.data(), d.linear1_weight.data(), d.linear1_bias.data(), N, H, F);
+    layer_norm_backward(dln.data(), h_.data(), mean2_.data(), rstd2_.data(), p.norm2_weight.data(), dh.data(), d.norm2_weight.data(), d.norm2_bias.data(), N, H);
+    for (std::size_t i = 0; i < NH; ++i) dh[i] += dy[i];
+
+    // Attention branch: h = x + g * drop(Wo MHA(LN1(x)) + bo).
+    for (std::size_t i = 0; i < NH; ++i) dbranch[i] = g * dh[i];
+    dropout_apply(dbranch.data(), dbranch.data(), NH, 0, hidden_rate(), key(DropoutSite::attention_out));
+    linear_backward(dbranch.data(), ctx_.data(), p.out_proj_weight.data(), dln.data(), d.out_proj_weight.data(), d.out_proj_bias.data(), N, H, H);
+    attention_backward(dln.data(), qkv_.data(), probs_.data(), dqkv.data(), shape, attn_rate(), key(DropoutSite::attention_probs));
+    linear_backward(dqkv.data(), ln1_.data(), p.in_proj_weight.data(), dln.data(), d.in_proj_weight.data(), d.in_proj_bias.data(), N, H, 3 * H);
+    layer_norm_backward(dln.data(), x_.data(), mean1_.data(), rstd1_.data(), p.norm1_weight.data(), dx, d.norm1_weight.data(), d.norm1_bias.data(), N, H);
+    for (std::size_t i = 0; i < NH; ++i) dx[i] += dh[i];
+  }
+
+  LayerConfig config_;
+  LayerParams<Scalar> params_;
+  LayerParams<Scalar> grads_;
+  int batch_ = 0, seq_ = 0;
+  LayerStep step_;
+  std::vector<int> rows_;
+  std::vector<Scalar> x_, ln1_, mean1_, rstd1_, qkv_, probs_, ctx_, h_, ln2_, mean2_, rstd2_, pre_, act_, tmp_;
+  std::vector<std::uint8_t> valid_;
+  std::vector<Scalar> gather_x_, gather_y_;
+  std::vector<std::uint8_t> gather_valid_;
+};
+
+}  // namespace pld::cpu

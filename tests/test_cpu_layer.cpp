@@ -1,0 +1,263 @@
+// The CPU Pre-LN layer: finite-difference gradient checks in double for the input and every
+// parameter (with padding, dropout on, gate kept and scaled), and invariances: dropped = identity,
+// padding does not leak into real positions, same seed = same bits, per-sample = kept rows alone.
+//
+// Tolerance rule (llm.c check_tensor style): |analytic - numeric| <= atol + rtol |numeric|, per
+// element, with central differences of step 1e-6 in double: truncation O(h^2) ~ 1e-12 and
+// round-off ~ 1e-16 / 1e-6 = 1e-10 relative to the loss, so atol 1e-7 and rtol 1e-5 leave margin.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "pld/cpu.hpp"
+
+using pld::cpu::LayerConfig;
+using pld::cpu::LayerStep;
+using pld::cpu::PreLnLayer;
+
+namespace {
+
+std::vector<double> random_vector(std::size_t n, std::uint64_t seed, double scale = 1.0) {
+  std::vector<double> v(n);
+  for (std::size_t i = 0; i < n; ++i)
+    v[i] = scale * (2.0 * pld::uniform01(seed, 0, pld::RandomStream::param_init, 99, static_cast<std::uint32_t>(i)) - 1.0);
+  return v;
+}
+
+LayerConfig small_config(float dropout) {
+  LayerConfig c;
+  c.hidden = 8;
+  c.heads = 2;
+  c.ffn = 12;
+  c.attention_dropout = dropout;
+  c.hidden_dropout = dropout;
+  return c;
+}
+
+void randomize(PreLnLayer<double>& layer, std::uint64_t seed) {
+  std::uint64_t k = seed;
+  for (auto& t : layer.params().tensors()) {
+    const auto v = random_vector(t.size, ++k, 0.5);
+    auto* p = static_cast<double*>(t.data);
+    for (std::size_t i = 0; i < t.size; ++i) p[i] = v[i] + (t.name.find("norm") != std::string::npos && t.name.find("weight") != std::string::npos ? 1.0 : 0.0);
+  }
+}
+
+// loss = sum(y * r)
+double loss_of(PreLnLayer<double>& layer, const std::vector<double>& x, const std::vector<double>& r, int B, int T,
+               const std::uint8_t* valid, const LayerStep& s) {
+  std::vector<double> y(x.size());
+  layer.forward(x.data(), y.data(), B, T, valid, s);
+  double l = 0.0;
+  for (std::size_t i = 0; i < y.size(); ++i) l += y[i] * r[i];
+  return l;
+}
+
+void check_close(double analytic, double numeric, const std::string& what) {
+  const double atol = 1e-7, rtol = 1e-5;
+  INFO(what << ": analytic " << analytic << " numeric " << numeric);
+  REQUIRE(std::abs(analytic - numeric) <= atol + rtol * std::abs(numeric));
+}
+
+}  // namespace
+
+TEST_CASE("CPU layer gradients match finite differences in double", "[cpu][gradcheck]") {
+  const int B = 2, T = 5;
+  const float dropout = GENERATE(0.0f, 0.2f);
+  const bool padded = GENERATE(false, true);
+  const auto gelu = GENERATE(pld::cpu::GeluForm::erf, pld::cpu::GeluForm::tanh);
+  LayerConfig cfg = small_config(dropout);
+  cfg.gelu = gelu;
+  PreLnLayer<double> layer(cfg);
+  randomize(layer, 7);
+  const std::size_t n = static_cast<std::size_t>(B) * T * cfg.hidden;
+  std::vector<double> x = random_vector(n, 1), r = random_vector(n, 2);
+  std::vector<std::uint8_t> valid(static_cast<std::size_t>(B) * T, 1);
+  if (padded) valid[3] = valid[4] = valid[9] = 0;  // sequence 0 has 3 real tokens, sequence 1 has 4
+  LayerStep s;
+  s.scale = 1.7;  // a kept layer with p = 1/1.7
+  s.seed = 5;
+  s.step = 11;
+  s.layer = 3;
+  INFO("dropout " << dropout << " padded " << padded);
+
+  std::vector<double> y(n), dx(n);
+  layer.grads().zero();
+  layer.forward(x.data(), y.data(), B, T, valid.data(), s);
+  layer.backward(r.data(), dx.data());
+
+  const double h = 1e-6;
+  for (std::size_t i = 0; i < n; ++i) {
+    std::vector<double> xp = x, xm = x;
+    xp[i] += h;
+    xm[i] -= h;
+    const double num = (loss_of(layer, xp, r, B, T, valid.data(), s) - loss_of(layer, xm, r, B, T, valid.data(), s)) / (2 * h);
+    check_close(dx[i], num, "dx[" + std::to_string(i) + "]");
+  }
+  auto params = layer.params().tensors();
+  auto grads = layer.grads().tensors();
+  for (std::size_t t = 0; t < params.size(); ++t) {
+    auto* p = static_cast<double*>(params[t].data);
+    const auto* g = static_cast<const double*>(grads[t].data);
+    // Every element of small tensors; a spread of elements of the large ones.
+    const std::size_t stride = params[t].size > 64 ? 7 : 1;
+    for (std::size_t i = 0; i < params[t].size; i += stride) {
+      const double keep = p[i];
+      p[i] = keep + h;
+      const double lp = loss_of(layer, x, r, B, T, valid.data(), s);
+      p[i] = keep - h;
+      const double lm = loss_of(layer, x, r, B, T, valid.data(), s);
+      p[i] = keep;
+      check_close(g[i], (lp - lm) / (2 * h), params[t].name + "[" + std::to_string(i) + "]");
+    }
+  }
+}
+
+TEST_CASE("parameter gradients accumulate, activation gradients are written", "[cpu]") {
+  const int B = 2, T = 4;
+  PreLnLayer<double> layer(small_config(0.0f));
+  randomize(layer, 3);
+  const std::size_t n = static_cast<std::size_t>(B) * T * 8;
+  const auto x = random_vector(n, 4), r = random_vector(n, 5);
+  std::vector<double> y(n), dx1(n), dx2(n, 123.0);
+  layer.grads().zero();
+  layer.forward(x.data(), y.data(), B, T, nullptr, {});
+  layer.backward(r.data(), dx1.data());
+  const std::vector<double> once = layer.grads().linear1_weight;
+  layer.forward(x.data(), y.data(), B, T, nullptr, {});
+  layer.backward(r.data(), dx2.data());
+  CHECK(dx1 == dx2);
+  for (std::size_t i = 0; i < once.size(); ++i) CHECK(layer.grads().linear1_weight[i] == Approx(2 * once[i]).epsilon(1e-12));
+}
+
+TEST_CASE("a dropped layer is the identity and saves nothing", "[cpu][invariance]") {
+  const int B = 3, T = 6;
+  PreLnLayer<float> layer(small_config(0.1f));
+  layer.params().init_normal(1);
+  const std::size_t n = static_cast<std::size_t>(B) * T * 8;
+  std::vector<float> x(n), y(n), dy(n), dx(n);
+  for (std::size_t i = 0; i < n; ++i) x[i] = dy[i] = std::sin(0.3f * static_cast<float>(i));
+  layer.forward(x.data(), y.data(), B, T, nullptr, {});
+  CHECK(layer.saved_bytes() > 0);
+  LayerStep dropped;
+  dropped.kept = false;
+  layer.grads().zero();
+  layer.forward(x.data(), y.data(), B, T, nullptr, dropped);
+  CHECK(y == x);
+  CHECK(layer.saved_bytes() == 0);
+  layer.backward(dy.data(), dx.data());
+  CHECK(dx == dy);
+  for (float g : layer.grads().in_proj_weight) REQUIRE(g == 0.0f);
+}
+
+TEST_CASE("padding does not change real positions", "[cpu][invariance]") {
+  const int B = 2, T = 6, H = 8;
+  PreLnLayer<double> layer(small_config(0.0f));
+  randomize(layer, 9);
+  const std::size_t n = static_cast<std::size_t>(B) * T * H;
+  auto x = random_vector(n, 10);
+  std::vector<std::uint8_t> valid(static_cast<std::size_t>(B) * T, 1);
+  valid[4] = valid[5] = valid[11] = 0;
+  std::vector<double> y1(n), y2(n);
+  layer.forward(x.data(), y1.data(), B, T, valid.data(), {});
+  for (int t : {4, 5, 11})
+    for (int c = 0; c < H; ++c) x[static_cast<std::size_t>(t) * H + c] += 100.0 * (c + 1);  // garbage in the padding
+  layer.forward(x.data(), y2.data(), B, T, valid.data(), {});
+  for (int t = 0; t < B * T; ++t)
+    if (valid[t])
+      for (int c = 0; c < H; ++c) REQUIRE(y1[static_cast<std::size_t>(t) * H + c] == y2[static_cast<std::size_t>(t) * H + c]);
+}
+
+TEST_CASE("same seed and step give the same bits, another step other dropout", "[cpu][determinism]") {
+  const int B = 2, T = 8;
+  PreLnLayer<float> a(small_config(0.3f)), b(small_config(0.3f));
+  a.params().init_normal(4);
+  b.params().init_normal(4);
+  const std::size_t n = static_cast<std::size_t>(B) * T * 8;
+  std::vector<float> x(n), ya(n), yb(n), yc(n);
+  for (std::size_t i = 0; i < n; ++i) x[i] = std::cos(0.1f * static_cast<float>(i));
+  LayerStep s;
+  s.seed = 77;
+  s.step = 1000;
+  a.forward(x.data(), ya.data(), B, T, nullptr, s);
+  b.forward(x.data(), yb.data(), B, T, nullptr, s);
+  CHECK(std::memcmp(ya.data(), yb.data(), n * sizeof(float)) == 0);
+  s.step = 1001;
+  b.forward(x.data(), yc.data(), B, T, nullptr, s);
+  CHECK(ya != yc);
+}
+
+TEST_CASE("per-sample mode equals running the kept rows alone", "[cpu][per_sample]") {
+  const int B = 4, T = 5, H = 8;
+  PreLnLayer<double> layer(small_config(0.0f));
+  randomize(layer, 12);
+  const std::size_t row = static_cast<std::size_t>(T) * H, n = B * row;
+  const auto x = random_vector(n, 13), dy = random_vector(n, 14);
+  const std::uint8_t rows[B] = {1, 0, 1, 0};
+  LayerStep s;
+  s.scale = 1.25;
+  s.rows = rows;
+  std::vector<double> y(n), dx(n);
+  layer.grads().zero();
+  layer.forward(x.data(), y.data(), B, T, nullptr, s);
+  layer.backward(dy.data(), dx.data());
+  const std::vector<double> dw = layer.grads().linear2_weight;
+
+  // The kept rows 0 and 2 alone, as a batch of 2.
+  std::vector<double> xs(2 * row), dys(2 * row), ys(2 * row), dxs(2 * row);
+  for (int k = 0; k < 2; ++k) {
+    std::copy_n(x.begin() + static_cast<std::ptrdiff_t>(2 * k * row), row, xs.begin() + static_cast<std::ptrdiff_t>(k * row));
+    std::copy_n(dy.begin() + static_cast<std::ptrdiff_t>(2 * k * row), row, dys.begin() + static_cast<std::ptrdiff_t>(k * row));
+  }
+  LayerStep alone;
+  alone.scale = 1.25;
+  layer.grads().zero();
+  layer.forward(xs.data(), ys.data(), 2, T, nullptr, alone);
+  layer.backward(dys.data(), dxs.data());
+  // Equal to rounding: with two OpenMP threads under load the backward of the gathered batch was
+  // seen to differ from the separate run in the last bits (cause not yet found; with one thread
+  // they are bitwise equal). 1e-12 relative in double is far below any real indexing error.
+  auto same = [](double a, double b) { return std::abs(a - b) <= 1e-12 * (1.0 + std::abs(b)); };
+  for (std::size_t i = 0; i < row; ++i) {
+    REQUIRE(same(y[i], ys[i]));
+    REQUIRE(same(y[2 * row + i], ys[row + i]));
+    REQUIRE(same(dx[i], dxs[i]));
+    REQUIRE(same(dx[2 * row + i], dxs[row + i]));
+    REQUIRE(y[row + i] == x[row + i]);  // dropped rows: identity
+    REQUIRE(dx[row + i] == dy[row + i]);
+  }
+  for (std::size_t i = 0; i < dw.size(); ++i) REQUIRE(same(dw[i], layer.grads().linear2_weight[i]));
+}
+
+TEST_CASE("the layer follows a LayerPlan", "[cpu][gate]") {
+  pld::ScheduleSpec spec;
+  spec.num_layers = 4;
+  const pld::Gate gate(pld::make_schedule(spec), {3});
+  const pld::LayerPlan plan = gate.plan(50000);
+  for (int i = 0; i < 4; ++i) {
+    const LayerStep s = LayerStep::from_plan(plan, i, 3);
+    CHECK(s.kept == plan.kept(i));
+    CHECK(s.scale == plan.gate_scale(i));
+    CHECK(s.layer == static_cast<std::uint32_t>(i));
+    CHECK(s.rows == nullptr);
+  }
+}
+
+TEST_CASE("invalid configurations and shapes are pld::Error", "[cpu][errors]") {
+  LayerConfig c = small_config(0.0f);
+  c.heads = 3;
+  CHECK_THROWS_WITH(PreLnLayer<float>(c), Catch::Matchers::Contains("divisible"));
+  c = small_config(0.0f);
+  c.hidden_dropout = 1.0f;
+  CHECK_THROWS_AS(PreLnLayer<float>(c), pld::Error);
+  PreLnLayer<float> layer(small_config(0.0f));
+  std::vector<float> x(64), y(64);
+  CHECK_THROWS_WITH(layer.forward(x.data(), y.data(), 2, 0, nullptr, {}), Catch::Matchers::Contains("T must be > 0"));
+  CHECK_THROWS_AS(layer.forward(x.data(), y.data(), 0, 4, nullptr, {}), pld::Error);
+  const std::uint8_t valid[8] = {1, 1, 0, 0, 0, 0, 0, 0};
+  CHECK_THROWS_WITH(layer.forward(x.data(), y.data(), 2, 4, valid, {}), Catch::Matchers::Contains("sequence 1"));
+  PreLnLayer<float> fresh(small_config(0.0f));
+  CHECK_THROWS_AS(fresh.backward(x.data(), y.data()), pld::Error);
+}
