@@ -137,6 +137,8 @@ TEST_CASE("malformed states are clear errors", "[state][errors]") {
                     Contains("unknown key 'extra'"));
   CHECK_THROWS_WITH(d.restore_state(resign(replace(good, "layers 12", "layers twelve"))),
                     Contains("malformed integer"));
+  CHECK_THROWS_WITH(d.restore_state(resign(replace(good, "layers 12", "layers 4294967308"))),
+                    Contains("'layers' must be in"));
   CHECK_THROWS_WITH(d.restore_state(resign(replace(good, "temporal exponential 0.5", "temporal exponential 0.5x"))),
                     Contains("malformed number"));
   CHECK_THROWS_WITH(d.restore_state(resign(replace(good, "temporal exponential", "temporal wavy"))),

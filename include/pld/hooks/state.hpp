@@ -151,7 +151,10 @@ inline ControllerState parse_state(std::string_view text) {
   using detail::parse_state_double;
   using detail::parse_state_int;
 
-  const auto layers = static_cast<int>(parse_state_int("layers", get("layers", 1, 1)[0]));
+  const std::int64_t layers64 = parse_state_int("layers", get("layers", 1, 1)[0]);
+  if (layers64 < 1 || layers64 > Schedule::kMaxLayers)
+    throw_error("controller state: 'layers' must be in [1, ", Schedule::kMaxLayers, "], got ", layers64);
+  const auto layers = static_cast<int>(layers64);
   const auto tw = get("temporal", 5, 5);
   const TemporalKind tk = parse_temporal_kind(tw[0]);
   const double theta_bar = parse_state_double("temporal", tw[1]);
