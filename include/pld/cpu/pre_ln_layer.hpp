@@ -7,6 +7,7 @@
 // double for gradient checks.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -127,8 +128,7 @@ class PreLnLayer {
   // Bytes of activations the last forward saved (0 after a dropped layer).
   std::size_t saved_bytes() const {
     std::size_t n = 0;
-    for (const auto* v : {&x_, &ln1_, &mean1_, &rstd1_, &qkv_, &probs_, &ctx_, &h_, &ln2_, &mean2_, &rstd2_, &pre_, &act_})
-      n += v->capacity();
+    for (const auto* v : activations()) n += v->capacity();
     return n * sizeof(Scalar) + valid_.capacity();
   }
 
@@ -150,11 +150,22 @@ class PreLnLayer {
     }
   }
 
+  // The buffers the forward saves for the backward: what saved_bytes() counts.
+  std::array<std::vector<Scalar>*, 13> activations() {
+    return {&x_, &ln1_, &mean1_, &rstd1_, &qkv_, &probs_, &ctx_, &h_, &ln2_, &mean2_, &rstd2_, &pre_, &act_};
+  }
+  std::array<const std::vector<Scalar>*, 13> activations() const {
+    return {&x_, &ln1_, &mean1_, &rstd1_, &qkv_, &probs_, &ctx_, &h_, &ln2_, &mean2_, &rstd2_, &pre_, &act_};
+  }
+
+  // Frees the saved activations and the scratch: a dropped layer holds no memory.
   void release() {
-    for (auto* v : {&x_, &ln1_, &mean1_, &rstd1_, &qkv_, &probs_, &ctx_, &h_, &ln2_, &mean2_, &rstd2_, &pre_, &act_, &tmp_}) {
-      v->clear();
-      v->shrink_to_fit();
-    }
+    auto free = [](std::vector<Scalar>& v) {
+      v.clear();
+      v.shrink_to_fit();
+    };
+    for (auto* v : activations()) free(*v);
+    for (auto* v : {&tmp_, &dbranch_, &dh_, &dwide_, &dqkv_, &dln_}) free(*v);
     valid_.clear();
     valid_.shrink_to_fit();
   }
@@ -206,7 +217,13 @@ class PreLnLayer {
     const AttentionShape shape{batch, T, H, config_.heads};
     const LayerParams<Scalar>& p = params_;
     LayerParams<Scalar>& d = grads_;
-    std::vector<Scalar> dbranch(NH), dh(NH), dwide(NF), dqkv(3 * NH), dln(NH);
+    // Scratch kept between calls so the backward does not allocate every step.
+    dbranch_.resize(NH);
+    dh_.resize(NH);
+    dwide_.resize(NF);
+    dqkv_.resize(3 * NH);
+    dln_.resize(NH);
+    std::vector<Scalar>&dbranch = dbranch_, &dh = dh_, &dwide = dwide_, &dqkv = dqkv_, &dln = dln_;
 
     // FFN branch: y = h + g * drop(W2 gelu(W1 LN2(h) + b1) + b2).
     for (std::size_t i = 0; i < NH; ++i) dbranch[i] = g * dy[i];
@@ -234,6 +251,7 @@ class PreLnLayer {
   LayerStep step_;
   std::vector<int> rows_;
   std::vector<Scalar> x_, ln1_, mean1_, rstd1_, qkv_, probs_, ctx_, h_, ln2_, mean2_, rstd2_, pre_, act_, tmp_;
+  std::vector<Scalar> dbranch_, dh_, dwide_, dqkv_, dln_;  // backward scratch
   std::vector<std::uint8_t> valid_;
   std::vector<Scalar> gather_x_, gather_y_;
   std::vector<std::uint8_t> gather_valid_;
