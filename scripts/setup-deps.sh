@@ -3,7 +3,8 @@
 # Safe to run any number of times. Needs root (or sudo) only when something must be installed.
 set -euo pipefail
 
-packages=(g++ make cmake git libeigen3-dev catch2 libbenchmark-dev)
+# libopenblas-openmp-dev: the GEMMs of pld::cpu (see PLD_CPU_BLAS in CMakeLists.txt).
+packages=(g++ make cmake git libeigen3-dev catch2 libbenchmark-dev libopenblas-openmp-dev)
 
 missing=()
 for p in "${packages[@]}"; do

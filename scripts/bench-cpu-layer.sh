@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The CPU layer benchmark beside its ceiling and its peer, as one table:
+#   - builds bench_cpu_layer in Release (-O3 -march=native, OpenMP, OpenBLAS when found) in build/bench
+#   - runs it (JSON to build/bench/cpu_layer.json)
+#   - runs benchmarks/peer/torch_cpu_layer.py with the system python that has torch (Debian's
+#     python3-torch; install libopenblas0-openmp too, or torch falls back to a reference BLAS)
+#   - prints the side-by-side table (benchmarks/cpu_layer_table.py)
+# Usage: scripts/bench-cpu-layer.sh [extra Google Benchmark flags]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup-deps.sh
+build="${PLD_BUILD_DIR:-build/bench}"
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DPLD_BUILD_TESTS=OFF -DPLD_BUILD_EXAMPLES=OFF >/dev/null
+cmake --build "$build" -j"$(nproc)" --target bench_cpu_layer
+"$build/benchmarks/bench_cpu_layer" --benchmark_out="$build/cpu_layer.json" --benchmark_out_format=json "$@"
+
+peer="$build/torch_cpu_layer.jsonl"
+: >"$peer"
+torch_python=""
+for py in /usr/bin/python3 python3; do
+  if "$py" -c "import torch" >/dev/null 2>&1; then torch_python="$py"; break; fi
+done
+if [ -n "$torch_python" ]; then
+  "$torch_python" benchmarks/peer/torch_cpu_layer.py | tee "$peer"
+  "$torch_python" -c "import re, torch; print('peer: torch', torch.__version__, re.findall(r'BLAS_INFO=\\w+', torch.__config__.show()))"
+else
+  echo "bench-cpu-layer: no python with torch found (apt-get install python3-torch); peer column left empty"
+fi
+echo
+python3 benchmarks/cpu_layer_table.py "$build/cpu_layer.json" "$peer"
