@@ -98,7 +98,10 @@ void attention_backward(const Scalar* dctx, const Scalar* qkv, const Scalar* pro
       dropout_apply(dp.data(), dp.data(), static_cast<std::size_t>(TT), offset, dropout, key);  // dP
       // Softmax backward: dS = P o (dP - rowsum(dP o P)), then the 1/sqrt(d) of the scores.
       for (int i = 0; i < T; ++i) {
-        const Scalar dot = dp.row(i).dot(P.row(i));
+        // A plain loop, not Eigen's dot: a vectorised reduction peels by the pointer's alignment,
+        // which would make the bits depend on where the buffers happen to live.
+        Scalar dot = 0;
+        for (int j = 0; j < T; ++j) dot += dp(i, j) * P(i, j);
         dp.row(i) = (P.row(i).array() * (dp.row(i).array() - dot)).matrix() * scale;
       }
       dQ.noalias() = dp * K;

@@ -57,8 +57,8 @@ void layer_norm_backward(const Scalar* dy, const Scalar* x, const Scalar* mean, 
     Scalar* dxr = dx + static_cast<std::ptrdiff_t>(r) * cols;
     for (int c = 0; c < cols; ++c) dxr[c] = rs * (dY(r, c) * gamma[c] - mg - xhat(r, c) * mgx);
   }
-  MapRowVec<Scalar>(dgamma, cols) += dY.cwiseProduct(xhat).colwise().sum();
-  MapRowVec<Scalar>(dbeta, cols) += dY.colwise().sum();
+  add_column_sums<Scalar>(dy, xhat.data(), rows, cols, dgamma);
+  add_column_sums<Scalar>(dy, nullptr, rows, cols, dbeta);
 }
 
 }  // namespace pld::cpu

@@ -25,7 +25,7 @@ void linear_backward(const Scalar* dy, const Scalar* x, const Scalar* w, Scalar*
   ConstMapR<Scalar> W(w, out, in);
   if (dx) MapR<Scalar>(dx, rows, in).noalias() = dY * W;
   MapR<Scalar>(dw, out, in).noalias() += dY.transpose() * X;
-  if (db) MapRowVec<Scalar>(db, out) += dY.colwise().sum();
+  if (db) add_column_sums<Scalar>(dy, nullptr, rows, out, db);
 }
 
 }  // namespace pld::cpu

@@ -1,0 +1,78 @@
+// pld-bert: BERT pretraining with progressive layer dropping on the CPU.
+//   pld-bert pretrain [options]   MLM pretraining (see pld-bert pretrain --help)
+//   pld-bert vocab [options]      train the WordPiece vocabulary only
+//   pld-bert tokenize --vocab F TEXT...   show the WordPiece encoding of TEXT
+// Errors are one line on stderr and exit status 1 (2 for a bad command line).
+#include <exception>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "pretrain.hpp"
+
+namespace {
+
+const char* kUsage =
+    "usage: pld-bert <command> [options]\n"
+    "commands:\n"
+    "  pretrain   masked-language-model pretraining with progressive layer dropping\n"
+    "  vocab      train a WordPiece vocabulary on the corpus's training split\n"
+    "  tokenize   encode text with a vocab.txt (--vocab FILE TEXT...)\n"
+    "'pld-bert <command> --help' lists the command's options.\n";
+
+int run_vocab(const std::vector<std::string>& args, std::ostream& out) {
+  bert::Options o("vocab", {{"corpus", bert::default_corpus_dir(), "Brown corpus directory or a plain-text file"},
+                           {"out", "runs/bert", "directory for vocab.txt"},
+                           {"vocab-size", "8192", "WordPiece vocabulary size"}});
+  o.parse(args);
+  if (o.help_requested()) {
+    out << "Trains a WordPiece vocabulary on the training split and writes <out>/vocab.txt.\n\n" << o.help();
+    return 0;
+  }
+  const int size = static_cast<int>(o.integer("vocab-size", bert::kNumSpecial + 1, 1 << 20));
+  std::filesystem::create_directories(o.str("out"));
+  const std::string path = o.str("out") + "/vocab.txt";
+  if (std::filesystem::exists(path)) pld::detail::throw_error(path, " exists (nothing was overwritten)");
+  bert::load_data(o.str("corpus"), "", o.str("out"), size, out);
+  return 0;
+}
+
+int run_tokenize(const std::vector<std::string>& args, std::ostream& out) {
+  std::string vocab;
+  std::string text;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--vocab" && i + 1 < args.size()) vocab = args[++i];
+    else text += (text.empty() ? "" : " ") + args[i];
+  }
+  if (vocab.empty()) pld::detail::throw_error("tokenize needs --vocab FILE");
+  const bert::Vocab v = bert::Vocab::load(vocab);
+  const std::vector<int> ids = v.encode(text);
+  for (int id : ids) out << v.token(id) << ' ';
+  out << "\n";
+  for (int id : ids) out << id << ' ';
+  out << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    std::cout << kUsage;
+    return args.empty() ? 2 : 0;
+  }
+  const std::string cmd = args[0];
+  args.erase(args.begin());
+  try {
+    if (cmd == "pretrain") return bert::run_pretrain(args, std::cout);
+    if (cmd == "vocab") return run_vocab(args, std::cout);
+    if (cmd == "tokenize") return run_tokenize(args, std::cout);
+    std::cerr << "pld-bert: unknown command '" << cmd << "'\n" << kUsage;
+    return 2;
+  } catch (const std::exception& e) {
+    std::cout.flush();
+    std::cerr << "pld-bert: error: " << e.what() << "\n";
+    return 1;
+  }
+}

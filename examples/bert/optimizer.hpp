@@ -1,0 +1,130 @@
+// Optimizers for the example: AdamW (decoupled weight decay) and LAMB (layer-wise trust ratio, You
+// et al. 2020), both without weight decay on biases and LayerNorm; global gradient-norm clipping;
+// learning rate with linear warmup then linear or exponential decay. Parameters of a layer the
+// gate dropped this step can be left alone entirely (moments untouched) with skip_dropped.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model.hpp"
+#include "pld/core/error.hpp"
+#include "pld/gate/layer_plan.hpp"
+
+namespace bert {
+
+enum class OptimizerKind { adamw, lamb };
+enum class LrDecay { linear, exponential };
+
+inline OptimizerKind parse_optimizer(const std::string& s) {
+  if (s == "adamw") return OptimizerKind::adamw;
+  if (s == "lamb") return OptimizerKind::lamb;
+  pld::detail::throw_error("unknown optimizer '", s, "' (expected adamw or lamb)");
+}
+inline LrDecay parse_lr_decay(const std::string& s) {
+  if (s == "linear") return LrDecay::linear;
+  if (s == "exp") return LrDecay::exponential;
+  pld::detail::throw_error("unknown lr decay '", s, "' (expected linear or exp)");
+}
+
+struct OptimizerConfig {
+  OptimizerKind kind = OptimizerKind::adamw;
+  double lr = 1e-3;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-6;
+  double weight_decay = 0.01;
+  double clip_norm = 1.0;  // <= 0: no clipping
+  std::int64_t warmup = 100;
+  LrDecay decay = LrDecay::linear;
+  double final_lr_ratio = 0.01;  // exponential decay ends at lr * this; linear ends at 0
+  bool skip_dropped = false;
+};
+
+// Learning rate at step t (0-based) of `total` steps.
+inline double learning_rate(const OptimizerConfig& c, std::int64_t t, std::int64_t total) {
+  if (c.warmup > 0 && t < c.warmup) return c.lr * static_cast<double>(t + 1) / static_cast<double>(c.warmup);
+  const double span = static_cast<double>(std::max<std::int64_t>(1, total - c.warmup));
+  const double f = std::min(1.0, static_cast<double>(t - c.warmup) / span);
+  return c.decay == LrDecay::linear ? c.lr * (1.0 - f) : c.lr * std::pow(c.final_lr_ratio, f);
+}
+
+class Optimizer {
+ public:
+  Optimizer(const OptimizerConfig& c, const std::vector<Param>& params) : c_(c) {
+    for (const auto& p : params) {
+      m_.emplace_back(p.size, 0.0f);
+      v_.emplace_back(p.size, 0.0f);
+      steps_.push_back(0);
+    }
+  }
+
+  // Global L2 norm of the gradients; scales them to clip_norm when above it. Returns the norm
+  // before clipping.
+  double clip(std::vector<Param>& params) const {
+    double sq = 0.0;
+    for (const auto& p : params)
+      for (std::size_t i = 0; i < p.size; ++i) sq += static_cast<double>(p.grad[i]) * p.grad[i];
+    const double norm = std::sqrt(sq);
+    if (!std::isfinite(norm)) pld::detail::throw_error("gradient norm is not finite (", norm, "): training diverged");
+    if (c_.clip_norm > 0 && norm > c_.clip_norm) {
+      const auto s = static_cast<float>(c_.clip_norm / norm);
+      for (auto& p : params)
+        for (std::size_t i = 0; i < p.size; ++i) p.grad[i] *= s;
+    }
+    return norm;
+  }
+
+  // One update at learning rate lr. With skip_dropped, tensors of layers the plan dropped are
+  // not touched (their moments do not decay either).
+  void update(std::vector<Param>& params, double lr, const pld::LayerPlan& plan) {
+    for (std::size_t k = 0; k < params.size(); ++k) {
+      Param& p = params[k];
+      if (c_.skip_dropped && p.layer >= 0 && !plan.kept(p.layer)) continue;
+      const std::int64_t t = ++steps_[k];
+      const double bc1 = 1.0 - std::pow(c_.beta1, static_cast<double>(t)), bc2 = 1.0 - std::pow(c_.beta2, static_cast<double>(t));
+      const double wd = p.decay ? c_.weight_decay : 0.0;
+      float* m = m_[k].data();
+      float* v = v_[k].data();
+      const auto b1 = static_cast<float>(c_.beta1), b2 = static_cast<float>(c_.beta2);
+      if (c_.kind == OptimizerKind::adamw) {
+        for (std::size_t i = 0; i < p.size; ++i) {
+          const float g = p.grad[i];
+          m[i] = b1 * m[i] + (1.0f - b1) * g;
+          v[i] = b2 * v[i] + (1.0f - b2) * g * g;
+          const double u = (m[i] / bc1) / (std::sqrt(v[i] / bc2) + c_.eps) + wd * p.value[i];
+          p.value[i] -= static_cast<float>(lr * u);
+        }
+      } else {  // LAMB: the Adam direction plus decay, rescaled per tensor by ||w|| / ||u||
+        upd_.resize(p.size);
+        double wn = 0.0, un = 0.0;
+        for (std::size_t i = 0; i < p.size; ++i) {
+          const float g = p.grad[i];
+          m[i] = b1 * m[i] + (1.0f - b1) * g;
+          v[i] = b2 * v[i] + (1.0f - b2) * g * g;
+          const double u = (m[i] / bc1) / (std::sqrt(v[i] / bc2) + c_.eps) + wd * p.value[i];
+          upd_[i] = static_cast<float>(u);
+          wn += static_cast<double>(p.value[i]) * p.value[i];
+          un += u * u;
+        }
+        wn = std::sqrt(wn);
+        un = std::sqrt(un);
+        const double trust = (wn > 0 && un > 0) ? wn / un : 1.0;
+        for (std::size_t i = 0; i < p.size; ++i) p.value[i] -= static_cast<float>(lr * trust * upd_[i]);
+      }
+    }
+  }
+
+  const OptimizerConfig& config() const { return c_; }
+  std::vector<std::vector<float>>& first_moments() { return m_; }
+  std::vector<std::vector<float>>& second_moments() { return v_; }
+  std::vector<std::int64_t>& steps() { return steps_; }
+
+ private:
+  OptimizerConfig c_;
+  std::vector<std::vector<float>> m_, v_;
+  std::vector<std::int64_t> steps_;  // per tensor: tensors skipped while dropped count fewer steps
+  std::vector<float> upd_;
+};
+
+}  // namespace bert

@@ -1,0 +1,470 @@
+// `pld-bert pretrain`: MLM pretraining with PLD on the CPU, with evaluation, checkpoints, exact
+// resume, a progress line, metrics.jsonl and a summary.
+#pragma once
+
+#include <omp.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "checkpoint.hpp"
+#include "corpus.hpp"
+#include "mlm_data.hpp"
+#include "model.hpp"
+#include "optimizer.hpp"
+#include "options.hpp"
+#include "pld/pld.hpp"
+#include "tokenizer.hpp"
+
+namespace bert {
+
+inline std::string default_corpus_dir() {
+  if (const char* d = std::getenv("PLD_DATA_DIR")) return std::string(d) + "/brown";
+  if (const char* h = std::getenv("HOME")) return std::string(h) + "/.cache/pld/brown";
+  return "brown";
+}
+
+inline std::vector<OptionSpec> model_option_specs() {
+  return {
+      {"size", "mini", "named model size: mini (L=4 H=256 N=4), small (L=4 H=512 N=8), base (L=12 H=768 N=12)"},
+      {"layers", "0", "encoder layers L (0: from --size)"},
+      {"hidden", "0", "hidden size H (0: from --size)"},
+      {"heads", "0", "attention heads N, H % N == 0 (0: from --size)"},
+      {"ffn", "0", "feed-forward size F (0: 4H)"},
+      {"max-len", "128", "tokens per sequence including [CLS] and [SEP] (8..4096)"},
+      {"dropout", "0.1", "dropout on embeddings, attention probabilities and residual branches"},
+  };
+}
+
+inline std::vector<OptionSpec> pretrain_option_specs() {
+  std::vector<OptionSpec> s = {
+      {"config", "", "JSON file of option values (keys are these option names); flags override it"},
+      {"corpus", default_corpus_dir(), "Brown corpus directory (scripts/fetch-brown.sh) or a plain-text file: documents separated by blank lines"},
+      {"out", "runs/bert", "output directory: vocab.txt, checkpoint.bin, metrics.jsonl, summary.json, options.json"},
+      {"vocab", "", "vocab.txt to use (default: <out>/vocab.txt, trained on the training split when missing)"},
+      {"vocab-size", "8192", "WordPiece vocabulary size when training one"},
+  };
+  for (auto& m : model_option_specs()) s.push_back(m);
+  std::vector<OptionSpec> t = {
+      {"batch", "16", "sequences per micro-batch"},
+      {"accum", "1", "micro-batches per optimizer step (gradient accumulation)"},
+      {"steps", "1000", "optimizer steps of the whole run (sets the learning-rate schedule)"},
+      {"stop-at", "0", "stop after this step and checkpoint, as if preempted (0: run to --steps)"},
+      {"optimizer", "adamw", "adamw or lamb"},
+      {"lr", "1e-3", "peak learning rate"},
+      {"warmup", "100", "linear warmup steps"},
+      {"lr-decay", "linear", "after warmup: linear (to 0) or exp (to lr * final-lr-ratio)"},
+      {"final-lr-ratio", "0.01", "exponential decay: final lr / peak lr"},
+      {"weight-decay", "0.01", "decoupled weight decay (not on biases and LayerNorm)"},
+      {"beta1", "0.9", "Adam/LAMB beta1"},
+      {"beta2", "0.999", "Adam/LAMB beta2"},
+      {"adam-eps", "1e-6", "Adam/LAMB epsilon"},
+      {"clip-norm", "1.0", "clip the global gradient norm to this (0: off)"},
+      {"skip-dropped-updates", "false", "leave parameters (and moments) of layers dropped this step untouched", true},
+      {"mask-prob", "0.15", "fraction of tokens masked for MLM (80% [MASK], 10% random, 10% kept)"},
+      {"pld", "pld", "layer-dropping preset: none, pld (temporal x depth), random (fixed keep ratio), td_only, dd_only"},
+      {"theta-bar", "0.5", "floor of theta(t) for pld/td_only, or the fixed theta of dd_only"},
+      {"gamma", "0.005", "temporal decay rate of pld/td_only: theta(t) = (1 - theta_bar) exp(-gamma t) + theta_bar"},
+      {"keep-ratio", "", "random: keep probability of every layer (default: PLD's steady-state mean)"},
+      {"delay", "0", "steps before any layer is dropped"},
+      {"sampling", "bernoulli", "gate sampling: bernoulli (independent per layer) or fixed_count (exact count per step)"},
+      {"granularity", "layer", "gate granularity: layer (whole batch) or sample (each sequence on its own)"},
+      {"seed", "1", "seed of the parameters, data order, masking, dropout and gate"},
+      {"threads", "0", "OpenMP threads (0: OpenMP's default, usually all cores)"},
+      {"eval-every", "250", "evaluate on the validation split every N steps (0: only at the end)"},
+      {"eval-max-seqs", "512", "validation sequences per evaluation (0: all)"},
+      {"log-every", "10", "progress line and metrics record every N steps"},
+      {"checkpoint-every", "500", "checkpoint every N steps (0: only at the end)"},
+      {"resume", "", "continue from a checkpoint: a file, or 'auto' for <out>/checkpoint.bin (fresh start if none)"},
+  };
+  for (auto& x : t) s.push_back(x);
+  return s;
+}
+
+inline ModelConfig model_config_from(const Options& o, int vocab_size) {
+  ModelConfig c;
+  const std::string size = o.choice("size", {"mini", "small", "base"});
+  if (size == "mini") c.layers = 4, c.hidden = 256, c.heads = 4;
+  if (size == "small") c.layers = 4, c.hidden = 512, c.heads = 8;
+  if (size == "base") c.layers = 12, c.hidden = 768, c.heads = 12;
+  if (const auto v = o.integer("layers", 0, 1000)) c.layers = static_cast<int>(v);
+  if (const auto v = o.integer("hidden", 0, 65536)) c.hidden = static_cast<int>(v);
+  if (const auto v = o.integer("heads", 0, 4096)) c.heads = static_cast<int>(v);
+  c.ffn = static_cast<int>(o.integer("ffn", 0, 1 << 20));
+  c.max_len = static_cast<int>(o.integer("max-len", 8, 4096));
+  c.dropout = static_cast<float>(o.real("dropout", 0.0, 0.9));
+  c.vocab = vocab_size;
+  if (c.hidden % c.heads != 0) pld::detail::throw_error("--hidden (", c.hidden, ") must be divisible by --heads (", c.heads, ")");
+  return c;
+}
+
+inline pld::ScheduleSpec schedule_spec_from(const Options& o, int layers) {
+  pld::ScheduleSpec s;
+  s.preset = pld::parse_preset(o.choice("pld", {"none", "pld", "random", "td_only", "dd_only"}));
+  s.num_layers = layers;
+  const bool td = s.preset == pld::Preset::pld || s.preset == pld::Preset::td_only;
+  if (td || s.preset == pld::Preset::dd_only) s.theta_bar = o.real("theta-bar", 0.0, 1.0);
+  if (td) s.gamma = o.real("gamma", 0.0, 1e6);
+  if (!o.str("keep-ratio").empty()) {
+    if (s.preset != pld::Preset::random) pld::detail::throw_error("--keep-ratio applies to --pld random only");
+    s.keep_ratio = o.real("keep-ratio", 1e-6, 1.0);
+  }
+  if (s.preset != pld::Preset::none) s.delay = o.integer("delay", 0, std::int64_t(1) << 40);
+  return s;
+}
+
+inline OptimizerConfig optimizer_config_from(const Options& o) {
+  OptimizerConfig c;
+  c.kind = parse_optimizer(o.choice("optimizer", {"adamw", "lamb"}));
+  c.lr = o.real("lr", 0.0, 10.0);
+  c.warmup = o.integer("warmup", 0, std::int64_t(1) << 40);
+  c.decay = parse_lr_decay(o.choice("lr-decay", {"linear", "exp"}));
+  c.final_lr_ratio = o.real("final-lr-ratio", 1e-9, 1.0);
+  c.weight_decay = o.real("weight-decay", 0.0, 10.0);
+  c.beta1 = o.real("beta1", 0.0, 0.999999);
+  c.beta2 = o.real("beta2", 0.0, 0.999999999);
+  c.eps = o.real("adam-eps", 1e-30, 1.0);
+  c.clip_norm = o.real("clip-norm", 0.0, 1e9);
+  c.skip_dropped = o.boolean("skip-dropped-updates");
+  return c;
+}
+
+// Corpus, split, vocabulary and packed sequences, shared by pretraining and fine-tuning.
+struct Data {
+  std::vector<Document> docs;
+  std::vector<Split> split;
+  Vocab vocab;
+  std::string vocab_path;
+};
+
+inline Data load_data(const std::string& corpus, const std::string& vocab_arg, const std::string& out_dir, int vocab_size,
+                      std::ostream& log, bool may_train_vocab = true) {
+  Data d;
+  d.docs = read_corpus(corpus);
+  d.split = split_documents(d.docs);
+  for (Split s : {Split::train, Split::validation, Split::heldout}) {
+    const CorpusSummary c = summarize(d.docs, d.split, s);
+    log << "corpus " << split_name(s) << ": " << c.documents << " documents, " << c.sentences << " sentences, " << c.words << " words\n";
+  }
+  if (summarize(d.docs, d.split, Split::train).words == 0) pld::detail::throw_error("corpus ", corpus, " has no training documents");
+  d.vocab_path = vocab_arg.empty() ? out_dir + "/vocab.txt" : vocab_arg;
+  if (std::filesystem::exists(d.vocab_path) || !vocab_arg.empty() || !may_train_vocab) {
+    d.vocab = Vocab::load(d.vocab_path);
+    log << "vocabulary: " << d.vocab.size() << " tokens from " << d.vocab_path << "\n";
+  } else {
+    std::map<std::string, std::int64_t> counts;
+    for (std::size_t i = 0; i < d.docs.size(); ++i)
+      if (d.split[i] == Split::train)
+        for (const auto& s : d.docs[i].sentences)
+          for (const auto& w : s.words)
+            for (const auto& b : basic_tokenize(w)) ++counts[b];
+    const auto t0 = std::chrono::steady_clock::now();
+    d.vocab = train_wordpiece(counts, vocab_size);
+    d.vocab.save(d.vocab_path);
+    log << "vocabulary: trained " << d.vocab.size() << " WordPiece tokens on " << counts.size() << " distinct words in "
+        << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s -> " << d.vocab_path << "\n";
+  }
+  return d;
+}
+
+inline std::string format_duration(double s) {
+  char b[32];
+  if (s < 60) std::snprintf(b, sizeof b, "%.0fs", s);
+  else if (s < 3600) std::snprintf(b, sizeof b, "%dm%02ds", static_cast<int>(s) / 60, static_cast<int>(s) % 60);
+  else std::snprintf(b, sizeof b, "%dh%02dm", static_cast<int>(s) / 3600, (static_cast<int>(s) / 60) % 60);
+  return b;
+}
+
+struct EvalResult {
+  double loss = 0.0, accuracy = 0.0;
+  int predicted = 0;
+};
+
+// MLM loss and accuracy on validation sequences, all layers kept, no dropout, fixed masking.
+inline EvalResult evaluate_mlm(BertMlm& model, const std::vector<Sequence>& seqs, std::size_t max_seqs, int batch, int max_len,
+                               int vocab_size, std::uint64_t seed, double mask_prob, const pld::Gate& gate, std::int64_t step) {
+  const std::size_t n = max_seqs == 0 ? seqs.size() : std::min(max_seqs, seqs.size());
+  const pld::LayerPlan plan = gate.plan(step, /*training=*/false);
+  EvalResult r;
+  double loss_sum = 0.0;
+  int correct = 0;
+  MlmBatch b;
+  for (std::size_t i = 0; i < n; i += static_cast<std::size_t>(batch)) {
+    const int rows = static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(batch), n - i));
+    b.batch = rows;
+    b.seq = max_len;
+    const auto cells = static_cast<std::size_t>(rows) * static_cast<std::size_t>(max_len);
+    b.input.resize(cells);
+    b.target.resize(cells);
+    b.valid.resize(cells);
+    b.masked = 0;
+    b.real_tokens = 0;
+    for (int k = 0; k < rows; ++k)
+      mask_into(seqs[i + static_cast<std::size_t>(k)], seed ^ 0x5eedULL, 0, static_cast<std::uint32_t>(i + static_cast<std::size_t>(k)), vocab_size,
+                mask_prob, b, k);
+    const MlmResult m = model.step(b, plan, seed, /*backward=*/false);
+    loss_sum += m.loss * m.predicted;
+    correct += m.correct;
+    r.predicted += m.predicted;
+  }
+  if (r.predicted > 0) {
+    r.loss = loss_sum / r.predicted;
+    r.accuracy = static_cast<double>(correct) / r.predicted;
+  }
+  return r;
+}
+
+// Keeps the lines of metrics.jsonl whose "step" is <= `step` (a resumed run rewrites the rest).
+inline void truncate_metrics(const std::string& path, std::int64_t step) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    try {
+      const auto j = nlohmann::json::parse(line);
+      if (j.value("step", std::int64_t(0)) <= step) kept += line + "\n";
+    } catch (const std::exception&) {
+      // a torn last line from a crash: dropped
+    }
+  }
+  in.close();
+  write_file_atomically(path, kept);
+}
+
+inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out) {
+  Options o("pretrain", pretrain_option_specs());
+  o.parse(args);
+  if (o.help_requested()) {
+    out << "Pretrains BERT with masked-language modelling and progressive layer dropping on the CPU.\n\n" << o.help();
+    return 0;
+  }
+  namespace fs = std::filesystem;
+  // Every option is validated before anything is read or written.
+  const std::string out_dir = o.str("out");
+  const int threads = static_cast<int>(o.integer("threads", 0, 1024));
+  const int batch = static_cast<int>(o.integer("batch", 1, 1 << 16));
+  const int accum = static_cast<int>(o.integer("accum", 1, 1 << 16));
+  const std::int64_t steps = o.integer("steps", 1, std::int64_t(1) << 40);
+  const std::int64_t stop_at = o.integer("stop-at", 0, std::int64_t(1) << 40);
+  const std::int64_t eval_every = o.integer("eval-every", 0, std::int64_t(1) << 40);
+  const auto eval_max = static_cast<std::size_t>(o.integer("eval-max-seqs", 0, std::int64_t(1) << 40));
+  const std::int64_t log_every = o.integer("log-every", 1, std::int64_t(1) << 40);
+  const std::int64_t ckpt_every = o.integer("checkpoint-every", 0, std::int64_t(1) << 40);
+  const double mask_prob = o.real("mask-prob", 0.01, 0.9);
+  const auto seed = static_cast<std::uint64_t>(o.integer("seed", 0, std::numeric_limits<std::int64_t>::max()));
+  const int vocab_size = static_cast<int>(o.integer("vocab-size", kNumSpecial + 1, 1 << 20));
+  const OptimizerConfig opt_cfg = optimizer_config_from(o);
+  pld::GateConfig gate_cfg;
+  gate_cfg.seed = seed;
+  gate_cfg.sampling = pld::parse_sampling(o.choice("sampling", {"bernoulli", "fixed_count"}));
+  gate_cfg.granularity = pld::parse_granularity(o.choice("granularity", {"layer", "sample"}));
+  if (gate_cfg.granularity == pld::Granularity::sample && opt_cfg.skip_dropped)
+    pld::detail::throw_error("--skip-dropped-updates needs --granularity layer");
+  model_config_from(o, kNumSpecial + 1);                   // validates the model options early
+  schedule_spec_from(o, model_config_from(o, 6).layers);  // and the schedule's
+  const std::string ckpt_path = out_dir + "/checkpoint.bin";
+  std::string resume = o.str("resume");
+  if (resume == "auto") resume = fs::exists(ckpt_path) ? ckpt_path : "";
+  if (resume.empty() && fs::exists(ckpt_path))
+    pld::detail::throw_error(ckpt_path, " exists: pass --resume auto to continue that run, or choose another --out (nothing was overwritten)");
+  std::optional<Checkpoint> ckpt;
+  if (!resume.empty()) ckpt = read_checkpoint(resume);  // a corrupt file fails here, before any work
+
+  if (threads > 0) omp_set_num_threads(threads);
+  fs::create_directories(out_dir);
+  Data data = load_data(o.str("corpus"), o.str("vocab"), out_dir, vocab_size, out);
+  ModelConfig mc = model_config_from(o, data.vocab.size());
+  mc.seed = seed;
+  const std::vector<Sequence> train = pack_sequences(data.docs, data.split, Split::train, data.vocab, mc.max_len);
+  const std::vector<Sequence> valid = pack_sequences(data.docs, data.split, Split::validation, data.vocab, mc.max_len);
+  out << "sequences: " << train.size() << " train, " << valid.size() << " validation (max_len " << mc.max_len << ")\n";
+  if (valid.empty()) pld::detail::throw_error("the validation split is empty: the corpus needs at least one validation document");
+
+  // What a checkpoint must match to be resumed: everything that shapes the numbers.
+  std::uint64_t data_hash = 1469598103934665603ull;
+  for (const auto& s : train)
+    for (int id : s.ids) data_hash = (data_hash ^ static_cast<std::uint64_t>(id)) * 1099511628211ull;
+  nlohmann::json key = o.to_json();
+  for (const char* k : {"config", "corpus", "out", "vocab", "steps", "stop-at", "threads", "eval-every", "eval-max-seqs", "log-every",
+                        "checkpoint-every", "resume"})
+    key.erase(k);
+  key["vocab_hash"] = std::to_string(data.vocab.hash());
+  key["train_data_hash"] = std::to_string(data_hash);
+  const std::string key_text = key.dump();
+
+  BertMlm model(mc);
+  std::vector<Param>& params = model.params();
+  Optimizer opt(opt_cfg, params);
+  pld::Controller controller(pld::make_schedule(schedule_spec_from(o, mc.layers)), gate_cfg);
+  MlmStream stream(&train, mc.max_len, mc.vocab, seed, mask_prob);
+  std::int64_t start = 0;
+  double elapsed_before = 0.0;
+  if (ckpt) {
+    if (ckpt->key != key_text) {
+      const auto theirs = nlohmann::json::parse(ckpt->key);
+      std::string diff;
+      for (const auto& [k, v] : key.items())
+        if (!theirs.contains(k) || theirs[k] != v) diff += (diff.empty() ? "" : ", ") + k + " (" + (theirs.contains(k) ? theirs[k].dump() : "absent") + " there, " + v.dump() + " here)";
+      pld::detail::throw_error("checkpoint ", resume, " is from another configuration: ", diff.empty() ? "keys differ" : diff);
+    }
+    restore(*ckpt, params, &opt, resume);
+    controller.restore_state(ckpt->controller_state);
+    stream.seek(ckpt->data_position);
+    start = ckpt->step;
+    elapsed_before = ckpt->elapsed_seconds;
+    out << "resumed from " << resume << " at step " << start << "\n";
+    if (start >= steps) pld::detail::throw_error("checkpoint ", resume, " is at step ", start, ", at or past --steps ", steps);
+  }
+  const std::int64_t end = stop_at > 0 ? std::min(stop_at, steps) : steps;
+  const std::string metrics_path = out_dir + "/metrics.jsonl";
+  if (ckpt) truncate_metrics(metrics_path, start); else write_file_atomically(metrics_path, "");
+  std::ofstream metrics(metrics_path, std::ios::app);
+  {
+    nlohmann::json opts = o.to_json();
+    opts["model"] = {{"vocab", mc.vocab}, {"layers", mc.layers}, {"hidden", mc.hidden}, {"heads", mc.heads}, {"ffn", mc.layer_config().ffn_size()},
+                     {"max_len", mc.max_len}, {"parameters", model.num_parameters()}};
+    write_file_atomically(out_dir + "/options.json", opts.dump(2) + "\n");
+  }
+  out << "model: L=" << mc.layers << " H=" << mc.hidden << " heads=" << mc.heads << " F=" << mc.layer_config().ffn_size() << " vocab=" << mc.vocab
+      << ", " << model.num_parameters() << " parameters; PLD " << o.str("pld") << ", " << omp_get_max_threads() << " threads\n";
+
+  auto save = [&](std::int64_t step_done, double elapsed) {
+    Checkpoint c;
+    c.key = key_text;
+    c.step = step_done;
+    c.data_position = stream.position();
+    c.elapsed_seconds = elapsed;
+    c.controller_state = controller.save_state();
+    capture(params, opt, c);
+    write_file_atomically(ckpt_path, serialize_checkpoint(c));
+  };
+  auto eval = [&](std::int64_t step_done) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const EvalResult e = evaluate_mlm(model, valid, eval_max, batch, mc.max_len, mc.vocab, seed, mask_prob, controller.gate(), step_done);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    out << "eval step " << step_done << ": validation MLM loss " << e.loss << ", accuracy " << e.accuracy << " (" << e.predicted
+        << " masked tokens, " << format_duration(s) << ")\n";
+    metrics << nlohmann::json{{"step", step_done}, {"split", "validation"}, {"mlm_loss", e.loss}, {"mlm_accuracy", e.accuracy},
+                              {"masked_tokens", e.predicted}, {"elapsed_s", elapsed_before}}
+                   .dump()
+            << "\n";
+    metrics.flush();
+    return e;
+  };
+
+  // Step time against the number of layers kept, for the no-dropping estimate in the summary.
+  double sx = 0, sy = 0, sxx = 0, sxy = 0, n_fit = 0, kept_sum = 0;
+  double loss_window = 0, acc_window = 0;
+  std::int64_t window = 0, tokens_window = 0;
+  double window_seconds = 0;
+  MlmBatch b;
+  const auto run_start = std::chrono::steady_clock::now();
+  double train_seconds = 0;  // time in training steps only (no eval, no checkpoint)
+  EvalResult last_eval;
+  bool evaluated_at_end = false;
+  for (std::int64_t step = start; step < end; ++step) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const pld::LayerPlan& plan = controller.begin_step(step, gate_cfg.granularity == pld::Granularity::sample ? batch : 0);
+    model.zero_grad();
+    double loss = 0;
+    int correct = 0, predicted = 0;
+    std::int64_t tokens = 0;
+    for (int a = 0; a < accum; ++a) {
+      stream.next(batch, b);
+      const MlmResult r = model.step(b, plan, seed, true, 1.0 / accum);
+      loss += r.loss / accum;
+      correct += r.correct;
+      predicted += r.predicted;
+      tokens += b.real_tokens;
+    }
+    const double gnorm = opt.clip(params);
+    const double lr = learning_rate(opt_cfg, step, steps);
+    opt.update(params, lr, plan);
+    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const int kept = plan.num_kept();
+    std::string layers_ran(static_cast<std::size_t>(mc.layers), '0');
+    for (int l = 0; l < mc.layers; ++l) layers_ran[static_cast<std::size_t>(l)] = plan.kept(l) ? '1' : '0';
+    const double theta = plan.theta;
+    controller.end_step({loss, tokens, sec});
+    if (step > start) {  // the first step of a process warms caches; left out of the fit
+      sx += kept;
+      sy += sec;
+      sxx += static_cast<double>(kept) * kept;
+      sxy += kept * sec;
+      n_fit += 1;
+    }
+    kept_sum += static_cast<double>(kept) / mc.layers;
+    train_seconds += sec;
+    loss_window += loss;
+    acc_window += predicted ? static_cast<double>(correct) / predicted : 0.0;
+    tokens_window += tokens;
+    window_seconds += sec;
+    ++window;
+    const std::int64_t done = step + 1;
+    if (done % log_every == 0 || done == end) {
+      const double tps = tokens_window / std::max(window_seconds, 1e-9);
+      const double eta = (end - done) * (window_seconds / window);
+      char line[512];
+      std::snprintf(line, sizeof line, "step %lld/%lld  loss %.4f  mlm acc %.3f  theta %.3f  layers %s  lr %.2e  |g| %.2f  %.0f tok/s  ETA %s",
+                    static_cast<long long>(done), static_cast<long long>(steps), loss_window / window, acc_window / window, theta,
+                    layers_ran.c_str(), lr, gnorm, tps, format_duration(eta).c_str());
+      out << line << "\n" << std::flush;
+      metrics << nlohmann::json{{"step", done}, {"split", "train"}, {"loss", loss_window / window}, {"mlm_accuracy", acc_window / window},
+                                {"theta", theta}, {"layers", layers_ran}, {"kept_fraction", static_cast<double>(kept) / mc.layers},
+                                {"lr", lr}, {"grad_norm", gnorm}, {"tokens_per_s", tps},
+                                {"elapsed_s", elapsed_before + train_seconds}}
+                     .dump()
+              << "\n";
+      metrics.flush();
+      loss_window = acc_window = window_seconds = 0;
+      tokens_window = window = 0;
+    }
+    const bool last = done == end;
+    if ((eval_every > 0 && done % eval_every == 0) || (last && end == steps)) {
+      last_eval = eval(done);
+      evaluated_at_end = last;
+    }
+    if ((ckpt_every > 0 && done % ckpt_every == 0) || last) save(done, elapsed_before + train_seconds);
+  }
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
+  const pld::ControllerStats& st = controller.stats();
+  nlohmann::json summary = {{"steps_done", end}, {"steps_this_process", end - start}, {"wall_s", wall}, {"train_s", train_seconds},
+                            {"mean_kept_fraction", (end - start) > 0 ? kept_sum / static_cast<double>(end - start) : 1.0},
+                            {"layer_work_saved", st.layer_work_saved()}, {"checkpoint", ckpt_path}};
+  out << "done: " << end << "/" << steps << " steps (" << (end - start) << " in this process) in " << format_duration(wall) << " ("
+      << format_duration(train_seconds) << " training)\n";
+  if (evaluated_at_end) {
+    summary["validation_mlm_loss"] = last_eval.loss;
+    summary["validation_mlm_accuracy"] = last_eval.accuracy;
+    out << "validation: MLM loss " << last_eval.loss << ", accuracy " << last_eval.accuracy << "\n";
+  }
+  // Time of the same steps with every layer kept, from this run's own steps: a least-squares
+  // line step_time = a + b * kept_layers, evaluated at kept = L. Needs steps with different counts.
+  const double var = n_fit * sxx - sx * sx;
+  if (n_fit >= 10 && var > 1e-9 * n_fit * n_fit) {
+    const double slope = (n_fit * sxy - sx * sy) / var, icpt = (sy - slope * sx) / n_fit;
+    const double per_step_full = icpt + slope * mc.layers;
+    const double measured = sy / n_fit;
+    summary["seconds_per_layer"] = slope;
+    summary["seconds_per_step_other"] = icpt;
+    summary["speedup_vs_no_dropping"] = per_step_full / measured;
+    out << "time per step: " << measured << " s measured; " << per_step_full << " s estimated with all " << mc.layers
+        << " layers (" << icpt << " s + " << slope << " s per kept layer, fitted on this run) -> speedup " << per_step_full / measured
+        << "x from " << 100.0 * (1.0 - kept_sum / static_cast<double>(end - start)) << "% of layer-steps dropped\n";
+  }
+  write_file_atomically(out_dir + "/summary.json", summary.dump(2) + "\n");
+  out << "checkpoint: " << ckpt_path << ", metrics: " << metrics_path << "\n";
+  return 0;
+}
+
+}  // namespace bert
