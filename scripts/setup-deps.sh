@@ -4,7 +4,8 @@
 set -euo pipefail
 
 # libopenblas-openmp-dev: the GEMMs of pld::cpu (see PLD_CPU_BLAS in CMakeLists.txt).
-packages=(g++ make cmake git libeigen3-dev catch2 libbenchmark-dev libopenblas-openmp-dev)
+# nlohmann-json3-dev: pld-bert's config files and metrics.
+packages=(g++ make cmake git libeigen3-dev catch2 libbenchmark-dev libopenblas-openmp-dev nlohmann-json3-dev)
 
 missing=()
 for p in "${packages[@]}"; do

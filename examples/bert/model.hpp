@@ -5,6 +5,7 @@
 // The encoder part (embeddings .. final LayerNorm) is separate so fine-tuning heads reuse it.
 #pragma once
 
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -94,6 +95,8 @@ class Encoder {
   std::vector<float>& token_embedding() { return tok_.w; }
   std::vector<float>& token_embedding_grad() { return tok_.g; }
   pld::cpu::PreLnLayer<float>& layer(int l) { return *layers_[static_cast<std::size_t>(l)]; }
+  // Wall time spent inside the encoder layers (forward and backward) since construction.
+  double layer_seconds() const { return layer_seconds_; }
 
   void collect(std::vector<Param>& out) {
     out.push_back({"embeddings.word_embeddings.weight", tok_.w.data(), tok_.g.data(), tok_.w.size(), -1, true});
@@ -143,9 +146,11 @@ class Encoder {
     pld::cpu::layer_norm_forward(emb_sum_.data(), emb_ln_w_.w.data(), emb_ln_b_.w.data(), x_.data(), emb_mean_.data(), emb_rstd_.data(), N, H, c_.ln_eps);
     pld::cpu::dropout_apply(x_.data(), x_.data(), NH, 0, training_ ? c_.dropout : 0.0f, emb_key());
     // The layers run in place on x_.
+    const auto t0 = std::chrono::steady_clock::now();
     for (int l = 0; l < c_.layers; ++l)
       layers_[static_cast<std::size_t>(l)]->forward(x_.data(), x_.data(), B, T, valid.data(),
                                                     pld::cpu::LayerStep::from_plan(plan, l, seed));
+    layer_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     hidden.resize(NH);
     out_mean_.resize(static_cast<std::size_t>(N));
     out_rstd_.resize(static_cast<std::size_t>(N));
@@ -159,7 +164,9 @@ class Encoder {
     dx_.resize(NH);
     pld::cpu::layer_norm_backward(dhidden.data(), x_.data(), out_mean_.data(), out_rstd_.data(), out_ln_w_.w.data(), dx_.data(),
                                   out_ln_w_.g.data(), out_ln_b_.g.data(), N, H);
+    const auto t0 = std::chrono::steady_clock::now();
     for (int l = c_.layers - 1; l >= 0; --l) layers_[static_cast<std::size_t>(l)]->backward(dx_.data(), dx_.data());
+    layer_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     pld::cpu::dropout_apply(dx_.data(), dx_.data(), NH, 0, training_ ? c_.dropout : 0.0f, emb_key());
     demb_.resize(NH);
     pld::cpu::layer_norm_backward(dx_.data(), emb_sum_.data(), emb_mean_.data(), emb_rstd_.data(), emb_ln_w_.w.data(), demb_.data(),
@@ -183,6 +190,7 @@ class Encoder {
   std::vector<std::unique_ptr<pld::cpu::PreLnLayer<float>>> layers_;
   int B_ = 0, T_ = 0;
   bool training_ = false;
+  double layer_seconds_ = 0.0;
   std::uint64_t seed_ = 0;
   std::int64_t step_ = 0;
   std::vector<int> ids_;

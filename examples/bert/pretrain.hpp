@@ -370,11 +370,13 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out)
   MlmBatch b;
   const auto run_start = std::chrono::steady_clock::now();
   double train_seconds = 0;  // time in training steps only (no eval, no checkpoint)
+  double layer_seconds = 0;  // of which inside the encoder layers
   EvalResult last_eval;
   bool evaluated_at_end = false;
   for (std::int64_t step = start; step < end; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
     const pld::LayerPlan& plan = controller.begin_step(step, gate_cfg.granularity == pld::Granularity::sample ? batch : 0);
+    const double layer_before = model.encoder.layer_seconds();
     model.zero_grad();
     double loss = 0;
     int correct = 0, predicted = 0;
@@ -405,6 +407,7 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out)
     }
     kept_sum += static_cast<double>(kept) / mc.layers;
     train_seconds += sec;
+    layer_seconds += model.encoder.layer_seconds() - layer_before;
     loss_window += loss;
     acc_window += predicted ? static_cast<double>(correct) / predicted : 0.0;
     tokens_window += tokens;
@@ -439,6 +442,7 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out)
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
   const pld::ControllerStats& st = controller.stats();
   nlohmann::json summary = {{"steps_done", end}, {"steps_this_process", end - start}, {"wall_s", wall}, {"train_s", train_seconds},
+                            {"layer_s", layer_seconds}, {"tokens_per_s", st.tokens_per_second()},
                             {"mean_kept_fraction", (end - start) > 0 ? kept_sum / static_cast<double>(end - start) : 1.0},
                             {"layer_work_saved", st.layer_work_saved()}, {"checkpoint", ckpt_path}};
   out << "done: " << end << "/" << steps << " steps (" << (end - start) << " in this process) in " << format_duration(wall) << " ("

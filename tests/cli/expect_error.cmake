@@ -1,0 +1,15 @@
+# Runs a program that must fail cleanly: non-zero exit, exactly one line on stderr, matching
+# EXPECT. Usage: cmake -DCMD="prog;arg;..." -DEXPECT=regex -P expect_error.cmake
+execute_process(COMMAND ${CMD} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(rc EQUAL 0)
+  message(FATAL_ERROR "expected a failure, got exit 0\nstdout: ${out}\nstderr: ${err}")
+endif()
+string(STRIP "${err}" err_stripped)
+string(FIND "${err_stripped}" "\n" newline)
+if(NOT newline EQUAL -1)
+  message(FATAL_ERROR "expected one line on stderr, got:\n${err}")
+endif()
+if(NOT err_stripped MATCHES "${EXPECT}")
+  message(FATAL_ERROR "stderr does not match '${EXPECT}':\n${err}")
+endif()
+message(STATUS "exit ${rc}: ${err_stripped}")
