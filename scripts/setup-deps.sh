@@ -5,7 +5,8 @@ set -euo pipefail
 
 # libopenblas-openmp-dev: the GEMMs of pld::cpu (see PLD_CPU_BLAS in CMakeLists.txt).
 # nlohmann-json3-dev: pld-bert's config files and metrics.
-packages=(g++ make cmake git libeigen3-dev catch2 libbenchmark-dev libopenblas-openmp-dev nlohmann-json3-dev)
+# python3: the report and plot scripts (scripts/ablation_report.py).
+packages=(g++ make cmake git python3 libeigen3-dev catch2 libbenchmark-dev libopenblas-openmp-dev nlohmann-json3-dev)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,5 +1,6 @@
 // pld-bert: BERT pretraining with progressive layer dropping on the CPU.
 //   pld-bert pretrain [options]   MLM pretraining (see pld-bert pretrain --help)
+//   pld-bert finetune [options]   genre classification or POS tagging from a checkpoint
 //   pld-bert vocab [options]      train the WordPiece vocabulary only
 //   pld-bert tokenize --vocab F TEXT...   show the WordPiece encoding of TEXT
 // Errors are one line on stderr and exit status 1 (2 for a bad command line).
@@ -13,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "finetune.hpp"
 #include "pretrain.hpp"
 
 namespace {
@@ -21,6 +23,7 @@ const char* kUsage =
     "usage: pld-bert <command> [options]\n"
     "commands:\n"
     "  pretrain   masked-language-model pretraining with progressive layer dropping\n"
+    "  finetune   genre classification or POS tagging from a pretraining checkpoint\n"
     "  vocab      train a WordPiece vocabulary on the corpus's training split\n"
     "  tokenize   encode text with a vocab.txt (--vocab FILE TEXT...)\n"
     "'pld-bert <command> --help' lists the command's options.\n";
@@ -86,6 +89,7 @@ int main(int argc, char** argv) {
   args.erase(args.begin());
   try {
     if (cmd == "pretrain") return bert::run_pretrain(args, std::cout);
+    if (cmd == "finetune") return bert::run_finetune(args, std::cout);
     if (cmd == "vocab") return run_vocab(args, std::cout);
     if (cmd == "tokenize") return run_tokenize(args, std::cout);
     std::cerr << "pld-bert: unknown command '" << cmd << "'\n" << kUsage;

@@ -75,7 +75,7 @@ inline std::vector<OptionSpec> pretrain_option_specs() {
       {"pld", "pld", "layer-dropping preset: none, pld (temporal x depth), random (fixed keep ratio), td_only, dd_only"},
       {"theta-bar", "0.5", "floor of theta(t) for pld/td_only, or the fixed theta of dd_only"},
       {"gamma", "0.005", "temporal decay rate of pld/td_only: theta(t) = (1 - theta_bar) exp(-gamma t) + theta_bar"},
-      {"keep-ratio", "", "random: keep probability of every layer (default: PLD's steady-state mean)"},
+      {"keep-ratio", "", "random: keep probability of every layer; 'pld-mean' = PLD's mean kept fraction over --steps with the same theta-bar/gamma (default: PLD's steady-state mean)"},
       {"delay", "0", "steps before any layer is dropped"},
       {"sampling", "bernoulli", "gate sampling: bernoulli (independent per layer) or fixed_count (exact count per step)"},
       {"granularity", "layer", "gate granularity: layer (whole batch) or sample (each sequence on its own)"},
@@ -117,7 +117,19 @@ inline pld::ScheduleSpec schedule_spec_from(const Options& o, int layers) {
   if (td) s.gamma = o.real("gamma", 0.0, 1e6);
   if (!o.str("keep-ratio").empty()) {
     if (s.preset != pld::Preset::random) pld::detail::throw_error("--keep-ratio applies to --pld random only");
-    s.keep_ratio = o.real("keep-ratio", 1e-6, 1.0);
+    if (o.str("keep-ratio") == "pld-mean") {
+      // The mean kept fraction of PLD (same L, theta-bar, gamma, delay) over --steps: random
+      // dropping at the same expected compute as the PLD run, without its schedule.
+      pld::ScheduleSpec p;
+      p.preset = pld::Preset::pld;
+      p.num_layers = layers;
+      p.theta_bar = o.real("theta-bar", 0.0, 1.0);
+      p.gamma = o.real("gamma", 0.0, 1e6);
+      p.delay = o.integer("delay", 0, std::int64_t(1) << 40);
+      s.keep_ratio = pld::cumulative_kept_fraction(pld::make_schedule(p), o.integer("steps", 1, std::int64_t(1) << 40));
+    } else {
+      s.keep_ratio = o.real("keep-ratio", 1e-6, 1.0);
+    }
   }
   if (s.preset != pld::Preset::none) s.delay = o.integer("delay", 0, std::int64_t(1) << 40);
   return s;
@@ -338,6 +350,8 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out)
   out << "model: L=" << mc.layers << " H=" << mc.hidden << " heads=" << mc.heads << " F=" << mc.layer_config().ffn_size() << " vocab=" << mc.vocab
       << ", " << model.num_parameters() << " parameters; PLD " << o.str("pld") << ", " << omp_get_max_threads() << " threads\n";
 
+  double train_seconds = 0;  // time in training steps only (no eval, no checkpoint)
+  double layer_seconds = 0;  // of which inside the encoder layers
   auto save = [&](std::int64_t step_done, double elapsed) {
     Checkpoint c;
     c.key = key_text;
@@ -355,7 +369,7 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out)
     out << "eval step " << step_done << ": validation MLM loss " << e.loss << ", accuracy " << e.accuracy << " (" << e.predicted
         << " masked tokens, " << format_duration(s) << ")\n";
     metrics << nlohmann::json{{"step", step_done}, {"split", "validation"}, {"mlm_loss", e.loss}, {"mlm_accuracy", e.accuracy},
-                              {"masked_tokens", e.predicted}, {"elapsed_s", elapsed_before}}
+                              {"masked_tokens", e.predicted}, {"elapsed_s", elapsed_before + train_seconds}}
                    .dump()
             << "\n";
     metrics.flush();
@@ -364,13 +378,11 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out)
 
   // Step time against the number of layers kept, for the no-dropping estimate in the summary.
   double sx = 0, sy = 0, sxx = 0, sxy = 0, n_fit = 0, kept_sum = 0;
-  double loss_window = 0, acc_window = 0;
+  double loss_window = 0, acc_window = 0, kept_window = 0, expected_window = 0;
   std::int64_t window = 0, tokens_window = 0;
   double window_seconds = 0;
   MlmBatch b;
   const auto run_start = std::chrono::steady_clock::now();
-  double train_seconds = 0;  // time in training steps only (no eval, no checkpoint)
-  double layer_seconds = 0;  // of which inside the encoder layers
   EvalResult last_eval;
   bool evaluated_at_end = false;
   for (std::int64_t step = start; step < end; ++step) {
@@ -397,6 +409,8 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out)
     std::string layers_ran(static_cast<std::size_t>(mc.layers), '0');
     for (int l = 0; l < mc.layers; ++l) layers_ran[static_cast<std::size_t>(l)] = plan.kept(l) ? '1' : '0';
     const double theta = plan.theta;
+    kept_window += static_cast<double>(kept) / mc.layers;
+    expected_window += plan.expected_kept_fraction();
     controller.end_step({loss, tokens, sec});
     if (step > start) {  // the first step of a process warms caches; left out of the fit
       sx += kept;
@@ -423,13 +437,14 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out)
                     layers_ran.c_str(), lr, gnorm, tps, format_duration(eta).c_str());
       out << line << "\n" << std::flush;
       metrics << nlohmann::json{{"step", done}, {"split", "train"}, {"loss", loss_window / window}, {"mlm_accuracy", acc_window / window},
-                                {"theta", theta}, {"layers", layers_ran}, {"kept_fraction", static_cast<double>(kept) / mc.layers},
+                                {"theta", theta}, {"layers", layers_ran}, {"kept_fraction", kept_window / window},
+                                {"expected_kept_fraction", expected_window / window},
                                 {"lr", lr}, {"grad_norm", gnorm}, {"tokens_per_s", tps},
                                 {"elapsed_s", elapsed_before + train_seconds}}
                      .dump()
               << "\n";
       metrics.flush();
-      loss_window = acc_window = window_seconds = 0;
+      loss_window = acc_window = window_seconds = kept_window = expected_window = 0;
       tokens_window = window = 0;
     }
     const bool last = done == end;

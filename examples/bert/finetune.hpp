@@ -1,0 +1,348 @@
+// `pld-bert finetune`: genre classification or POS tagging from a pretraining checkpoint, on the
+// documents held out from pretraining. All layers run (no dropping) in fine-tuning and evaluation.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "finetune_data.hpp"
+#include "pretrain.hpp"
+
+namespace bert {
+
+// A linear classifier over the rows of the encoder output that carry a label.
+class ClassifierHead {
+ public:
+  ClassifierHead(int hidden, int classes, std::uint64_t seed)
+      : H_(hidden), C_(classes), w_(static_cast<std::size_t>(classes) * hidden), b_(static_cast<std::size_t>(classes)) {
+    init_normal(w_.w, seed, 2000);
+  }
+  void collect(std::vector<Param>& out) {
+    out.push_back({"classifier.weight", w_.w.data(), w_.g.data(), w_.w.size(), -1, true});
+    out.push_back({"classifier.bias", b_.w.data(), b_.g.data(), b_.w.size(), -1, false});
+  }
+
+  // Cross-entropy over rows with target >= 0; predictions (argmax) written for those rows into
+  // `pred` (same indexing as target, -1 elsewhere). With dhidden, gradients as in MlmHead.
+  MlmResult forward_backward(const std::vector<float>& hidden, const std::vector<int>& target, double grad_scale,
+                             std::vector<float>* dhidden, std::vector<int>& pred) {
+    rows_.clear();
+    for (std::size_t i = 0; i < target.size(); ++i)
+      if (target[i] >= 0) rows_.push_back(static_cast<int>(i));
+    const int M = static_cast<int>(rows_.size());
+    pred.assign(target.size(), -1);
+    MlmResult res;
+    res.predicted = M;
+    if (dhidden) dhidden->assign(hidden.size(), 0.0f);
+    if (M == 0) return res;
+    h_.resize(static_cast<std::size_t>(M) * H_);
+    for (int m = 0; m < M; ++m)
+      std::copy_n(hidden.data() + static_cast<std::size_t>(rows_[static_cast<std::size_t>(m)]) * H_, H_, h_.data() + static_cast<std::size_t>(m) * H_);
+    logits_.resize(static_cast<std::size_t>(M) * C_);
+    pld::cpu::linear_forward(h_.data(), w_.w.data(), b_.w.data(), logits_.data(), M, H_, C_);
+    double loss = 0;
+    for (int m = 0; m < M; ++m) {
+      float* l = logits_.data() + static_cast<std::size_t>(m) * C_;
+      const int row = rows_[static_cast<std::size_t>(m)];
+      const int tgt = target[static_cast<std::size_t>(row)];
+      if (tgt >= C_) pld::detail::throw_error("label ", tgt, " outside the ", C_, " classes");
+      int arg = 0;
+      for (int c = 1; c < C_; ++c)
+        if (l[c] > l[arg]) arg = c;
+      double sum = 0;
+      for (int c = 0; c < C_; ++c) sum += std::exp(static_cast<double>(l[c] - l[arg]));
+      loss += std::log(sum) - static_cast<double>(l[tgt] - l[arg]);
+      pred[static_cast<std::size_t>(row)] = arg;
+      res.correct += arg == tgt ? 1 : 0;
+      if (dhidden) {
+        const float mx = l[arg];
+        for (int c = 0; c < C_; ++c)
+          l[c] = static_cast<float>(grad_scale / M * (std::exp(static_cast<double>(l[c] - mx)) / sum - (c == tgt ? 1.0 : 0.0)));
+      }
+    }
+    res.loss = loss / M;
+    if (!dhidden) return res;
+    dh_.resize(h_.size());
+    pld::cpu::linear_backward(logits_.data(), h_.data(), w_.w.data(), dh_.data(), w_.g.data(), b_.g.data(), M, H_, C_);
+    for (int m = 0; m < M; ++m)
+      std::copy_n(dh_.data() + static_cast<std::size_t>(m) * H_, H_, dhidden->data() + static_cast<std::size_t>(rows_[static_cast<std::size_t>(m)]) * H_);
+    return res;
+  }
+
+ private:
+  int H_, C_;
+  Tensor w_, b_;
+  std::vector<int> rows_;
+  std::vector<float> h_, logits_, dh_;
+};
+
+inline std::vector<OptionSpec> finetune_option_specs() {
+  return {
+      {"config", "", "JSON file of option values; flags override it"},
+      {"task", "genre", "genre (passage -> one of 15 Brown genres; accuracy, macro-F1) or pos (coarse POS per word; accuracy)"},
+      {"checkpoint", "", "pretraining checkpoint.bin to start from, or 'none' for a randomly initialised encoder (a baseline)"},
+      {"corpus", default_corpus_dir(), "the Brown corpus directory the checkpoint was pretrained on"},
+      {"vocab", "", "vocab.txt (default: the one next to the checkpoint)"},
+      {"out", "runs/finetune", "output directory: metrics.jsonl, summary.json"},
+      {"epochs", "3", "passes over the fine-tuning training split"},
+      {"batch", "16", "sequences per step"},
+      {"lr", "3e-4", "peak learning rate (AdamW, 10% warmup, linear decay)"},
+      {"weight-decay", "0.01", "decoupled weight decay (not on biases and LayerNorm)"},
+      {"max-train-seqs", "0", "use at most this many training sequences (0: all)"},
+      {"seed", "1", "seed of the classifier's initialisation, the order and the dropout"},
+      {"threads", "0", "OpenMP threads (0: OpenMP's default)"},
+      {"log-every", "20", "progress line every N steps"},
+      // For --checkpoint none only: the encoder's shape.
+      {"size", "mini", "with --checkpoint none: named model size (mini, small, base)"},
+      {"layers", "0", "with --checkpoint none: layers (0: from --size)"},
+      {"hidden", "0", "with --checkpoint none: hidden size (0: from --size)"},
+      {"heads", "0", "with --checkpoint none: heads (0: from --size)"},
+      {"ffn", "0", "with --checkpoint none: feed-forward size (0: 4H)"},
+      {"max-len", "128", "with --checkpoint none: sequence length"},
+      {"dropout", "0.1", "with --checkpoint none: dropout"},
+  };
+}
+
+struct TaskScores {
+  double loss = 0, accuracy = 0, macro_f1 = 0;
+  int count = 0;
+};
+
+inline TaskScores score(const std::vector<int>& gold, const std::vector<int>& pred, int classes) {
+  TaskScores s;
+  std::vector<int> tp(static_cast<std::size_t>(classes)), fp(tp), fn(tp);
+  for (std::size_t i = 0; i < gold.size(); ++i) {
+    ++s.count;
+    if (gold[i] == pred[i]) {
+      ++tp[static_cast<std::size_t>(gold[i])];
+    } else {
+      ++fn[static_cast<std::size_t>(gold[i])];
+      ++fp[static_cast<std::size_t>(pred[i])];
+    }
+  }
+  int correct = 0, present = 0;
+  double f1 = 0;
+  for (int c = 0; c < classes; ++c) {
+    const auto k = static_cast<std::size_t>(c);
+    correct += tp[k];
+    if (tp[k] + fn[k] == 0) continue;  // macro-F1 over the classes present in the test split
+    ++present;
+    const double p = tp[k] + fp[k] ? static_cast<double>(tp[k]) / (tp[k] + fp[k]) : 0.0;
+    const double r = static_cast<double>(tp[k]) / (tp[k] + fn[k]);
+    f1 += p + r > 0 ? 2 * p * r / (p + r) : 0.0;
+  }
+  s.accuracy = s.count ? static_cast<double>(correct) / s.count : 0.0;
+  s.macro_f1 = present ? f1 / present : 0.0;
+  return s;
+}
+
+inline void fill_batch(const std::vector<LabeledSequence>& seqs, const std::vector<std::uint32_t>& order, std::size_t first, int rows, int T,
+                       MlmBatch& b) {
+  b.batch = rows;
+  b.seq = T;
+  const auto cells = static_cast<std::size_t>(rows) * static_cast<std::size_t>(T);
+  b.input.assign(cells, kPad);
+  b.target.assign(cells, -1);
+  b.valid.assign(cells, 0);
+  b.real_tokens = 0;
+  for (int r = 0; r < rows; ++r) {
+    const LabeledSequence& s = seqs[order[first + static_cast<std::size_t>(r)]];
+    for (std::size_t t = 0; t < s.ids.size(); ++t) {
+      const std::size_t i = static_cast<std::size_t>(r) * static_cast<std::size_t>(T) + t;
+      b.input[i] = s.ids[t];
+      b.target[i] = s.labels[t];
+      b.valid[i] = 1;
+    }
+    b.real_tokens += static_cast<std::int64_t>(s.ids.size());
+  }
+}
+
+inline int run_finetune(const std::vector<std::string>& args, std::ostream& out) {
+  namespace fs = std::filesystem;
+  Options o("finetune", finetune_option_specs());
+  o.parse(args);
+  if (o.help_requested()) {
+    out << "Fine-tunes a pretrained encoder on genre classification or POS tagging (held-out Brown documents).\n\n" << o.help();
+    return 0;
+  }
+  const std::string task = o.choice("task", {"genre", "pos"});
+  const int epochs = static_cast<int>(o.integer("epochs", 1, 1000));
+  const int batch = static_cast<int>(o.integer("batch", 1, 1 << 16));
+  const auto max_train = static_cast<std::size_t>(o.integer("max-train-seqs", 0, std::int64_t(1) << 40));
+  const auto seed = static_cast<std::uint64_t>(o.integer("seed", 0, std::numeric_limits<std::int64_t>::max()));
+  const int threads = static_cast<int>(o.integer("threads", 0, 1024));
+  const std::int64_t log_every = o.integer("log-every", 1, std::int64_t(1) << 40);
+  OptimizerConfig oc;
+  oc.lr = o.real("lr", 0.0, 10.0);
+  oc.weight_decay = o.real("weight-decay", 0.0, 10.0);
+  oc.clip_norm = 1.0;
+  const std::string ckpt_arg = o.str("checkpoint");
+  if (ckpt_arg.empty()) pld::detail::throw_error("--checkpoint is required (a pretraining checkpoint.bin, or 'none')");
+  if (threads > 0) omp_set_num_threads(threads);
+
+  std::optional<Checkpoint> ckpt;
+  Options model_opts("pretrain", pretrain_option_specs());
+  std::string vocab_path = o.str("vocab");
+  if (ckpt_arg != "none") {
+    ckpt = read_checkpoint(ckpt_arg);
+    const auto key = nlohmann::json::parse(ckpt->key);
+    for (const auto& [k, v] : key.items())
+      if (v.is_string() && k != "vocab_hash" && k != "train_data_hash") model_opts.set(k, v.get<std::string>());
+    if (vocab_path.empty()) vocab_path = (fs::path(ckpt_arg).parent_path() / "vocab.txt").string();
+  } else {
+    for (const char* k : {"size", "layers", "hidden", "heads", "ffn", "max-len", "dropout"}) model_opts.set(k, o.str(k));
+    if (vocab_path.empty()) pld::detail::throw_error("--checkpoint none needs --vocab");
+  }
+  const std::string out_dir = o.str("out");
+  fs::create_directories(out_dir);
+  Data data = load_data(o.str("corpus"), vocab_path, out_dir, 0, out, /*may_train_vocab=*/false);
+  if (ckpt) {
+    const auto key = nlohmann::json::parse(ckpt->key);
+    if (key.value("vocab_hash", std::string()) != std::to_string(data.vocab.hash()))
+      pld::detail::throw_error("vocabulary ", vocab_path, " is not the one checkpoint ", ckpt_arg, " was trained with");
+  }
+  ModelConfig mc = model_config_from(model_opts, data.vocab.size());
+  mc.seed = seed;
+  const std::vector<int> ft = finetune_split(data.docs, data.split);
+  auto build = [&](int which) {
+    return task == "genre" ? genre_sequences(data.docs, data.split, ft, which, data.vocab, mc.max_len)
+                           : pos_sequences(data.docs, data.split, ft, which, data.vocab, mc.max_len);
+  };
+  std::vector<LabeledSequence> train = build(0), test = build(1);
+  if (max_train > 0 && train.size() > max_train) train.resize(max_train);
+  if (train.empty() || test.empty()) pld::detail::throw_error("the held-out documents give no ", train.empty() ? "training" : "test", " sequences");
+  const int classes = static_cast<int>(task == "genre" ? genre_labels().size() : pos_labels().size());
+  out << "task " << task << ": " << classes << " classes, " << train.size() << " train and " << test.size() << " test sequences\n";
+
+  Encoder encoder(mc);
+  ClassifierHead head(mc.hidden, classes, seed);
+  std::vector<Param> params;
+  encoder.collect(params);
+  if (ckpt) {
+    // The encoder's tensors, by name, from the pretraining checkpoint (the MLM head is left).
+    std::size_t loaded = 0;
+    for (Param& p : params)
+      for (std::size_t i = 0; i < ckpt->names.size(); ++i)
+        if (ckpt->names[i] == p.name) {
+          if (ckpt->values[i].size() != p.size) pld::detail::throw_error("checkpoint tensor ", p.name, " has the wrong size");
+          std::copy(ckpt->values[i].begin(), ckpt->values[i].end(), p.value);
+          ++loaded;
+        }
+    if (loaded != params.size()) pld::detail::throw_error("checkpoint ", ckpt_arg, " lacks ", params.size() - loaded, " encoder tensors");
+    out << "encoder: " << loaded << " tensors from " << ckpt_arg << " (pretrained " << ckpt->step << " steps)\n";
+  } else {
+    out << "encoder: randomly initialised (no pretraining)\n";
+  }
+  head.collect(params);
+  Optimizer opt(oc, params);
+  pld::ScheduleSpec none;
+  none.preset = pld::Preset::none;
+  none.num_layers = mc.layers;
+  const pld::Gate gate(pld::make_schedule(none), {seed});
+  const std::int64_t steps_per_epoch = (static_cast<std::int64_t>(train.size()) + batch - 1) / batch;
+  const std::int64_t total = steps_per_epoch * epochs;
+  oc.warmup = total / 10;
+  std::ofstream metrics(out_dir + "/metrics.jsonl", std::ios::trunc);
+
+  std::vector<float> hidden, dhidden;
+  std::vector<int> pred;
+  MlmBatch b;
+  auto evaluate = [&](std::int64_t step) {
+    const pld::LayerPlan plan = gate.plan(step, false);
+    std::vector<int> gold, guess;
+    double loss = 0;
+    std::vector<std::uint32_t> order(test.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = static_cast<std::uint32_t>(i);
+    for (std::size_t i = 0; i < test.size(); i += static_cast<std::size_t>(batch)) {
+      const int rows = static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(batch), test.size() - i));
+      fill_batch(test, order, i, rows, mc.max_len, b);
+      encoder.forward(b.input, b.valid, rows, mc.max_len, plan, seed, hidden);
+      const MlmResult r = head.forward_backward(hidden, b.target, 1.0, nullptr, pred);
+      loss += r.loss * r.predicted;
+      for (std::size_t k = 0; k < b.target.size(); ++k)
+        if (b.target[k] >= 0) {
+          gold.push_back(b.target[k]);
+          guess.push_back(pred[k]);
+        }
+    }
+    TaskScores s = score(gold, guess, classes);
+    s.loss = gold.empty() ? 0.0 : loss / static_cast<double>(gold.size());
+    return s;
+  };
+  const auto t_start = std::chrono::steady_clock::now();
+  std::int64_t step = 0;
+  TaskScores last;
+  for (int e = 0; e < epochs; ++e) {
+    std::vector<std::uint32_t> order(train.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = static_cast<std::uint32_t>(i);
+    for (std::size_t i = order.size() - 1; i > 0; --i) {
+      const pld::U32x4 r = pld::random_block(seed, static_cast<std::uint64_t>(e), static_cast<std::uint32_t>(DataStream::finetune), 0,
+                                             static_cast<std::uint32_t>(i));
+      std::swap(order[i], order[static_cast<std::size_t>(r.v[0] % (i + 1))]);
+    }
+    double loss_w = 0;
+    int correct_w = 0, count_w = 0;
+    for (std::size_t i = 0; i < order.size(); i += static_cast<std::size_t>(batch), ++step) {
+      const int rows = static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(batch), order.size() - i));
+      fill_batch(train, order, i, rows, mc.max_len, b);
+      const pld::LayerPlan plan = gate.plan(step, true);
+      for (auto& p : params) std::fill(p.grad, p.grad + p.size, 0.0f);
+      encoder.forward(b.input, b.valid, rows, mc.max_len, plan, seed, hidden);
+      const MlmResult r = head.forward_backward(hidden, b.target, 1.0, &dhidden, pred);
+      encoder.backward(dhidden);
+      opt.clip(params);
+      opt.update(params, learning_rate(oc, step, total), plan);
+      loss_w += r.loss;
+      correct_w += r.correct;
+      count_w += r.predicted;
+      if ((step + 1) % log_every == 0) {
+        const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+        out << "epoch " << e + 1 << "/" << epochs << "  step " << step + 1 << "/" << total << "  loss " << loss_w / log_every << "  acc "
+            << (count_w ? static_cast<double>(correct_w) / count_w : 0.0) << "  ETA "
+            << format_duration(el / static_cast<double>(step + 1) * static_cast<double>(total - step - 1)) << "\n" << std::flush;
+        metrics << nlohmann::json{{"step", step + 1}, {"split", "train"}, {"loss", loss_w / log_every},
+                                  {"accuracy", count_w ? static_cast<double>(correct_w) / count_w : 0.0}}.dump() << "\n";
+        loss_w = 0;
+        correct_w = count_w = 0;
+      }
+    }
+    last = evaluate(step);
+    out << "epoch " << e + 1 << " test: loss " << last.loss << ", accuracy " << last.accuracy;
+    if (task == "genre") out << ", macro-F1 " << last.macro_f1;
+    out << " (" << last.count << " " << (task == "genre" ? "passages" : "words") << ")\n";
+    metrics << nlohmann::json{{"step", step}, {"epoch", e + 1}, {"split", "test"}, {"loss", last.loss}, {"accuracy", last.accuracy},
+                              {"macro_f1", last.macro_f1}, {"count", last.count}}.dump() << "\n";
+    metrics.flush();
+  }
+  // The majority class of the training labels: the chance level a model must beat.
+  std::vector<int> freq(static_cast<std::size_t>(classes), 0);
+  for (const auto& s : train)
+    for (int l : s.labels)
+      if (l >= 0) ++freq[static_cast<std::size_t>(l)];
+  const int majority = static_cast<int>(std::max_element(freq.begin(), freq.end()) - freq.begin());
+  std::vector<int> gold, base;
+  for (const auto& s : test)
+    for (int l : s.labels)
+      if (l >= 0) {
+        gold.push_back(l);
+        base.push_back(majority);
+      }
+  const TaskScores chance = score(gold, base, classes);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  nlohmann::json summary = {{"task", task}, {"checkpoint", ckpt_arg}, {"epochs", epochs}, {"steps", step}, {"train_s", secs},
+                            {"test_loss", last.loss}, {"test_accuracy", last.accuracy}, {"test_macro_f1", last.macro_f1},
+                            {"test_count", last.count}, {"majority_class_accuracy", chance.accuracy},
+                            {"train_sequences", train.size()}, {"test_sequences", test.size()}};
+  write_file_atomically(out_dir + "/summary.json", summary.dump(2) + "\n");
+  out << "done: " << task << " test accuracy " << last.accuracy << (task == "genre" ? ", macro-F1 " + std::to_string(last.macro_f1) : "")
+      << " (majority class: " << chance.accuracy << ") in " << format_duration(secs) << "\n";
+  return 0;
+}
+
+}  // namespace bert

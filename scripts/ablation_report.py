@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""Turns a scripts/ablation.sh run directory into the results page and its SVG plots.
+
+    python3 scripts/ablation_report.py RUN_DIR DOC.md
+
+Reads RUN_DIR/<row>/seed<k>/{pretrain/summary.json, pretrain/metrics.jsonl, genre/summary.json,
+pos/summary.json} and RUN_DIR/run-info.txt; writes DOC.md with the table (mean and sample
+standard deviation over seeds) and, next to it in DOC's directory under results/ (or beside the
+doc for other names), three SVG plots drawn here with the standard library only.
+"""
+import json
+import math
+import os
+import statistics
+import sys
+
+ROWS = [
+    ("preln_lr", "PreLN (base lr)"),
+    ("preln_large_lr", "PreLN (large lr)"),
+    ("shallow", "Shallow (3/4 layers)"),
+    ("random", "Random (keep = PLD mean)"),
+    ("td_only", "TD only"),
+    ("dd_only", "DD only"),
+    ("pld", "PLD"),
+]
+COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#000000"]
+
+
+def load_jsonl(path):
+    out = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                out.append(json.loads(line))
+    return out
+
+
+def mean_sd(xs):
+    if not xs:
+        return None, None
+    return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def fmt(xs, digits=3, pct=False):
+    m, s = mean_sd(xs)
+    if m is None:
+        return "-"
+    k = 100.0 if pct else 1.0
+    return ("%.*f ± %.*f" % (digits, m * k, digits, s * k)) + ("%" if pct else "")
+
+
+def svg_plot(path, title, xlabel, ylabel, series, width=780, height=420):
+    """series: list of (label, color, xs, ys, dashed)."""
+    left, right, top, bottom = 70, 240, 40, 50
+    xs_all = [x for s in series for x in s[2]]
+    ys_all = [y for s in series for y in s[3]]
+    if not xs_all:
+        return
+    x0, x1 = min(xs_all), max(xs_all)
+    y0, y1 = min(ys_all), max(ys_all)
+    if x1 == x0:
+        x1 = x0 + 1
+    if y1 == y0:
+        y1 = y0 + 1
+    pad = 0.05 * (y1 - y0)
+    y0, y1 = y0 - pad, y1 + pad
+    pw, ph = width - left - right, height - top - bottom
+
+    def X(x):
+        return left + (x - x0) / (x1 - x0) * pw
+
+    def Y(y):
+        return top + (1 - (y - y0) / (y1 - y0)) * ph
+
+    def ticks(a, b, n=5):
+        step = 10 ** math.floor(math.log10((b - a) / n))
+        for m in (1, 2, 5, 10):
+            if (b - a) / (step * m) <= n:
+                step *= m
+                break
+        t = math.ceil(a / step) * step
+        out = []
+        while t <= b + 1e-12:
+            out.append(t)
+            t += step
+        return out
+
+    o = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">' % (width, height),
+         '<rect width="100%" height="100%" fill="white"/>',
+         '<text x="%d" y="22" font-size="15" font-weight="bold">%s</text>' % (left, title)]
+    for t in ticks(x0, x1):
+        o.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ddd"/>' % (X(t), top, X(t), top + ph))
+        o.append('<text x="%.1f" y="%d" text-anchor="middle">%g</text>' % (X(t), top + ph + 16, round(t, 6)))
+    for t in ticks(y0, y1):
+        o.append('<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#ddd"/>' % (left, Y(t), left + pw, Y(t)))
+        o.append('<text x="%d" y="%.1f" text-anchor="end">%g</text>' % (left - 6, Y(t) + 4, round(t, 6)))
+    o.append('<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="black"/>' % (left, top, pw, ph))
+    o.append('<text x="%.1f" y="%d" text-anchor="middle">%s</text>' % (left + pw / 2, height - 10, xlabel))
+    o.append('<text x="16" y="%.1f" text-anchor="middle" transform="rotate(-90 16 %.1f)">%s</text>' % (top + ph / 2, top + ph / 2, ylabel))
+    for i, (label, color, xs, ys, dashed) in enumerate(series):
+        pts = " ".join("%.1f,%.1f" % (X(x), Y(y)) for x, y in zip(xs, ys))
+        o.append('<polyline fill="none" stroke="%s" stroke-width="2" %s points="%s"/>' % (color, 'stroke-dasharray="6,4"' if dashed else "", pts))
+        for x, y in zip(xs, ys):
+            o.append('<circle cx="%.1f" cy="%.1f" r="2.5" fill="%s"/>' % (X(x), Y(y), color))
+        ly = top + 14 + 18 * i
+        o.append('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="2" %s/>' % (left + pw + 12, ly - 4, left + pw + 36, ly - 4, color, 'stroke-dasharray="6,4"' if dashed else ""))
+        o.append('<text x="%d" y="%d">%s</text>' % (left + pw + 42, ly, label))
+    o.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(o) + "\n")
+
+
+def main(argv):
+    if len(argv) != 3:
+        print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
+        return 2
+    root, doc = argv[1], argv[2]
+    doc_dir = os.path.dirname(os.path.abspath(doc))
+    plot_dir = os.path.join(doc_dir, "results") if os.path.basename(doc) == "results.md" and os.path.basename(doc_dir) == "docs" else doc_dir
+    os.makedirs(plot_dir, exist_ok=True)
+    info = open(os.path.join(root, "run-info.txt")).read().strip().splitlines()
+
+    data = {}
+    for key, _ in ROWS:
+        seeds = sorted(d for d in os.listdir(os.path.join(root, key)) if d.startswith("seed")) if os.path.isdir(os.path.join(root, key)) else []
+        runs = []
+        for sd in seeds:
+            base = os.path.join(root, key, sd)
+            try:
+                pre = json.load(open(os.path.join(base, "pretrain", "summary.json")))
+                metrics = load_jsonl(os.path.join(base, "pretrain", "metrics.jsonl"))
+                genre = json.load(open(os.path.join(base, "genre", "summary.json")))
+                pos = json.load(open(os.path.join(base, "pos", "summary.json")))
+            except (OSError, ValueError) as e:
+                print("ablation_report: %s/%s incomplete (%s); left out" % (key, sd, e), file=sys.stderr)
+                continue
+            runs.append({"pre": pre, "metrics": metrics, "genre": genre, "pos": pos})
+        data[key] = runs
+    if not data.get("preln_lr"):
+        print("ablation_report: no finished PreLN (base lr) run in %s" % root, file=sys.stderr)
+        return 1
+
+    base_time = statistics.mean(r["pre"]["train_s"] for r in data["preln_lr"])
+    lines = ["# PLD ablation at small scale", "",
+             "Made by `scripts/ablation.sh` and `scripts/ablation_report.py`; every number below is from that run.", ""]
+    lines += ["- " + l for l in info]
+    lines += ["", "Mean ± sample standard deviation over seeds. Validation MLM: all validation sequences, all layers kept. "
+              "Genre: accuracy and macro-F1 on the held-out test documents' passages (15 classes). POS: accuracy over words "
+              "(12 coarse tags). Time: pretraining steps only (no evaluation); speedup = PreLN (base lr) time / row time.", "",
+              "| row | seeds | val MLM loss | val MLM acc | genre acc | genre macro-F1 | POS acc | pretrain s | speedup | kept layer fraction |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for key, label in ROWS:
+        runs = data.get(key, [])
+        if not runs:
+            lines.append("| %s | 0 | not run | | | | | | | |" % label)
+            continue
+        t = [r["pre"]["train_s"] for r in runs]
+        lines.append("| %s | %d | %s | %s | %s | %s | %s | %s | %.2fx | %.3f |" % (
+            label, len(runs),
+            fmt([r["pre"].get("validation_mlm_loss", float("nan")) for r in runs]),
+            fmt([r["pre"].get("validation_mlm_accuracy", float("nan")) for r in runs], 1, True),
+            fmt([r["genre"]["test_accuracy"] for r in runs], 1, True),
+            fmt([r["genre"]["test_macro_f1"] for r in runs], 3),
+            fmt([r["pos"]["test_accuracy"] for r in runs], 1, True),
+            fmt(t, 0 if statistics.mean(t) >= 100 else 2), base_time / statistics.mean(t),
+            statistics.mean(r["pre"]["mean_kept_fraction"] for r in runs)))
+    chance_g = statistics.mean(r["genre"]["majority_class_accuracy"] for r in data["preln_lr"])
+    chance_p = statistics.mean(r["pos"]["majority_class_accuracy"] for r in data["preln_lr"])
+    lines += ["", "Majority-class baselines on the same test splits: genre %.1f%%, POS %.1f%%." % (100 * chance_g, 100 * chance_p), ""]
+
+    # Curves: validation MLM loss (mean over seeds at each evaluated step) against step and time.
+    by_steps, by_time = [], []
+    for i, (key, label) in enumerate(ROWS):
+        runs = data.get(key, [])
+        if not runs:
+            continue
+        evals = [[m for m in r["metrics"] if m.get("split") == "validation"] for r in runs]
+        steps = sorted(set(m["step"] for m in evals[0]))
+        ys, ts = [], []
+        for s in steps:
+            vals = [m["mlm_loss"] for e in evals for m in e if m["step"] == s]
+            tv = [m["elapsed_s"] for e in evals for m in e if m["step"] == s]
+            ys.append(statistics.mean(vals))
+            ts.append(statistics.mean(tv))
+        dashed = key.startswith("preln")
+        by_steps.append((label, COLORS[i], steps, ys, dashed))
+        by_time.append((label, COLORS[i], ts, ys, dashed))
+    svg_plot(os.path.join(plot_dir, "mlm_loss_vs_steps.svg"), "Validation MLM loss against steps", "step", "MLM loss", by_steps)
+    svg_plot(os.path.join(plot_dir, "mlm_loss_vs_time.svg"), "Validation MLM loss against pretraining time", "seconds", "MLM loss", by_time)
+    if data.get("pld"):
+        tr = [m for m in data["pld"][0]["metrics"] if m.get("split") == "train"]
+        steps = [m["step"] for m in tr]
+        theta = [m["theta"] for m in tr]
+        kept = [m["kept_fraction"] for m in tr]
+        expected = [m["expected_kept_fraction"] for m in tr]
+        svg_plot(os.path.join(plot_dir, "pld_theta_kept.svg"), "PLD: theta(t) and the layers kept (seed 1)", "step", "fraction",
+                 [("theta(t)", "#d62728", steps, theta, False), ("expected kept (mean p_l)", "#2ca02c", steps, expected, False),
+                  ("kept layers / L (window)", "#1f77b4", steps, kept, True)])
+    rel = os.path.relpath(plot_dir, doc_dir)
+    for name, caption in (("mlm_loss_vs_steps.svg", "Validation MLM loss against steps (mean over seeds)"),
+                          ("mlm_loss_vs_time.svg", "Validation MLM loss against pretraining wall time (mean over seeds)"),
+                          ("pld_theta_kept.svg", "PLD: theta(t), the expected kept fraction and the fraction of layers that ran, per logging window")):
+        lines.append("![%s](%s)" % (caption, os.path.join(rel, name) if rel != "." else name))
+        lines.append("")
+    marker = "<!-- discussion -->"
+    old = open(doc).read() if os.path.exists(doc) else ""
+    keep = old[old.index(marker):] if marker in old else marker + "\n\n## Discussion\n\n(written by hand after reading the table)\n"
+    with open(doc, "w") as f:
+        f.write("\n".join(lines) + "\n" + keep)
+    print("ablation_report: wrote %s and plots in %s" % (doc, plot_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
