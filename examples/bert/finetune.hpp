@@ -94,7 +94,7 @@ inline std::vector<OptionSpec> finetune_option_specs() {
       {"batch", "16", "sequences per step"},
       {"lr", "3e-4", "peak learning rate (AdamW, 10% warmup, linear decay)"},
       {"weight-decay", "0.01", "decoupled weight decay (not on biases and LayerNorm)"},
-      {"max-train-seqs", "0", "use at most this many training sequences (0: all)"},
+      {"max-train-seqs", "0", "use at most this many training sequences, drawn evenly over the documents by --seed (0: all)"},
       {"seed", "1", "seed of the classifier's initialisation, the order and the dropout"},
       {"threads", "0", "OpenMP threads (0: OpenMP's default)"},
       {"log-every", "20", "progress line every N steps"},
@@ -215,7 +215,16 @@ inline int run_finetune(const std::vector<std::string>& args, std::ostream& out)
                            : pos_sequences(data.docs, data.split, ft, which, data.vocab, mc.max_len);
   };
   std::vector<LabeledSequence> train = build(0), test = build(1);
-  if (max_train > 0 && train.size() > max_train) train.resize(max_train);
+  if (max_train > 0 && train.size() > max_train) {
+    // A subset drawn evenly over all training documents (the list is in document order, so a
+    // prefix would hold only the first genres): a seeded shuffle, then the first max_train.
+    for (std::size_t i = train.size() - 1; i > 0; --i) {
+      const pld::U32x4 r = pld::random_block(seed, 0xFFFFFFFFull, static_cast<std::uint32_t>(DataStream::finetune), 1,
+                                             static_cast<std::uint32_t>(i));
+      std::swap(train[i], train[static_cast<std::size_t>(r.v[0] % (i + 1))]);
+    }
+    train.resize(max_train);
+  }
   if (train.empty() || test.empty()) pld::detail::throw_error("the held-out documents give no ", train.empty() ? "training" : "test", " sequences");
   const int classes = static_cast<int>(task == "genre" ? genre_labels().size() : pos_labels().size());
   out << "task " << task << ": " << classes << " classes, " << train.size() << " train and " << test.size() << " test sequences\n";

@@ -87,8 +87,11 @@ class Optimizer {
       float* m = m_[k].data();
       float* v = v_[k].data();
       const auto b1 = static_cast<float>(c_.beta1), b2 = static_cast<float>(c_.beta2);
+      const auto n = static_cast<std::ptrdiff_t>(p.size);
       if (c_.kind == OptimizerKind::adamw) {
-        for (std::size_t i = 0; i < p.size; ++i) {
+        // Element-wise, so threads change nothing in the result.
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (std::ptrdiff_t i = 0; i < n; ++i) {
           const float g = p.grad[i];
           m[i] = b1 * m[i] + (1.0f - b1) * g;
           v[i] = b2 * v[i] + (1.0f - b2) * g * g;
@@ -97,20 +100,23 @@ class Optimizer {
         }
       } else {  // LAMB: the Adam direction plus decay, rescaled per tensor by ||w|| / ||u||
         upd_.resize(p.size);
-        double wn = 0.0, un = 0.0;
-        for (std::size_t i = 0; i < p.size; ++i) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (std::ptrdiff_t i = 0; i < n; ++i) {
           const float g = p.grad[i];
           m[i] = b1 * m[i] + (1.0f - b1) * g;
           v[i] = b2 * v[i] + (1.0f - b2) * g * g;
-          const double u = (m[i] / bc1) / (std::sqrt(v[i] / bc2) + c_.eps) + wd * p.value[i];
-          upd_[i] = static_cast<float>(u);
+          upd_[static_cast<std::size_t>(i)] = static_cast<float>((m[i] / bc1) / (std::sqrt(v[i] / bc2) + c_.eps) + wd * p.value[i]);
+        }
+        double wn = 0.0, un = 0.0;  // the norms in element order: the same bits with any thread count
+        for (std::size_t i = 0; i < p.size; ++i) {
           wn += static_cast<double>(p.value[i]) * p.value[i];
-          un += u * u;
+          un += static_cast<double>(upd_[i]) * upd_[i];
         }
         wn = std::sqrt(wn);
         un = std::sqrt(un);
         const double trust = (wn > 0 && un > 0) ? wn / un : 1.0;
-        for (std::size_t i = 0; i < p.size; ++i) p.value[i] -= static_cast<float>(lr * trust * upd_[i]);
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (std::ptrdiff_t i = 0; i < n; ++i) p.value[i] -= static_cast<float>(lr * trust * upd_[static_cast<std::size_t>(i)]);
       }
     }
   }

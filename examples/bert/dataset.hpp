@@ -1,0 +1,54 @@
+// The corpus, its split and the vocabulary, loaded (and the vocabulary trained when missing) in
+// one place for pretraining and fine-tuning.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "corpus.hpp"
+#include "tokenizer.hpp"
+
+namespace bert {
+
+struct Data {
+  std::vector<Document> docs;
+  std::vector<Split> split;
+  Vocab vocab;
+  std::string vocab_path;
+};
+
+inline Data load_data(const std::string& corpus, const std::string& vocab_arg, const std::string& out_dir, int vocab_size,
+                      std::ostream& log, bool may_train_vocab = true) {
+  Data d;
+  d.docs = read_corpus(corpus);
+  d.split = split_documents(d.docs);
+  for (Split s : {Split::train, Split::validation, Split::heldout}) {
+    const CorpusSummary c = summarize(d.docs, d.split, s);
+    log << "corpus " << split_name(s) << ": " << c.documents << " documents, " << c.sentences << " sentences, " << c.words << " words\n";
+  }
+  if (summarize(d.docs, d.split, Split::train).words == 0) pld::detail::throw_error("corpus ", corpus, " has no training documents");
+  d.vocab_path = vocab_arg.empty() ? out_dir + "/vocab.txt" : vocab_arg;
+  if (std::filesystem::exists(d.vocab_path) || !vocab_arg.empty() || !may_train_vocab) {
+    d.vocab = Vocab::load(d.vocab_path);
+    log << "vocabulary: " << d.vocab.size() << " tokens from " << d.vocab_path << "\n";
+  } else {
+    std::map<std::string, std::int64_t> counts;
+    for (std::size_t i = 0; i < d.docs.size(); ++i)
+      if (d.split[i] == Split::train)
+        for (const auto& s : d.docs[i].sentences)
+          for (const auto& w : s.words)
+            for (const auto& b : basic_tokenize(w)) ++counts[b];
+    const auto t0 = std::chrono::steady_clock::now();
+    d.vocab = train_wordpiece(counts, vocab_size);
+    d.vocab.save(d.vocab_path);
+    log << "vocabulary: trained " << d.vocab.size() << " WordPiece tokens on " << counts.size() << " distinct words in "
+        << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s -> " << d.vocab_path << "\n";
+  }
+  return d;
+}
+
+}  // namespace bert
