@@ -6,23 +6,15 @@
 #include <fstream>
 #include <sstream>
 
+#include "bert_test_util.hpp"
 #include "finetune.hpp"
 
-#ifndef PLD_TEST_DATA_DIR
-#error "PLD_TEST_DATA_DIR must name tests/data"
-#endif
 
 namespace fs = std::filesystem;
 
 namespace {
-const std::string kSlice = std::string(PLD_TEST_DATA_DIR) + "/brown-slice";
-
-std::string fresh_dir(const std::string& name) {
-  const auto dir = fs::temp_directory_path() / "pld-bert-tests" / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir.parent_path());
-  return dir.string();
-}
+using bert_test::fresh_dir;
+using bert_test::kSlice;
 
 // A tiny pretrained model (shared by the cases below; pretraining takes well under a second).
 const std::string& tiny_checkpoint() {

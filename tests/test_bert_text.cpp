@@ -6,6 +6,7 @@
 #include <fstream>
 #include <set>
 
+#include "dataset.hpp"
 #include "mlm_data.hpp"
 #include "tokenizer.hpp"
 
@@ -58,11 +59,7 @@ TEST_CASE("WordPiece encodes greedily, longest match first", "[bert][tokenizer]"
 
 TEST_CASE("a trained vocabulary round-trips through vocab.txt and encodes its corpus", "[bert][tokenizer]") {
   const auto docs = bert::read_corpus(kSlice);
-  std::map<std::string, std::int64_t> counts;
-  for (const auto& d : docs)
-    for (const auto& s : d.sentences)
-      for (const auto& w : s.words)
-        for (const auto& b : bert::basic_tokenize(w)) ++counts[b];
+  const auto counts = bert::word_counts(docs);
   const bert::Vocab v = bert::train_wordpiece(counts, 600);
   CHECK(v.size() == 600);
   for (int i = 0; i < bert::kNumSpecial; ++i) CHECK(v.token(i) == bert::special_tokens()[static_cast<std::size_t>(i)]);
@@ -147,11 +144,7 @@ TEST_CASE("plain-text corpora and bad corpus paths", "[bert][corpus][errors]") {
 TEST_CASE("packing, masking statistics and the data stream", "[bert][data]") {
   const auto docs = bert::read_corpus(kSlice);
   const auto split = bert::split_documents(docs);
-  std::map<std::string, std::int64_t> counts;
-  for (const auto& d : docs)
-    for (const auto& s : d.sentences)
-      for (const auto& w : s.words)
-        for (const auto& b : bert::basic_tokenize(w)) ++counts[b];
+  const auto counts = bert::word_counts(docs);
   const bert::Vocab v = bert::train_wordpiece(counts, 800);
   const int T = 32;
   const auto seqs = bert::pack_sequences(docs, split, bert::Split::train, v, T);

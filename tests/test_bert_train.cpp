@@ -7,23 +7,15 @@
 #include <fstream>
 #include <sstream>
 
+#include "bert_test_util.hpp"
 #include "pretrain.hpp"
 
-#ifndef PLD_TEST_DATA_DIR
-#error "PLD_TEST_DATA_DIR must name tests/data"
-#endif
 
 namespace fs = std::filesystem;
 
 namespace {
-const std::string kSlice = std::string(PLD_TEST_DATA_DIR) + "/brown-slice";
-
-std::string fresh_dir(const std::string& name) {
-  const auto dir = fs::temp_directory_path() / "pld-bert-tests" / name;
-  fs::remove_all(dir);
-  fs::create_directories(dir.parent_path());
-  return dir.string();
-}
+using bert_test::fresh_dir;
+using bert_test::kSlice;
 
 // A tiny configuration: 2 layers, H = 32, sequences of 32, batches of 4.
 std::vector<std::string> tiny_args(const std::string& out, std::vector<std::string> extra = {}) {
@@ -52,11 +44,7 @@ nlohmann::json read_json(const std::string& path) { return nlohmann::json::parse
 TEST_CASE("BERT model gradients match directional finite differences, tensor by tensor", "[bert][gradcheck]") {
   const auto docs = bert::read_corpus(kSlice);
   const auto split = bert::split_documents(docs);
-  std::map<std::string, std::int64_t> counts;
-  for (const auto& d : docs)
-    for (const auto& s : d.sentences)
-      for (const auto& w : s.words)
-        for (const auto& b : bert::basic_tokenize(w)) ++counts[b];
+  const auto counts = bert::word_counts(docs);
   const bert::Vocab vocab = bert::train_wordpiece(counts, 300);
   bert::ModelConfig mc;
   mc.vocab = vocab.size();

@@ -14,6 +14,20 @@
 
 namespace bert {
 
+// Basic-tokenized word counts over the documents (of one split, or all when `which` is null):
+// what a WordPiece vocabulary is trained on.
+inline std::map<std::string, std::int64_t> word_counts(const std::vector<Document>& docs, const std::vector<Split>* split = nullptr,
+                                                      Split which = Split::train) {
+  std::map<std::string, std::int64_t> counts;
+  for (std::size_t i = 0; i < docs.size(); ++i) {
+    if (split && (*split)[i] != which) continue;
+    for (const auto& s : docs[i].sentences)
+      for (const auto& w : s.words)
+        for (const auto& b : basic_tokenize(w)) ++counts[b];
+  }
+  return counts;
+}
+
 struct Data {
   std::vector<Document> docs;
   std::vector<Split> split;
@@ -36,12 +50,7 @@ inline Data load_data(const std::string& corpus, const std::string& vocab_arg, c
     d.vocab = Vocab::load(d.vocab_path);
     log << "vocabulary: " << d.vocab.size() << " tokens from " << d.vocab_path << "\n";
   } else {
-    std::map<std::string, std::int64_t> counts;
-    for (std::size_t i = 0; i < d.docs.size(); ++i)
-      if (d.split[i] == Split::train)
-        for (const auto& s : d.docs[i].sentences)
-          for (const auto& w : s.words)
-            for (const auto& b : basic_tokenize(w)) ++counts[b];
+    const std::map<std::string, std::int64_t> counts = word_counts(d.docs, &d.split, Split::train);
     const auto t0 = std::chrono::steady_clock::now();
     d.vocab = train_wordpiece(counts, vocab_size);
     d.vocab.save(d.vocab_path);
