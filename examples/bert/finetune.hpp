@@ -32,54 +32,30 @@ class ClassifierHead {
   // `pred` (same indexing as target, -1 elsewhere). With dhidden, gradients as in MlmHead.
   MlmResult forward_backward(const std::vector<float>& hidden, const std::vector<int>& target, double grad_scale,
                              std::vector<float>* dhidden, std::vector<int>& pred) {
-    rows_.clear();
-    for (std::size_t i = 0; i < target.size(); ++i)
-      if (target[i] >= 0) rows_.push_back(static_cast<int>(i));
-    const int M = static_cast<int>(rows_.size());
+    for (int t : target)
+      if (t >= C_) pld::detail::throw_error("label ", t, " outside the ", C_, " classes");
+    const int M = sel_.gather(hidden, target, H_);
     pred.assign(target.size(), -1);
-    MlmResult res;
-    res.predicted = M;
     if (dhidden) dhidden->assign(hidden.size(), 0.0f);
-    if (M == 0) return res;
-    h_.resize(static_cast<std::size_t>(M) * H_);
-    for (int m = 0; m < M; ++m)
-      std::copy_n(hidden.data() + static_cast<std::size_t>(rows_[static_cast<std::size_t>(m)]) * H_, H_, h_.data() + static_cast<std::size_t>(m) * H_);
+    if (M == 0) return MlmResult{0.0, 0, 0};
+    const std::vector<float>& h = sel_.gathered();
     logits_.resize(static_cast<std::size_t>(M) * C_);
-    pld::cpu::linear_forward(h_.data(), w_.w.data(), b_.w.data(), logits_.data(), M, H_, C_);
-    double loss = 0;
-    for (int m = 0; m < M; ++m) {
-      float* l = logits_.data() + static_cast<std::size_t>(m) * C_;
-      const int row = rows_[static_cast<std::size_t>(m)];
-      const int tgt = target[static_cast<std::size_t>(row)];
-      if (tgt >= C_) pld::detail::throw_error("label ", tgt, " outside the ", C_, " classes");
-      int arg = 0;
-      for (int c = 1; c < C_; ++c)
-        if (l[c] > l[arg]) arg = c;
-      double sum = 0;
-      for (int c = 0; c < C_; ++c) sum += std::exp(static_cast<double>(l[c] - l[arg]));
-      loss += std::log(sum) - static_cast<double>(l[tgt] - l[arg]);
-      pred[static_cast<std::size_t>(row)] = arg;
-      res.correct += arg == tgt ? 1 : 0;
-      if (dhidden) {
-        const float mx = l[arg];
-        for (int c = 0; c < C_; ++c)
-          l[c] = static_cast<float>(grad_scale / M * (std::exp(static_cast<double>(l[c] - mx)) / sum - (c == tgt ? 1.0 : 0.0)));
-      }
-    }
-    res.loss = loss / M;
+    pld::cpu::linear_forward(h.data(), w_.w.data(), b_.w.data(), logits_.data(), M, H_, C_);
+    const MlmResult res = sel_.cross_entropy(logits_.data(), C_, grad_scale, dhidden != nullptr, row_pred_);
+    for (int m = 0; m < M; ++m) pred[static_cast<std::size_t>(sel_.rows()[static_cast<std::size_t>(m)])] = row_pred_[static_cast<std::size_t>(m)];
     if (!dhidden) return res;
-    dh_.resize(h_.size());
-    pld::cpu::linear_backward(logits_.data(), h_.data(), w_.w.data(), dh_.data(), w_.g.data(), b_.g.data(), M, H_, C_);
-    for (int m = 0; m < M; ++m)
-      std::copy_n(dh_.data() + static_cast<std::size_t>(m) * H_, H_, dhidden->data() + static_cast<std::size_t>(rows_[static_cast<std::size_t>(m)]) * H_);
+    dh_.resize(h.size());
+    pld::cpu::linear_backward(logits_.data(), h.data(), w_.w.data(), dh_.data(), w_.g.data(), b_.g.data(), M, H_, C_);
+    sel_.scatter(dh_, H_, *dhidden);
     return res;
   }
 
  private:
   int H_, C_;
   Tensor w_, b_;
-  std::vector<int> rows_;
-  std::vector<float> h_, logits_, dh_;
+  LabelledRows sel_;
+  std::vector<int> row_pred_;
+  std::vector<float> logits_, dh_;
 };
 
 inline std::vector<OptionSpec> finetune_option_specs() {
@@ -218,11 +194,7 @@ inline int run_finetune(const std::vector<std::string>& args, std::ostream& out)
   if (max_train > 0 && train.size() > max_train) {
     // A subset drawn evenly over all training documents (the list is in document order, so a
     // prefix would hold only the first genres): a seeded shuffle, then the first max_train.
-    for (std::size_t i = train.size() - 1; i > 0; --i) {
-      const pld::U32x4 r = pld::random_block(seed, 0xFFFFFFFFull, static_cast<std::uint32_t>(DataStream::finetune), 1,
-                                             static_cast<std::uint32_t>(i));
-      std::swap(train[i], train[static_cast<std::size_t>(r.v[0] % (i + 1))]);
-    }
+    philox_shuffle(train, seed, 0xFFFFFFFFull, DataStream::finetune, 1);
     train.resize(max_train);
   }
   if (train.empty() || test.empty()) pld::detail::throw_error("the held-out documents give no ", train.empty() ? "training" : "test", " sequences");
@@ -290,11 +262,7 @@ inline int run_finetune(const std::vector<std::string>& args, std::ostream& out)
   for (int e = 0; e < epochs; ++e) {
     std::vector<std::uint32_t> order(train.size());
     for (std::size_t i = 0; i < order.size(); ++i) order[i] = static_cast<std::uint32_t>(i);
-    for (std::size_t i = order.size() - 1; i > 0; --i) {
-      const pld::U32x4 r = pld::random_block(seed, static_cast<std::uint64_t>(e), static_cast<std::uint32_t>(DataStream::finetune), 0,
-                                             static_cast<std::uint32_t>(i));
-      std::swap(order[i], order[static_cast<std::size_t>(r.v[0] % (i + 1))]);
-    }
+    philox_shuffle(order, seed, static_cast<std::uint64_t>(e), DataStream::finetune, 0);
     double loss_w = 0;
     int correct_w = 0, count_w = 0;
     for (std::size_t i = 0; i < order.size(); i += static_cast<std::size_t>(batch), ++step) {

@@ -20,6 +20,17 @@ namespace bert {
 // Random streams of the example (the library's own use 1..5 and 16..18).
 enum class DataStream : std::uint32_t { shuffle = 64, mask = 65, embed_dropout = 66, finetune = 67 };
 
+// Fisher-Yates shuffle of v driven by Philox blocks (seed, step, stream, layer, i): the same
+// order for the same key on any machine, with no RNG state to save.
+template <class T>
+void philox_shuffle(std::vector<T>& v, std::uint64_t seed, std::uint64_t step, DataStream stream, std::uint32_t layer) {
+  for (std::size_t i = v.size(); i-- > 1;) {
+    const pld::U32x4 r = pld::random_block(seed, step, static_cast<std::uint32_t>(stream), layer, static_cast<std::uint32_t>(i));
+    const auto j = static_cast<std::size_t>(((static_cast<std::uint64_t>(r.v[0]) << 32) | r.v[1]) % (i + 1));
+    std::swap(v[i], v[j]);
+  }
+}
+
 struct Sequence {
   std::vector<int> ids;  // [CLS] tokens [SEP], unpadded
   int document = 0;      // index into the corpus
@@ -149,12 +160,7 @@ class MlmStream {
     const std::size_t n = seqs_->size();
     order_.resize(n);
     for (std::size_t i = 0; i < n; ++i) order_[i] = static_cast<std::uint32_t>(i);
-    for (std::size_t i = n - 1; i > 0; --i) {  // Fisher-Yates with Philox draws
-      const pld::U32x4 r = pld::random_block(seed_, epoch, static_cast<std::uint32_t>(DataStream::shuffle), 0,
-                                             static_cast<std::uint32_t>(i));
-      const auto j = static_cast<std::size_t>(((static_cast<std::uint64_t>(r.v[0]) << 32) | r.v[1]) % (i + 1));
-      std::swap(order_[i], order_[j]);
-    }
+    philox_shuffle(order_, seed_, epoch, DataStream::shuffle, 0);
     order_epoch_ = epoch;
   }
 

@@ -58,14 +58,9 @@ struct Tensor {
   explicit Tensor(std::size_t n = 0, float v = 0.0f) : w(n, v), g(n, 0.0f) {}
 };
 
+// The example's own tensors use step 1 of the param_init stream (the layers use step 0).
 inline void init_normal(std::vector<float>& w, std::uint64_t seed, std::uint32_t tensor_id, double std_dev = 0.02) {
-  for (std::size_t i = 0; i < w.size(); i += 2) {
-    const pld::U32x4 r = pld::random_block(seed, 1, pld::RandomStream::param_init, tensor_id, static_cast<std::uint32_t>(i / 2));
-    const double u1 = 1.0 - pld::uniform_double(r.v[0], r.v[1]), u2 = pld::uniform_double(r.v[2], r.v[3]);
-    const double rad = std::sqrt(-2.0 * std::log(u1));
-    w[i] = static_cast<float>(std_dev * rad * std::cos(6.283185307179586 * u2));
-    if (i + 1 < w.size()) w[i + 1] = static_cast<float>(std_dev * rad * std::sin(6.283185307179586 * u2));
-  }
+  pld::cpu::fill_normal(w, seed, 1, tensor_id, std_dev);
 }
 
 // Encoder: ids (B, T) -> hidden (B*T, H) after the final LayerNorm.
@@ -126,7 +121,6 @@ class Encoder {
     B_ = B;
     T_ = T;
     ids_ = ids;
-    valid_ = valid;
     training_ = plan.training;
     seed_ = seed;
     step_ = plan.step;
@@ -193,8 +187,7 @@ class Encoder {
   double layer_seconds_ = 0.0;
   std::uint64_t seed_ = 0;
   std::int64_t step_ = 0;
-  std::vector<int> ids_;
-  std::vector<std::uint8_t> valid_;
+  std::vector<int> ids_;  // for the embedding gradients
   std::vector<float> emb_sum_, emb_mean_, emb_rstd_, x_, out_mean_, out_rstd_, dx_, demb_;
 };
 
@@ -202,6 +195,77 @@ struct MlmResult {
   double loss = 0.0;  // mean cross-entropy over the masked positions
   int correct = 0;    // argmax == target
   int predicted = 0;  // masked positions
+};
+
+// What the MLM head and the fine-tuning classifiers share: the rows that carry a label, their
+// hidden states gathered into one block, softmax cross-entropy over their logits, and the
+// gradient scattered back to (B*T, H).
+class LabelledRows {
+ public:
+  // Selects the rows with target >= 0 and gathers their hidden states (M, H).
+  int gather(const std::vector<float>& hidden, const std::vector<int>& target, int H) {
+    rows_.clear();
+    labels_.clear();
+    for (std::size_t i = 0; i < target.size(); ++i)
+      if (target[i] >= 0) {
+        rows_.push_back(static_cast<int>(i));
+        labels_.push_back(target[i]);
+      }
+    const auto M = rows_.size();
+    h_.resize(M * static_cast<std::size_t>(H));
+    for (std::size_t m = 0; m < M; ++m)
+      std::copy_n(hidden.data() + static_cast<std::size_t>(rows_[m]) * H, H, h_.data() + m * H);
+    return static_cast<int>(M);
+  }
+  const std::vector<float>& gathered() const { return h_; }
+  const std::vector<int>& rows() const { return rows_; }
+  const std::vector<int>& labels() const { return labels_; }
+
+  // Softmax cross-entropy of logits (M, C) against the labels; pred[m] = argmax. With `grad`,
+  // logits are overwritten by d(loss)/d(logits) * grad_scale (loss = mean over the M rows).
+  MlmResult cross_entropy(float* logits, int C, double grad_scale, bool grad, std::vector<int>& pred) {
+    const int M = static_cast<int>(rows_.size());
+    const double scale = grad_scale / M;
+    row_loss_.resize(static_cast<std::size_t>(M));
+    pred.resize(static_cast<std::size_t>(M));
+#pragma omp parallel for schedule(static)
+    for (int m = 0; m < M; ++m) {
+      float* l = logits + static_cast<std::size_t>(m) * C;
+      const int tgt = labels_[static_cast<std::size_t>(m)];
+      int arg = 0;
+      for (int v = 1; v < C; ++v)
+        if (l[v] > l[arg]) arg = v;
+      const float mx = l[arg];
+      double sum = 0.0;
+      for (int v = 0; v < C; ++v) sum += std::exp(static_cast<double>(l[v] - mx));
+      row_loss_[static_cast<std::size_t>(m)] = std::log(sum) - static_cast<double>(l[tgt] - mx);
+      pred[static_cast<std::size_t>(m)] = arg;
+      if (grad) {
+        const double inv = 1.0 / sum;
+        for (int v = 0; v < C; ++v) l[v] = static_cast<float>(scale * (std::exp(static_cast<double>(l[v] - mx)) * inv - (v == tgt ? 1.0 : 0.0)));
+      }
+    }
+    MlmResult res;
+    res.predicted = M;
+    double loss = 0.0;  // summed in row order: the same bits whatever the thread count
+    for (int m = 0; m < M; ++m) {
+      loss += row_loss_[static_cast<std::size_t>(m)];
+      res.correct += pred[static_cast<std::size_t>(m)] == labels_[static_cast<std::size_t>(m)] ? 1 : 0;
+    }
+    res.loss = M > 0 ? loss / M : 0.0;
+    return res;
+  }
+
+  // dhidden (B*T, H): d (M, H) at the selected rows, zero elsewhere.
+  void scatter(const std::vector<float>& d, int H, std::vector<float>& dhidden) const {
+    for (std::size_t m = 0; m < rows_.size(); ++m)
+      std::copy_n(d.data() + m * H, H, dhidden.data() + static_cast<std::size_t>(rows_[m]) * H);
+  }
+
+ private:
+  std::vector<int> rows_, labels_;
+  std::vector<float> h_;
+  std::vector<double> row_loss_;
 };
 
 // The MLM head over the masked rows of the encoder's output; decoder tied to the token embedding.
@@ -231,55 +295,23 @@ class MlmHead {
   MlmResult forward_backward(const std::vector<float>& hidden, const std::vector<int>& target, std::vector<float>& emb,
                              std::vector<float>& emb_grad, double grad_scale, std::vector<float>* dhidden) {
     const int H = c_.hidden, V = c_.vocab;
-    rows_.clear();
-    for (std::size_t i = 0; i < target.size(); ++i)
-      if (target[i] >= 0) rows_.push_back(static_cast<int>(i));
-    const int M = static_cast<int>(rows_.size());
-    MlmResult res;
-    res.predicted = M;
+    const int M = sel_.gather(hidden, target, H);
     if (dhidden) dhidden->assign(hidden.size(), 0.0f);
-    if (M == 0) return res;
+    if (M == 0) return MlmResult{0.0, 0, 0};
     const auto MH = static_cast<std::size_t>(M) * static_cast<std::size_t>(H);
-    h_.resize(MH);
-    for (int m = 0; m < M; ++m)
-      std::copy_n(hidden.data() + static_cast<std::size_t>(rows_[static_cast<std::size_t>(m)]) * H, H, h_.data() + static_cast<std::size_t>(m) * H);
+    const std::vector<float>& h = sel_.gathered();
     z_.resize(MH);
     a_.resize(MH);
     n_.resize(MH);
     mean_.resize(static_cast<std::size_t>(M));
     rstd_.resize(static_cast<std::size_t>(M));
     logits_.resize(static_cast<std::size_t>(M) * static_cast<std::size_t>(V));
-    pld::cpu::linear_forward(h_.data(), dense_w_.w.data(), dense_b_.w.data(), z_.data(), M, H, H);
+    pld::cpu::linear_forward(h.data(), dense_w_.w.data(), dense_b_.w.data(), z_.data(), M, H, H);
     pld::cpu::gelu_forward(z_.data(), a_.data(), MH, pld::cpu::GeluForm::erf);
     pld::cpu::layer_norm_forward(a_.data(), ln_w_.w.data(), ln_b_.w.data(), n_.data(), mean_.data(), rstd_.data(), M, H, c_.ln_eps);
     pld::cpu::linear_forward(n_.data(), emb.data(), dec_b_.w.data(), logits_.data(), M, H, V);
     // Softmax cross-entropy; logits_ becomes d(loss)/d(logits) when a backward follows.
-    const double scale = grad_scale / M;
-    row_loss_.resize(static_cast<std::size_t>(M));
-    row_hit_.resize(static_cast<std::size_t>(M));
-#pragma omp parallel for schedule(static)
-    for (int m = 0; m < M; ++m) {
-      float* l = logits_.data() + static_cast<std::size_t>(m) * V;
-      const int tgt = target[static_cast<std::size_t>(rows_[static_cast<std::size_t>(m)])];
-      int arg = 0;
-      for (int v = 1; v < V; ++v)
-        if (l[v] > l[arg]) arg = v;
-      const float mx = l[arg];
-      double sum = 0.0;
-      for (int v = 0; v < V; ++v) sum += std::exp(static_cast<double>(l[v] - mx));
-      row_loss_[static_cast<std::size_t>(m)] = std::log(sum) - static_cast<double>(l[tgt] - mx);
-      row_hit_[static_cast<std::size_t>(m)] = arg == tgt ? 1 : 0;
-      if (dhidden) {
-        const double inv = 1.0 / sum;
-        for (int v = 0; v < V; ++v) l[v] = static_cast<float>(scale * (std::exp(static_cast<double>(l[v] - mx)) * inv - (v == tgt ? 1.0 : 0.0)));
-      }
-    }
-    double loss = 0.0;  // summed in row order: the same bits whatever the thread count
-    for (int m = 0; m < M; ++m) {
-      loss += row_loss_[static_cast<std::size_t>(m)];
-      res.correct += row_hit_[static_cast<std::size_t>(m)];
-    }
-    res.loss = loss / M;
+    const MlmResult res = sel_.cross_entropy(logits_.data(), V, grad_scale, dhidden != nullptr, pred_);
     if (!dhidden) return res;
     // Backward: decoder (tied), LayerNorm, GELU, dense; then scatter to the masked rows.
     dn_.resize(MH);
@@ -287,18 +319,17 @@ class MlmHead {
     da_.resize(MH);
     pld::cpu::layer_norm_backward(dn_.data(), a_.data(), mean_.data(), rstd_.data(), ln_w_.w.data(), da_.data(), ln_w_.g.data(), ln_b_.g.data(), M, H);
     pld::cpu::gelu_backward(da_.data(), z_.data(), z_.data(), MH, pld::cpu::GeluForm::erf);  // z_ becomes dz
-    pld::cpu::linear_backward(z_.data(), h_.data(), dense_w_.w.data(), dn_.data(), dense_w_.g.data(), dense_b_.g.data(), M, H, H);
-    for (int m = 0; m < M; ++m)
-      std::copy_n(dn_.data() + static_cast<std::size_t>(m) * H, H, dhidden->data() + static_cast<std::size_t>(rows_[static_cast<std::size_t>(m)]) * H);
+    pld::cpu::linear_backward(z_.data(), h.data(), dense_w_.w.data(), dn_.data(), dense_w_.g.data(), dense_b_.g.data(), M, H, H);
+    sel_.scatter(dn_, H, *dhidden);
     return res;
   }
 
  private:
   ModelConfig c_;
   Tensor dense_w_, dense_b_, ln_w_, ln_b_, dec_b_;
-  std::vector<int> rows_, row_hit_;
-  std::vector<double> row_loss_;
-  std::vector<float> h_, z_, a_, n_, mean_, rstd_, logits_, dn_, da_;
+  LabelledRows sel_;
+  std::vector<int> pred_;
+  std::vector<float> z_, a_, n_, mean_, rstd_, logits_, dn_, da_;
 };
 
 // Encoder + MLM head, with one parameter list for the optimizer and the checkpoint.

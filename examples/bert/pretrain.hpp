@@ -123,8 +123,7 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out)
   gate_cfg.granularity = pld::parse_granularity(o.choice("granularity", {"layer", "sample"}));
   if (gate_cfg.granularity == pld::Granularity::sample && opt_cfg.skip_dropped)
     pld::detail::throw_error("--skip-dropped-updates needs --granularity layer");
-  model_config_from(o, kNumSpecial + 1);                   // validates the model options early
-  schedule_spec_from(o, model_config_from(o, 6).layers);  // and the schedule's
+  schedule_spec_from(o, model_config_from(o, kNumSpecial + 1).layers);  // validates model and schedule options early
   const std::string ckpt_path = out_dir + "/checkpoint.bin";
   std::string resume = o.str("resume");
   if (resume == "auto") resume = fs::exists(ckpt_path) ? ckpt_path : "";

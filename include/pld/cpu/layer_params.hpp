@@ -36,6 +36,20 @@ struct LayerConfig {
   }
 };
 
+// w ~ N(0, std_dev) from Philox by Box-Muller: element pair k uses block (seed, step,
+// param_init, tensor_id, k). A pure function of its arguments, so any run can rebuild it.
+template <class Scalar>
+void fill_normal(std::vector<Scalar>& w, std::uint64_t seed, std::uint64_t step, std::uint32_t tensor_id, double std_dev) {
+  for (std::size_t i = 0; i < w.size(); i += 2) {
+    const U32x4 r = random_block(seed, step, RandomStream::param_init, tensor_id, static_cast<std::uint32_t>(i / 2));
+    const double u1 = 1.0 - uniform_double(r.v[0], r.v[1]);  // (0, 1]
+    const double u2 = uniform_double(r.v[2], r.v[3]);
+    const double rad = std::sqrt(-2.0 * std::log(u1));
+    w[i] = static_cast<Scalar>(std_dev * rad * std::cos(6.283185307179586 * u2));
+    if (i + 1 < w.size()) w[i + 1] = static_cast<Scalar>(std_dev * rad * std::sin(6.283185307179586 * u2));
+  }
+}
+
 struct TensorRef {
   std::string name;
   std::vector<int> shape;
@@ -105,17 +119,8 @@ struct LayerParams {
   // normals come from Philox (Box-Muller), so the same seed gives the same parameters anywhere.
   void init_normal(std::uint64_t seed, double std_dev = 0.02) {
     std::uint32_t tensor_id = 0;
-    for (std::vector<Scalar>* w : {&in_proj_weight, &out_proj_weight, &linear1_weight, &linear2_weight}) {
-      for (std::size_t i = 0; i < w->size(); i += 2) {
-        const U32x4 r = random_block(seed, 0, RandomStream::param_init, tensor_id, static_cast<std::uint32_t>(i / 2));
-        const double u1 = 1.0 - uniform_double(r.v[0], r.v[1]);  // (0, 1]
-        const double u2 = uniform_double(r.v[2], r.v[3]);
-        const double rad = std::sqrt(-2.0 * std::log(u1));
-        (*w)[i] = static_cast<Scalar>(std_dev * rad * std::cos(6.283185307179586 * u2));
-        if (i + 1 < w->size()) (*w)[i + 1] = static_cast<Scalar>(std_dev * rad * std::sin(6.283185307179586 * u2));
-      }
-      ++tensor_id;
-    }
+    for (std::vector<Scalar>* w : {&in_proj_weight, &out_proj_weight, &linear1_weight, &linear2_weight})
+      fill_normal(*w, seed, 0, tensor_id++, std_dev);
     for (std::vector<Scalar>* b : {&in_proj_bias, &out_proj_bias, &linear1_bias, &linear2_bias, &norm1_bias, &norm2_bias})
       for (auto& v : *b) v = 0;
     for (auto& v : norm1_weight) v = 1;
