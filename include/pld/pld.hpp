@@ -12,6 +12,8 @@
 #include "pld/hooks/controller.hpp"
 #include "pld/hooks/state.hpp"
 #include "pld/hooks/stats.hpp"
+#include "pld/layer/layer_config.hpp"
+#include "pld/layer/layer_step.hpp"
 #include "pld/schedule/budget.hpp"
 #include "pld/schedule/depth.hpp"
 #include "pld/schedule/presets.hpp"

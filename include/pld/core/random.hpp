@@ -48,6 +48,17 @@ PLD_HOST_DEVICE float uniform_float(std::uint32_t word) {
   return static_cast<float>(word >> 8) * (1.0f / 16777216.0f);  // 2^-24
 }
 
+// Elementwise dropout, shared by every backend so CPU and GPU masks are the same bits: element e
+// of a site uses word e % 4 of block e / 4 of stream dropout_base + site, and is kept when its
+// 24-bit uniform is >= rate.
+PLD_HOST_DEVICE U32x4 dropout_block(std::uint64_t seed, std::uint64_t step, std::uint32_t site,
+                                    std::uint32_t layer, std::uint64_t block) {
+  return random_block(seed, step, static_cast<std::uint32_t>(RandomStream::dropout_base) + site, layer,
+                      static_cast<std::uint32_t>(block));
+}
+
+PLD_HOST_DEVICE bool dropout_keeps(std::uint32_t word, float rate) { return uniform_float(word) >= rate; }
+
 // One uniform double in [0, 1) for (seed, step, stream, layer, index).
 PLD_HOST_DEVICE double uniform01(std::uint64_t seed, std::uint64_t step, RandomStream stream,
                                  std::uint32_t layer, std::uint32_t index) {

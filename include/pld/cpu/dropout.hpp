@@ -7,11 +7,11 @@
 #include <cstdint>
 
 #include "pld/core/random.hpp"
+#include "pld/layer/layer_step.hpp"
 
 namespace pld::cpu {
 
-// Where in a layer a dropout mask is applied; each site has its own random stream.
-enum class DropoutSite : std::uint32_t { attention_probs = 0, attention_out = 1, ffn_out = 2 };
+using pld::DropoutSite;
 
 struct DropoutKey {
   std::uint64_t seed = 0;
@@ -32,20 +32,19 @@ void dropout_apply(const Scalar* x, Scalar* y, std::size_t n, std::size_t offset
     return;
   }
   const Scalar scale = Scalar(1) / (Scalar(1) - static_cast<Scalar>(rate));
-  const std::uint32_t stream = static_cast<std::uint32_t>(RandomStream::dropout_base) +
-                               static_cast<std::uint32_t>(key.site);
   const auto step = static_cast<std::uint64_t>(key.step);
   // Blocks of four elements; the range is split by blocks so threads never share one.
   const std::size_t first = offset, last = offset + n;
   const auto b0 = static_cast<std::ptrdiff_t>(first / 4), b1 = static_cast<std::ptrdiff_t>((last + 3) / 4);
 #pragma omp parallel for schedule(static)
   for (std::ptrdiff_t b = b0; b < b1; ++b) {
-    const U32x4 r = random_block(key.seed, step, stream, key.layer, static_cast<std::uint32_t>(b));
+    const U32x4 r = dropout_block(key.seed, step, static_cast<std::uint32_t>(key.site), key.layer,
+                                  static_cast<std::uint64_t>(b));
     for (int w = 0; w < 4; ++w) {
       const std::size_t e = static_cast<std::size_t>(b) * 4 + static_cast<std::size_t>(w);
       if (e < first || e >= last) continue;
       const std::size_t i = e - first;
-      y[i] = uniform_float(r.v[w]) >= rate ? x[i] * scale : Scalar(0);
+      y[i] = dropout_keeps(r.v[w], rate) ? x[i] * scale : Scalar(0);
     }
   }
 }

@@ -5,9 +5,11 @@
 #include <cmath>
 #include <cstddef>
 
+#include "pld/layer/layer_config.hpp"
+
 namespace pld::cpu {
 
-enum class GeluForm { erf, tanh };
+using pld::GeluForm;
 
 template <class Scalar>
 void gelu_forward(const Scalar* x, Scalar* y, std::size_t n, GeluForm form) {

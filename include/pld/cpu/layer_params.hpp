@@ -9,32 +9,11 @@
 
 #include "pld/core/error.hpp"
 #include "pld/core/random.hpp"
-#include "pld/cpu/gelu.hpp"
+#include "pld/layer/layer_config.hpp"
 
 namespace pld::cpu {
 
-struct LayerConfig {
-  int hidden = 256;                 // H
-  int heads = 4;                    // N; H % N == 0
-  int ffn = 0;                      // F; 0 means 4H
-  double ln_eps = 1e-5;             // PyTorch's default; BERT uses 1e-12
-  GeluForm gelu = GeluForm::erf;
-  float attention_dropout = 0.1f;   // on the softmax probabilities
-  float hidden_dropout = 0.1f;      // on both residual branches
-
-  int ffn_size() const { return ffn > 0 ? ffn : 4 * hidden; }
-
-  void validate() const {
-    if (hidden <= 0) pld::detail::throw_error("LayerConfig.hidden must be > 0, got ", hidden);
-    if (heads <= 0) pld::detail::throw_error("LayerConfig.heads must be > 0, got ", heads);
-    if (hidden % heads != 0)
-      pld::detail::throw_error("LayerConfig.hidden (", hidden, ") must be divisible by heads (", heads, ")");
-    if (ffn < 0) pld::detail::throw_error("LayerConfig.ffn must be >= 0 (0 = 4H), got ", ffn);
-    if (!(ln_eps > 0.0)) pld::detail::throw_error("LayerConfig.ln_eps must be > 0, got ", ln_eps);
-    for (float r : {attention_dropout, hidden_dropout})
-      if (!(r >= 0.0f && r < 1.0f)) pld::detail::throw_error("dropout rate must be in [0, 1), got ", r);
-  }
-};
+using pld::LayerConfig;
 
 // w ~ N(0, std_dev) from Philox by Box-Muller: element pair k uses block (seed, step,
 // param_init, tensor_id, k). A pure function of its arguments, so any run can rebuild it.

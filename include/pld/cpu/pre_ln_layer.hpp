@@ -20,33 +20,11 @@
 #include "pld/cpu/layer_params.hpp"
 #include "pld/cpu/linear.hpp"
 #include "pld/gate/layer_plan.hpp"
+#include "pld/layer/layer_step.hpp"
 
 namespace pld::cpu {
 
-// What one forward needs to know from the gate and the training loop.
-struct LayerStep {
-  bool kept = true;
-  double scale = 1.0;          // g: the gate scale of the residual branches
-  bool training = true;        // dropout on only when training
-  std::uint64_t seed = 0;      // dropout masks: (seed, step, layer, site, element)
-  std::int64_t step = 0;
-  std::uint32_t layer = 0;
-  const std::uint8_t* rows = nullptr;  // per-sample: (B) 1 = the row runs through this layer
-
-  // The step of 0-based layer `layer` as `plan` decided it.
-  static LayerStep from_plan(const LayerPlan& plan, int layer, std::uint64_t seed) {
-    LayerStep s;
-    s.kept = plan.kept(layer);
-    s.scale = plan.gate_scale(layer);
-    s.training = plan.training;
-    s.seed = seed;
-    s.step = plan.step;
-    s.layer = static_cast<std::uint32_t>(layer);
-    if (plan.per_sample())
-      s.rows = plan.sample_keep.data() + static_cast<std::size_t>(layer) * static_cast<std::size_t>(plan.batch);
-    return s;
-  }
-};
+using pld::LayerStep;
 
 template <class Scalar>
 class PreLnLayer {
@@ -133,21 +111,13 @@ class PreLnLayer {
   }
 
   // FLOPs of one forward on (batch, seq) rows (GEMMs only: 2 per multiply-add); backward is 2x.
-  static double forward_flops(const LayerConfig& c, int batch, int seq) {
-    const double N = static_cast<double>(batch) * seq, H = c.hidden, F = c.ffn_size(), T = seq;
-    return 2.0 * N * H * (3 * H + H + 2 * F) + 2.0 * 2.0 * N * T * H;
-  }
+  static double forward_flops(const LayerConfig& c, int batch, int seq) { return layer_forward_flops(c, batch, seq); }
 
  private:
   void check_shape(int batch, int seq, const std::uint8_t* valid) const {
     if (batch <= 0) pld::detail::throw_error("PreLnLayer: batch must be > 0, got ", batch);
     if (seq <= 0) pld::detail::throw_error("PreLnLayer: sequence length T must be > 0, got ", seq);
-    if (!valid) return;
-    for (int b = 0; b < batch; ++b) {
-      bool any = false;
-      for (int t = 0; t < seq; ++t) any = any || valid[static_cast<std::size_t>(b) * seq + t];
-      if (!any) pld::detail::throw_error("PreLnLayer: sequence ", b, " has no real token (all padding)");
-    }
+    check_valid_mask(valid, batch, seq);
   }
 
   // The buffers the forward saves for the backward: what saved_bytes() counts.

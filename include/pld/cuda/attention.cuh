@@ -1,0 +1,199 @@
+// The memory-bound half of self-attention on the GPU; the products (Q K^T, P V and their
+// gradients) are batched cuBLASLt GEMMs over head-major (B, heads, T, d) operands.
+//  - split_heads / merge_heads: packed row-major (B*T, parts*H) <-> head-major (parts, B, heads, T, d).
+//  - softmax_forward: masked softmax of fp32 scores (padding keys get probability 0), saving P and
+//    writing the dropped probabilities for P V. One warp per row, the row in registers: T <= 1024.
+//  - softmax_backward: dS = P o (dP - rowsum(dP o P)) / sqrt(d), with dP = Dropout(d(P dropped)):
+//    the mask is recomputed from its key, never stored.
+// Dropout element e of the attention-probability stream is (b * heads + h) * T * T + i * T + j, as
+// on the CPU.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+#include "pld/core/error.hpp"
+#include "pld/cuda/dropout.hpp"
+#include "pld/cuda/elementwise_math.hpp"
+#include "pld/cuda/error.hpp"
+#include "pld/cuda/launch.hpp"
+#include "pld/cuda/reduce.cuh"
+#include "pld/cuda/storage.hpp"
+#include "pld/cuda/workspace.hpp"
+
+namespace pld::cuda {
+
+namespace detail {
+
+template <class T>
+__global__ void split_heads_kernel(const T* __restrict__ packed, T* __restrict__ heads, HeadShape s) {
+  const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < s.elements()) heads[i] = packed[packed_offset(s, i)];
+}
+
+template <class T>
+__global__ void merge_heads_kernel(const T* __restrict__ heads, T* __restrict__ packed, HeadShape s) {
+  const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < s.elements()) packed[packed_offset(s, i)] = heads[i];
+}
+
+// Lane `lane` owns columns 4 (lane + 32 k) + w, k < kGroups, w < 4: T <= 128 kGroups.
+template <class T, int kGroups>
+__global__ void softmax_forward_kernel(const float* __restrict__ scores, const std::uint8_t* __restrict__ valid,
+                                       T* __restrict__ probs, T* __restrict__ dropped, std::int64_t rows, int seq,
+                                       int heads, DropoutMask mask) {
+  const std::int64_t row = static_cast<std::int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  const std::int64_t b = row / seq / heads;
+  const std::int64_t base = row * seq;
+  const std::uint8_t* vb = valid ? valid + b * seq : nullptr;
+  float v[kGroups * 4];
+  float mx = -INFINITY;
+#pragma unroll
+  for (int k = 0; k < kGroups; ++k)
+#pragma unroll
+    for (int w = 0; w < 4; ++w) {
+      const int c = 4 * (lane + 32 * k) + w;
+      const bool live = c < seq && (!vb || vb[c]);
+      v[4 * k + w] = live ? scores[base + c] : -INFINITY;
+      mx = fmaxf(mx, v[4 * k + w]);
+    }
+  mx = warp_max(mx);
+  float sum = 0.0f;
+#pragma unroll
+  for (int i = 0; i < kGroups * 4; ++i) {
+    v[i] = v[i] == -INFINITY ? 0.0f : expf(v[i] - mx);
+    sum += v[i];
+  }
+  sum = warp_sum(sum);
+  const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;  // a row with no real key: all zero, never NaN
+#pragma unroll
+  for (int k = 0; k < kGroups; ++k) {
+    const int c0 = 4 * (lane + 32 * k);
+    if (c0 >= seq) break;
+    bool keep[4];
+    mask.keeps4(static_cast<std::uint64_t>(base + c0), keep);
+#pragma unroll
+    for (int w = 0; w < 4; ++w) {
+      const int c = c0 + w;
+      if (c >= seq) break;
+      const T p = from_float<T>(v[4 * k + w] * inv);
+      probs[base + c] = p;
+      // From the stored (rounded) P, as the backward's recomputation will see it.
+      if (dropped) dropped[base + c] = from_float<T>(keep[w] ? to_float(p) * mask.scale : 0.0f);
+    }
+  }
+}
+
+template <class T, int kGroups>
+__global__ void softmax_backward_kernel(const float* __restrict__ dropped_grad, const T* __restrict__ probs,
+                                        T* __restrict__ dscores, std::int64_t rows, int seq, float score_scale,
+                                        DropoutMask mask) {
+  const std::int64_t row = static_cast<std::int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  const std::int64_t base = row * seq;
+  float dp[kGroups * 4], p[kGroups * 4];
+  float dot = 0.0f;
+#pragma unroll
+  for (int k = 0; k < kGroups; ++k) {
+    const int c0 = 4 * (lane + 32 * k);
+    bool keep[4] = {false, false, false, false};
+    if (c0 < seq) mask.keeps4(static_cast<std::uint64_t>(base + c0), keep);
+#pragma unroll
+    for (int w = 0; w < 4; ++w) {
+      const int c = c0 + w;
+      const bool in = c < seq;
+      dp[4 * k + w] = in && keep[w] ? dropped_grad[base + c] * mask.scale : 0.0f;
+      p[4 * k + w] = in ? to_float(probs[base + c]) : 0.0f;
+      dot += dp[4 * k + w] * p[4 * k + w];
+    }
+  }
+  dot = warp_sum(dot);
+#pragma unroll
+  for (int k = 0; k < kGroups; ++k)
+#pragma unroll
+    for (int w = 0; w < 4; ++w) {
+      const int c = 4 * (lane + 32 * k) + w;
+      if (c < seq) dscores[base + c] = from_float<T>(p[4 * k + w] * (dp[4 * k + w] - dot) * score_scale);
+    }
+}
+
+template <class T>
+__global__ void dropout_probs_kernel(const T* __restrict__ probs, T* __restrict__ dropped, std::int64_t n, DropoutMask mask) {
+  const std::int64_t e0 = (static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * 4;
+  if (e0 >= n) return;
+  bool keep[4];
+  mask.keeps4(static_cast<std::uint64_t>(e0), keep);
+  for (int w = 0; w < 4 && e0 + w < n; ++w)
+    dropped[e0 + w] = from_float<T>(keep[w] ? to_float(probs[e0 + w]) * mask.scale : 0.0f);
+}
+
+inline int softmax_groups(int seq) {
+  if (seq <= 0 || seq > kMaxAttentionSeq)
+    pld::detail::throw_error("attention: sequence length must be in 1..", kMaxAttentionSeq, ", got ", seq);
+  return seq <= 128 ? 1 : seq <= 256 ? 2 : seq <= 512 ? 4 : 8;
+}
+
+}  // namespace detail
+
+template <class T>
+void split_heads(const T* packed, T* heads, const HeadShape& s, cudaStream_t stream, LaunchCounts& counts) {
+  detail::split_heads_kernel<T><<<detail::blocks_for(s.elements(), detail::kBlock), detail::kBlock, 0, stream>>>(packed, heads, s);
+  check_launch("split_heads_kernel");
+  counts.kernels += 1;
+}
+
+template <class T>
+void merge_heads(const T* heads, T* packed, const HeadShape& s, cudaStream_t stream, LaunchCounts& counts) {
+  detail::merge_heads_kernel<T><<<detail::blocks_for(s.elements(), detail::kBlock), detail::kBlock, 0, stream>>>(heads, packed, s);
+  check_launch("merge_heads_kernel");
+  counts.kernels += 1;
+}
+
+// scores (B*heads*T, T) fp32, already scaled by 1/sqrt(d); valid (B, T) or null. probs written;
+// dropped written when non-null (with the mask inactive it would equal probs: pass null then).
+template <class T>
+void softmax_forward(const float* scores, const std::uint8_t* valid, T* probs, T* dropped, int batch, int heads, int seq,
+                     const DropoutMask& mask, cudaStream_t stream, LaunchCounts& counts) {
+  const std::int64_t rows = static_cast<std::int64_t>(batch) * heads * seq;
+  const unsigned grid = detail::blocks_for(rows, detail::kWarpsPerBlock);
+  switch (detail::softmax_groups(seq)) {
+    case 1: detail::softmax_forward_kernel<T, 1><<<grid, detail::kBlock, 0, stream>>>(scores, valid, probs, dropped, rows, seq, heads, mask); break;
+    case 2: detail::softmax_forward_kernel<T, 2><<<grid, detail::kBlock, 0, stream>>>(scores, valid, probs, dropped, rows, seq, heads, mask); break;
+    case 4: detail::softmax_forward_kernel<T, 4><<<grid, detail::kBlock, 0, stream>>>(scores, valid, probs, dropped, rows, seq, heads, mask); break;
+    default: detail::softmax_forward_kernel<T, 8><<<grid, detail::kBlock, 0, stream>>>(scores, valid, probs, dropped, rows, seq, heads, mask); break;
+  }
+  check_launch("softmax_forward_kernel");
+  counts.kernels += 1;
+}
+
+// dropped_grad: d(loss)/d(dropped P), fp32 (B*heads*T, T). dscores written in T.
+template <class T>
+void softmax_backward(const float* dropped_grad, const T* probs, T* dscores, int batch, int heads, int seq, float score_scale,
+                      const DropoutMask& mask, cudaStream_t stream, LaunchCounts& counts) {
+  const std::int64_t rows = static_cast<std::int64_t>(batch) * heads * seq;
+  const unsigned grid = detail::blocks_for(rows, detail::kWarpsPerBlock);
+  switch (detail::softmax_groups(seq)) {
+    case 1: detail::softmax_backward_kernel<T, 1><<<grid, detail::kBlock, 0, stream>>>(dropped_grad, probs, dscores, rows, seq, score_scale, mask); break;
+    case 2: detail::softmax_backward_kernel<T, 2><<<grid, detail::kBlock, 0, stream>>>(dropped_grad, probs, dscores, rows, seq, score_scale, mask); break;
+    case 4: detail::softmax_backward_kernel<T, 4><<<grid, detail::kBlock, 0, stream>>>(dropped_grad, probs, dscores, rows, seq, score_scale, mask); break;
+    default: detail::softmax_backward_kernel<T, 8><<<grid, detail::kBlock, 0, stream>>>(dropped_grad, probs, dscores, rows, seq, score_scale, mask); break;
+  }
+  check_launch("softmax_backward_kernel");
+  counts.kernels += 1;
+}
+
+// dropped = Dropout(probs) over n elements: the backward's recomputation of the forward's P V operand.
+template <class T>
+void dropout_probs(const T* probs, T* dropped, std::int64_t n, const DropoutMask& mask, cudaStream_t stream,
+                   LaunchCounts& counts) {
+  detail::dropout_probs_kernel<T><<<detail::blocks_for(n, 4 * detail::kBlock), detail::kBlock, 0, stream>>>(probs, dropped, n, mask);
+  check_launch("dropout_probs_kernel");
+  counts.kernels += 1;
+}
+
+}  // namespace pld::cuda

@@ -1,0 +1,79 @@
+// Reductions of the CUDA layer: the warp sum the row kernels use, and a deterministic column sum
+// (bias and LayerNorm parameter gradients). Column sums run in two launches, per-chunk partials
+// then a fixed-order total, so gradients are the same bits on every run (no atomics), and they
+// accumulate (+=) into fp32 gradients as the layer contract says.
+#pragma once
+
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+#include "pld/cuda/error.hpp"
+#include "pld/cuda/launch.hpp"
+#include "pld/cuda/storage.hpp"
+
+namespace pld::cuda {
+
+__device__ inline float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ inline float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+namespace detail {
+constexpr int kColumnChunkRows = 64;  // rows per partial sum
+
+// partial[chunk, c] = sum over the chunk's rows r of a[r, c] (* xhat[r, c] when x is given,
+// xhat = (x - mean[r]) rstd[r]: the LayerNorm weight gradient).
+template <class T>
+__global__ void column_partials_kernel(const T* __restrict__ a, const T* __restrict__ x, const float* __restrict__ mean,
+                                       const float* __restrict__ rstd, int rows, int cols, float* __restrict__ partial) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  const int chunk = blockIdx.y;
+  if (c >= cols) return;
+  const int r0 = chunk * kColumnChunkRows;
+  const int r1 = min(rows, r0 + kColumnChunkRows);
+  float s = 0.0f;
+  for (int r = r0; r < r1; ++r) {
+    const std::int64_t i = static_cast<std::int64_t>(r) * cols + c;
+    float v = to_float(a[i]);
+    if (x) v *= (to_float(x[i]) - mean[r]) * rstd[r];
+    s += v;
+  }
+  partial[static_cast<std::int64_t>(chunk) * cols + c] = s;
+}
+
+// A template so the header can be included by several translation units (one kernel per use).
+template <class Acc = float>
+__global__ void column_total_kernel(const float* __restrict__ partial, int chunks, int cols, float* __restrict__ out) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= cols) return;
+  Acc s = 0;
+  for (int k = 0; k < chunks; ++k) s += partial[static_cast<std::int64_t>(k) * cols + c];
+  out[c] += s;
+}
+}  // namespace detail
+
+// Floats of scratch column_sums needs for (rows, cols).
+inline std::int64_t column_sums_scratch(int rows, int cols) {
+  return static_cast<std::int64_t>((rows + detail::kColumnChunkRows - 1) / detail::kColumnChunkRows) * cols;
+}
+
+// out[c] += sum_r a[r, c] (* xhat[r, c] with x, mean, rstd given). Two launches.
+template <class T>
+void column_sums(const T* a, const T* x, const float* mean, const float* rstd, int rows, int cols, float* out,
+                 float* scratch, cudaStream_t stream, LaunchCounts& counts) {
+  const int chunks = (rows + detail::kColumnChunkRows - 1) / detail::kColumnChunkRows;
+  const dim3 grid(detail::blocks_for(cols, detail::kBlock), static_cast<unsigned>(chunks));
+  detail::column_partials_kernel<T><<<grid, detail::kBlock, 0, stream>>>(a, x, mean, rstd, rows, cols, scratch);
+  check_launch("column_partials_kernel");
+  detail::column_total_kernel<><<<detail::blocks_for(cols, detail::kBlock), detail::kBlock, 0, stream>>>(scratch, chunks, cols, out);
+  check_launch("column_total_kernel");
+  counts.kernels += 2;
+}
+
+}  // namespace pld::cuda

@@ -1,0 +1,44 @@
+// The shape and hyperparameters of one Pre-LN encoder layer, shared by every backend (pld::cpu,
+// pld::cuda): hidden size, heads, FFN width, LayerNorm epsilon, GELU form and dropout rates.
+#pragma once
+
+#include "pld/core/error.hpp"
+
+namespace pld {
+
+// GELU, exact erf form x Phi(x) (BERT, PyTorch's default) or the tanh approximation
+// (PyTorch's approximate='tanh', and the form cuBLASLt's GELU epilogues compute).
+enum class GeluForm { erf, tanh };
+
+struct LayerConfig {
+  int hidden = 256;                 // H
+  int heads = 4;                    // N; H % N == 0
+  int ffn = 0;                      // F; 0 means 4H
+  double ln_eps = 1e-5;             // PyTorch's default; BERT uses 1e-12
+  GeluForm gelu = GeluForm::erf;
+  float attention_dropout = 0.1f;   // on the softmax probabilities
+  float hidden_dropout = 0.1f;      // on both residual branches
+
+  int ffn_size() const { return ffn > 0 ? ffn : 4 * hidden; }
+  int head_dim() const { return hidden / heads; }
+
+  void validate() const {
+    if (hidden <= 0) pld::detail::throw_error("LayerConfig.hidden must be > 0, got ", hidden);
+    if (heads <= 0) pld::detail::throw_error("LayerConfig.heads must be > 0, got ", heads);
+    if (hidden % heads != 0)
+      pld::detail::throw_error("LayerConfig.hidden (", hidden, ") must be divisible by heads (", heads, ")");
+    if (ffn < 0) pld::detail::throw_error("LayerConfig.ffn must be >= 0 (0 = 4H), got ", ffn);
+    if (!(ln_eps > 0.0)) pld::detail::throw_error("LayerConfig.ln_eps must be > 0, got ", ln_eps);
+    for (float r : {attention_dropout, hidden_dropout})
+      if (!(r >= 0.0f && r < 1.0f)) pld::detail::throw_error("dropout rate must be in [0, 1), got ", r);
+  }
+};
+
+// FLOPs of one forward of a layer on (batch, seq) rows, GEMMs only (2 per multiply-add): the
+// four projections and the two attention products. The backward is twice this.
+inline double layer_forward_flops(const LayerConfig& c, int batch, int seq) {
+  const double N = static_cast<double>(batch) * seq, H = c.hidden, F = c.ffn_size(), T = seq;
+  return 2.0 * N * H * (3 * H + H + 2 * F) + 2.0 * 2.0 * N * T * H;
+}
+
+}  // namespace pld

@@ -1,0 +1,20 @@
+// The CPU layer in double as the GPU tests' reference, behind a plain function so the .cu test
+// never includes Eigen (nvcc compiles Eigen only with a wall of warnings).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "pld/cpu/layer_params.hpp"
+#include "pld/layer/layer_config.hpp"
+#include "pld/layer/layer_step.hpp"
+
+namespace pld::test {
+
+// One forward and backward of pld::cpu::PreLnLayer<double> with `params`: y, dx written, grads
+// set to the parameter gradients.
+void cpu_reference(const LayerConfig& config, pld::cpu::LayerParams<double>& params, const std::vector<double>& x,
+                   const std::vector<double>& dy, int batch, int seq, const std::uint8_t* valid, const LayerStep& step,
+                   std::vector<double>& y, std::vector<double>& dx, pld::cpu::LayerParams<double>& grads);
+
+}  // namespace pld::test

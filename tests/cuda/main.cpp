@@ -1,0 +1,28 @@
+// Entry point of the GPU tests: without a usable CUDA device the binary reports "skipped" with
+// exit code 77 (CTest's SKIP_RETURN_CODE), never a pass.
+#define CATCH_CONFIG_RUNNER
+#include <catch2/catch.hpp>
+
+#include <cstdio>
+
+#include <cuda_runtime_api.h>
+
+#include "pld/cuda/error.hpp"
+
+int main(int argc, char** argv) {
+  int devices = 0;
+  try {
+    devices = pld::cuda::device_count();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "pld_cuda_tests: %s: skipped\n", e.what());
+    return 77;
+  }
+  if (devices == 0) {
+    std::fprintf(stderr, "pld_cuda_tests: no CUDA device: skipped\n");
+    return 77;
+  }
+  cudaDeviceProp prop{};
+  pld::cuda::check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
+  std::printf("pld_cuda_tests on %s (compute capability %d.%d)\n", prop.name, prop.major, prop.minor);
+  return Catch::Session().run(argc, argv);
+}

@@ -1,0 +1,211 @@
+// The CUDA part's host-side logic, checked without a GPU (plain g++ against the CUDA headers and
+// runtime library): status translation, the dropout mask and scalar math the kernels share with
+// the CPU layer, the head-split index map, workspace sizes and problem checks.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "pld/cpu/dropout.hpp"
+#include "pld/cpu/gelu.hpp"
+#include "pld/cuda/blas_lt.hpp"
+#include "pld/cuda/dropout.hpp"
+#include "pld/cuda/elementwise_math.hpp"
+#include "pld/cuda/error.hpp"
+#include "pld/cuda/memory.hpp"
+#include "pld/cuda/storage.hpp"
+#include "pld/cuda/workspace.hpp"
+
+using Catch::Matchers::Contains;
+namespace pc = pld::cuda;
+
+TEST_CASE("CUDA and cuBLAS statuses become pld::Error naming the call", "[cuda-host]") {
+  CHECK_NOTHROW(pc::check(cudaSuccess, "fine"));
+  CHECK_NOTHROW(pc::check(CUBLAS_STATUS_SUCCESS, "fine"));
+  CHECK_THROWS_WITH(pc::check(cudaErrorInvalidValue, "cudaMemcpy"),
+                    Contains("cudaMemcpy") && Contains("cudaErrorInvalidValue"));
+  CHECK_THROWS_AS(pc::check(cudaErrorMemoryAllocation, "x"), pld::Error);
+  CHECK_THROWS_WITH(pc::check(CUBLAS_STATUS_NOT_SUPPORTED, "cublasLtMatmul"),
+                    Contains("cublasLtMatmul") && Contains("CUBLAS_STATUS_NOT_SUPPORTED"));
+}
+
+TEST_CASE("Device memory: an error without a device, a usable buffer with one", "[cuda-host]") {
+  if (pc::device_count() == 0) {
+    CHECK_THROWS_WITH(pc::DeviceBuffer(1024), Contains("cudaMalloc"));
+  } else {
+    pc::DeviceBuffer b(1024);
+    CHECK(b.bytes() == 1024);
+    CHECK(b.data() != nullptr);
+    pc::DeviceBuffer moved(std::move(b));
+    CHECK(moved.bytes() == 1024);
+    CHECK(b.data() == nullptr);  // NOLINT(bugprone-use-after-move): moved-from is empty by contract
+  }
+}
+
+TEST_CASE("The kernels' dropout mask is the CPU layer's, element for element", "[cuda-host]") {
+  pld::LayerStep step;
+  step.seed = 0x1234abcdULL;
+  step.step = 77;
+  step.layer = 5;
+  const float rate = 0.3f;
+  for (pld::DropoutSite site : {pld::DropoutSite::attention_probs, pld::DropoutSite::ffn_out}) {
+    const pc::DropoutMask mask = pc::make_dropout_mask(step, site, rate);
+    for (std::size_t offset : {std::size_t{0}, std::size_t{3}, std::size_t{4097}}) {
+      const std::size_t n = 1001;
+      std::vector<float> ones(n, 1.0f), cpu(n);
+      pld::cpu::dropout_apply(ones.data(), cpu.data(), n, offset, rate, pld::cpu::DropoutKey{step.seed, step.step, step.layer, site});
+      std::size_t kept = 0;
+      for (std::size_t i = 0; i < n; ++i) {
+        const bool keep = mask.keeps(offset + i);
+        REQUIRE(keep == (cpu[i] != 0.0f));
+        kept += keep;
+        // apply() scales as the CPU layer does in float.
+        REQUIRE(mask.apply(1.0f, offset + i) == cpu[i]);
+      }
+      CHECK(kept > n / 2);
+      CHECK(kept < n * 9 / 10);
+      // keeps4 agrees with keeps on aligned and unaligned starts.
+      for (std::uint64_t e0 : {std::uint64_t{8}, std::uint64_t{9}, std::uint64_t{4098}}) {
+        bool k[4];
+        mask.keeps4(e0, k);
+        for (int w = 0; w < 4; ++w) REQUIRE(k[w] == mask.keeps(e0 + static_cast<std::uint64_t>(w)));
+      }
+    }
+  }
+  SECTION("evaluation turns dropout off") {
+    step.training = false;
+    const pc::DropoutMask mask = pc::make_dropout_mask(step, pld::DropoutSite::attention_out, rate);
+    CHECK_FALSE(mask.active());
+    for (std::uint64_t e = 0; e < 64; ++e) REQUIRE(mask.apply(2.5f, e) == 2.5f);
+  }
+}
+
+TEST_CASE("Kernel GELU (fp32) matches the CPU layer's GELU in double", "[cuda-host]") {
+  for (pld::GeluForm form : {pld::GeluForm::erf, pld::GeluForm::tanh}) {
+    std::vector<double> x, y(401), ones(401, 1.0), dy(401);
+    for (int i = 0; i <= 400; ++i) x.push_back(-8.0 + 0.04 * i);
+    pld::cpu::gelu_forward(x.data(), y.data(), x.size(), form);
+    pld::cpu::gelu_backward(ones.data(), x.data(), dy.data(), x.size(), form);
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const auto v = static_cast<float>(x[i]);
+      REQUIRE_THAT(static_cast<double>(pc::gelu_value(v, form)), Catch::Matchers::WithinAbs(y[i], 2e-6 + 2e-6 * std::abs(y[i])));
+      REQUIRE_THAT(static_cast<double>(pc::gelu_grad(v, form)), Catch::Matchers::WithinAbs(dy[i], 2e-6 + 2e-6 * std::abs(dy[i])));
+    }
+  }
+}
+
+TEST_CASE("Head split index map: head-major (part, b, head, t, i) onto packed (b*T + t, part*H + head*d + i)", "[cuda-host]") {
+  const pc::HeadShape s{2, 3, 4, 5, 3};  // B, T, heads, d, parts
+  const int H = s.heads * s.dim;
+  std::set<std::int64_t> seen;
+  std::int64_t idx = 0;
+  for (int part = 0; part < s.parts; ++part)
+    for (int b = 0; b < s.batch; ++b)
+      for (int h = 0; h < s.heads; ++h)
+        for (int t = 0; t < s.seq; ++t)
+          for (int i = 0; i < s.dim; ++i, ++idx) {
+            const std::int64_t expect = (static_cast<std::int64_t>(b) * s.seq + t) * (3 * H) + part * H + h * s.dim + i;
+            REQUIRE(pc::packed_offset(s, idx) == expect);
+            seen.insert(expect);
+          }
+  CHECK(idx == s.elements());
+  CHECK(static_cast<std::int64_t>(seen.size()) == s.elements());  // a bijection
+}
+
+TEST_CASE("Storage conversions round to nearest", "[cuda-host]") {
+  CHECK(pc::to_float(pc::from_float<pc::bf16>(1.0f + 1.0f / 512)) == 1.0f);  // below half an ulp (2^-7)
+  CHECK(pc::to_float(pc::from_float<pc::bf16>(-3.5f)) == -3.5f);
+  CHECK(pc::to_float(pc::from_float<pc::fp16>(1.0f + 1.0f / 4096)) == 1.0f);  // half an ulp is 2^-11
+  CHECK_THAT(pc::to_float(pc::from_float<pc::fp16>(0.1f)), Catch::Matchers::WithinRel(0.1f, 1.0f / 2048));
+  CHECK(pc::Storage<pc::bf16>::data_type == CUDA_R_16BF);
+  CHECK(pc::Storage<pc::fp16>::data_type == CUDA_R_16F);
+}
+
+namespace {
+pld::LayerConfig small_config() {
+  pld::LayerConfig c;
+  c.hidden = 64;
+  c.heads = 4;
+  c.ffn = 0;
+  return c;
+}
+}  // namespace
+
+TEST_CASE("Workspace: a dropped layer needs none; a kept one what its buffers add up to", "[cuda-host]") {
+  const pld::LayerConfig c = small_config();
+  pld::LayerStep kept;
+  pld::LayerStep dropped;
+  dropped.kept = false;
+  const auto none = pc::layer_workspace_sizes(c, 8, 32, dropped, 2);
+  CHECK(none.saved == 0);
+  CHECK(none.scratch == 0);
+
+  std::uint8_t no_rows[4] = {0, 0, 0, 0};
+  pld::LayerStep empty = kept;
+  empty.rows = no_rows;
+  CHECK(pc::layer_workspace_sizes(c, 4, 32, empty, 2).saved == 0);
+
+  // Saved bytes, counted by hand: 5 (N, H) + q, k, v + P + pre, act in storage, 4 fp32 per token.
+  const std::size_t B = 8, T = 32, N = B * T, H = 64, F = 256, heads = 4, elem = 2;
+  const std::size_t expect = elem * (5 * N * H + 3 * N * H + B * heads * T * T + 2 * N * F) + 4 * 4 * N;
+  const auto sz = pc::layer_workspace_sizes(c, static_cast<int>(B), static_cast<int>(T), kept, elem);
+  CHECK(sz.saved >= expect);
+  CHECK(sz.saved <= expect + 13 * 256);  // per-buffer alignment
+  CHECK(sz.scratch >= pc::kLtWorkspaceBytes);
+  CHECK(pc::layer_workspace_sizes(c, static_cast<int>(B), static_cast<int>(T), kept, 4).saved > sz.saved);
+  CHECK(pc::layer_workspace_sizes(c, 2 * static_cast<int>(B), static_cast<int>(T), kept, elem).saved > sz.saved);
+
+  // Per-sample: two of four rows kept costs what a batch of two does, plus the row index.
+  std::uint8_t rows[4] = {1, 0, 0, 1};
+  pld::LayerStep ps = kept;
+  ps.rows = rows;
+  const auto two = pc::layer_workspace_sizes(c, 2, 32, kept, elem);
+  const auto ps_sizes = pc::layer_workspace_sizes(c, 4, 32, ps, elem);
+  CHECK(ps_sizes.saved == two.saved + 256);
+  CHECK(ps_sizes.scratch > two.scratch);
+}
+
+TEST_CASE("Problems the CUDA layer cannot run are one clear error", "[cuda-host]") {
+  const pld::LayerConfig c = small_config();
+  CHECK_NOTHROW(pc::check_layer_problem(c, 4, 1024));
+  CHECK_THROWS_WITH(pc::check_layer_problem(c, 4, 1025), Contains("1..1024"));
+  CHECK_THROWS_WITH(pc::check_layer_problem(c, 0, 16), Contains("batch must be > 0"));
+  pld::LayerConfig bad = c;
+  bad.heads = 5;
+  CHECK_THROWS_WITH(pc::check_layer_problem(bad, 4, 16), Contains("divisible by heads"));
+  bad = c;
+  bad.hidden = 1 << 16;
+  CHECK_THROWS_WITH(pc::check_layer_problem(bad, 1024, 1024), Contains("32-bit"));
+}
+
+TEST_CASE("GEMM problems are checked before cuBLASLt sees them", "[cuda-host]") {
+  pc::GemmProblem p = pc::row_major_linear(128, 64, 192, CUDA_R_16BF, CUBLAS_COMPUTE_32F);
+  CHECK_NOTHROW(p.check());
+  CHECK(p.trans_a);
+  CHECK(p.m == 192);
+  CHECK(p.n == 128);
+  CHECK(p.k == 64);
+  pc::GemmProblem bad = p;
+  bad.lda = 10;
+  CHECK_THROWS_WITH(bad.check(), Contains("leading dimension"));
+  bad = p;
+  bad.epilogue = pc::Epilogue::bias_gelu_aux;
+  bad.aux_ld = 190;
+  CHECK_THROWS_WITH(bad.check(), Contains("multiple of 8"));
+  bad.aux_ld = 192;
+  CHECK_NOTHROW(bad.check());
+  pc::GemmProblem batched = pc::heads_a_bt(32, 128, 64, CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F);
+  CHECK_NOTHROW(batched.check());
+  batched.epilogue = pc::Epilogue::bias;
+  CHECK_THROWS_WITH(batched.check(), Contains("unbatched"));
+}
+
+TEST_CASE("A padding mask with an all-padding sequence is rejected on the host", "[cuda-host]") {
+  const std::uint8_t ok[6] = {1, 0, 0, 1, 1, 1};
+  const std::uint8_t bad[6] = {1, 1, 1, 0, 0, 0};
+  CHECK_NOTHROW(pld::check_valid_mask(ok, 2, 3));
+  CHECK_THROWS_WITH(pld::check_valid_mask(bad, 2, 3), Contains("sequence 1 has no real token"));
+}
