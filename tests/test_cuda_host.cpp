@@ -197,6 +197,10 @@ TEST_CASE("GEMM problems are checked before cuBLASLt sees them", "[cuda-host]") 
   CHECK_THROWS_WITH(bad.check(), Contains("multiple of 8"));
   bad.aux_ld = 192;
   CHECK_NOTHROW(bad.check());
+  CHECK(pc::detail::pow2_alignment(0) == 256);
+  CHECK(pc::detail::pow2_alignment(4160) == 64);  // a batch stride of 130 x 16 bf16 elements
+  CHECK(pc::detail::pow2_alignment(1024) == 256);
+  CHECK(pc::detail::pow2_alignment(6) == 2);
   pc::GemmProblem batched = pc::heads_a_bt(32, 128, 64, CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F);
   CHECK_NOTHROW(batched.check());
   batched.epilogue = pc::Epilogue::bias;

@@ -15,6 +15,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -64,7 +65,9 @@ std::vector<double> from_storage(const std::vector<T>& v) {
   return r;
 }
 
-void compare(const std::vector<double>& gpu, const std::vector<double>& ref, double tol, const std::string& what) {
+// Also prints "rel-error <storage> <tensor> <value>" so a device run records the errors it saw.
+void compare(const std::vector<double>& gpu, const std::vector<double>& ref, double tol, const std::string& what,
+             const char* storage) {
   REQUIRE(gpu.size() == ref.size());
   double num = 0.0, den = 0.0;
   std::size_t bad = 0;
@@ -74,6 +77,7 @@ void compare(const std::vector<double>& gpu, const std::vector<double>& ref, dou
     den += ref[i] * ref[i];
   }
   const double rel = den > 0.0 ? std::sqrt(num / den) : std::sqrt(num);
+  std::printf("rel-error %s %s %.3e\n", storage, what.c_str(), rel);
   INFO(what << ": relative L2 error " << rel << " (bound " << tol << "), non-finite elements " << bad);
   CHECK(bad == 0);
   CHECK(rel <= tol);
@@ -176,8 +180,9 @@ void run_case(const Case& k) {
   dev.stream.synchronize();
 
   const double tol = tolerance<T>();
-  compare(from_storage(pc::to_host(d_y.data(), n, st)), y_ref, tol, "y");
-  compare(from_storage(pc::to_host(d_dx.data(), n, st)), dx_ref, tol, "dx");
+  const char* name = pc::Storage<T>::name;
+  compare(from_storage(pc::to_host(d_y.data(), n, st)), y_ref, tol, "y", name);
+  compare(from_storage(pc::to_host(d_dx.data(), n, st)), dx_ref, tol, "dx", name);
   pld::cpu::LayerParams<double> grads(c);
   layer.grads().download(grads, st);
   auto g_ref = grads_ref.tensors();
@@ -185,7 +190,7 @@ void run_case(const Case& k) {
   for (std::size_t i = 0; i < g_ref.size(); ++i) {
     const auto* r = static_cast<const double*>(g_ref[i].data);
     const auto* g = static_cast<const double*>(g_gpu[i].data);
-    compare(std::vector<double>(g, g + g_gpu[i].size), std::vector<double>(r, r + g_ref[i].size), tol, "grad " + g_ref[i].name);
+    compare(std::vector<double>(g, g + g_gpu[i].size), std::vector<double>(r, r + g_ref[i].size), tol, "grad:" + g_ref[i].name, name);
   }
 }
 

@@ -1,0 +1,159 @@
+// What the CUDA Pre-LN layer costs: forward+backward of one layer at BERT-base (H=768, 12 heads)
+// and BERT-large (H=1024, 16 heads), F = 4H, T=128 with B=128 and T=512 with B=32, bf16 and fp16
+// storage, training mode (dropout 0.1 on all three sites, as BERT). Measured beside them in the
+// same run:
+//  - the ceiling: one cuBLASLt bf16 GEMM 8192^3 (fp32 accumulation), through the same GemmPlan;
+//  - a dropped layer (gate says skip), forward+backward in place: it should launch nothing.
+// Times are CUDA events around each iteration (UseManualTime). Counters: tokens/s (B*T per
+// iteration) and TFLOP/s (GEMM FLOPs only, layer_forward_flops x 3 for forward+backward).
+// benchmarks/cuda_layer_table.py turns the JSON (with the PyTorch peer's) into the ratio table.
+#include <benchmark/benchmark.h>
+
+#include <cstdio>
+#include <vector>
+
+#include "pld/cpu/layer_params.hpp"
+#include "pld/cuda.hpp"
+
+namespace pc = pld::cuda;
+
+namespace {
+
+struct Model {
+  const char* name;
+  int hidden, heads;
+};
+constexpr Model kModels[] = {{"base", 768, 12}, {"large", 1024, 16}};
+
+pld::LayerConfig config_of(int model) {
+  pld::LayerConfig c;
+  c.hidden = kModels[model].hidden;
+  c.heads = kModels[model].heads;
+  c.ln_eps = 1e-12;
+  c.gelu = pld::GeluForm::tanh;  // cuBLASLt's GELU epilogue; the erf form adds one kernel each way
+  c.attention_dropout = 0.1f;
+  c.hidden_dropout = 0.1f;
+  return c;
+}
+
+template <class T>
+struct Fixture {
+  pld::LayerConfig config;
+  int batch, seq;
+  pc::Stream stream;
+  pc::PreLnLayer<T> layer;
+  pc::DeviceArray<T> x, dy, y, dx;
+  pc::DeviceBuffer saved, scratch;
+  pld::LayerStep step;
+
+  Fixture(int model, int seq_, int batch_, bool kept)
+      : config(config_of(model)), batch(batch_), seq(seq_), layer(config),
+        x(static_cast<std::size_t>(batch_) * seq_ * config.hidden), dy(x.size()), y(x.size()), dx(x.size()) {
+    pld::cpu::LayerParams<float> host(config);
+    host.init_normal(1);
+    layer.params().upload(host, stream.get());
+    // Random-looking inputs, not zeros (zeros can run faster than real data).
+    std::vector<T> h(x.size());
+    for (std::size_t i = 0; i < h.size(); ++i)
+      h[i] = pc::from_float<T>(static_cast<float>(pld::uniform01(7, 0, pld::RandomStream::param_init, 200, static_cast<std::uint32_t>(i))) - 0.5f);
+    pc::copy_to_device(x.data(), h.data(), h.size(), stream.get());
+    pc::copy_to_device(dy.data(), h.data(), h.size(), stream.get());
+    stream.synchronize();
+    step.kept = kept;
+    step.scale = kept ? 1.0 / 0.75 : 0.0;
+    step.seed = 1;
+    const auto sz = layer.workspace_sizes(batch, seq, step);
+    saved.resize(sz.saved);
+    scratch.resize(sz.scratch);
+  }
+  pc::Workspace ws() const { return pc::Workspace{saved.data(), saved.bytes(), scratch.data(), scratch.bytes()}; }
+  // Kept: out of place, so every iteration sees the same inputs. Dropped: in place, as in a
+  // stack, where the identity then costs nothing at all.
+  void step_once() {
+    ++step.step;
+    T* out = step.kept ? y.data() : x.data();
+    T* din = step.kept ? dx.data() : dy.data();
+    layer.forward(x.data(), out, batch, seq, nullptr, step, ws(), stream.get());
+    layer.backward(dy.data(), din, ws(), stream.get());
+  }
+};
+
+template <class T>
+void BM_Layer(benchmark::State& state) {
+  const int model = static_cast<int>(state.range(0)), seq = static_cast<int>(state.range(1)),
+            batch = static_cast<int>(state.range(2));
+  const bool kept = state.range(3) != 0;
+  Fixture<T> f(model, seq, batch, kept);
+  for (int i = 0; i < 3; ++i) f.step_once();  // warm-up: GEMM plans, module load
+  f.stream.synchronize();
+  pc::Event start, stop;
+  const auto before = f.layer.launches();
+  std::int64_t iters = 0;
+  for (auto _ : state) {
+    start.record(f.stream.get());
+    f.step_once();
+    stop.record(f.stream.get());
+    stop.synchronize();
+    state.SetIterationTime(static_cast<double>(stop.elapsed_ms_since(start)) * 1e-3);
+    ++iters;
+  }
+  const auto after = f.layer.launches();
+  state.SetLabel(std::string(kModels[model].name) + " " + pc::Storage<T>::name + (kept ? " kept" : " dropped"));
+  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(batch) * seq, benchmark::Counter::kIsIterationInvariantRate);
+  const double flops = kept ? 3.0 * pld::layer_forward_flops(f.config, batch, seq) : 0.0;
+  state.counters["TFLOP/s"] = benchmark::Counter(flops * 1e-12, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["launches/step"] = iters > 0 ? static_cast<double>(after.total() - before.total()) / static_cast<double>(iters) : 0.0;
+}
+
+void BM_GemmCeiling(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  pc::Stream stream;
+  pc::LtHandle lt;
+  pc::GemmProblem p = pc::row_major_linear(n, n, n, CUDA_R_16BF, CUBLAS_COMPUTE_32F);
+  pc::GemmPlan plan(lt, p);
+  const std::size_t elems = static_cast<std::size_t>(n) * n;
+  pc::DeviceArray<pc::bf16> a(elems), b(elems), d(elems);
+  pc::DeviceBuffer ws(pc::kLtWorkspaceBytes);
+  std::vector<pc::bf16> h(elems);
+  for (std::size_t i = 0; i < elems; ++i) h[i] = pc::from_float<pc::bf16>(static_cast<float>((i * 2654435761u) % 1000) * 1e-3f - 0.5f);
+  pc::copy_to_device(a.data(), h.data(), elems, stream.get());
+  pc::copy_to_device(b.data(), h.data(), elems, stream.get());
+  for (int i = 0; i < 3; ++i) plan.run(lt, 1.0f, a.data(), b.data(), 0.0f, d.data(), nullptr, nullptr, ws.data(), stream.get());
+  stream.synchronize();
+  pc::Event start, stop;
+  for (auto _ : state) {
+    start.record(stream.get());
+    plan.run(lt, 1.0f, a.data(), b.data(), 0.0f, d.data(), nullptr, nullptr, ws.data(), stream.get());
+    stop.record(stream.get());
+    stop.synchronize();
+    state.SetIterationTime(static_cast<double>(stop.elapsed_ms_since(start)) * 1e-3);
+  }
+  state.SetLabel("cuBLASLt bf16 GEMM");
+  state.counters["TFLOP/s"] = benchmark::Counter(2.0 * n * static_cast<double>(n) * n * 1e-12, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void layer_args(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"model", "T", "B", "kept"});
+  for (int model = 0; model < 2; ++model)
+    for (auto [seq, batch] : {std::pair<int, int>{128, 128}, std::pair<int, int>{512, 32}})
+      for (int kept : {1, 0}) b->Args({model, seq, batch, kept});
+  b->UseManualTime()->Unit(benchmark::kMillisecond);
+}
+
+}  // namespace
+
+BENCHMARK(BM_GemmCeiling)->Arg(8192)->ArgName("n")->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_TEMPLATE(BM_Layer, pc::bf16)->Apply(layer_args);
+BENCHMARK_TEMPLATE(BM_Layer, pc::fp16)->Apply(layer_args);
+
+int main(int argc, char** argv) {
+  if (pc::device_count() == 0) {
+    std::fprintf(stderr, "bench_cuda_layer: no CUDA device: nothing to measure\n");
+    return 77;
+  }
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
