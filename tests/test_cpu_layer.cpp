@@ -260,3 +260,11 @@ TEST_CASE("invalid configurations and shapes are pld::Error", "[cpu][errors]") {
   PreLnLayer<float> fresh(small_config(0.0f));
   CHECK_THROWS_AS(fresh.backward(x.data(), y.data()), pld::Error);
 }
+
+TEST_CASE("A new layer's gradients are zero, LayerNorm weights included", "[cpu]") {
+  // LayerParams' constructor sets LayerNorm weights to 1; the gradients must not inherit that
+  // (found by the CUDA layer's emulated comparison: backward's += started from 1).
+  PreLnLayer<double> layer(small_config(0.0f));
+  for (auto& t : layer.grads().tensors())
+    for (std::size_t i = 0; i < t.size; ++i) REQUIRE(static_cast<const double*>(t.data)[i] == 0.0);
+}

@@ -213,3 +213,116 @@ TEST_CASE("A padding mask with an all-padding sequence is rejected on the host",
   CHECK_NOTHROW(pld::check_valid_mask(ok, 2, 3));
   CHECK_THROWS_WITH(pld::check_valid_mask(bad, 2, 3), Contains("sequence 1 has no real token"));
 }
+
+// A plain-loop emulation of cublasLtMatmul's column-major semantics (element (r, c) of a matrix
+// with leading dimension ld at r + c * ld; op T transposes; matrix i of a batch starts i * stride
+// later; D = alpha op(A) op(B) + beta D). It checks the row-major problem builders and the
+// operand order the layer passes to run(), the part of the GPU code easiest to get wrong.
+namespace {
+void emulate(const pc::GemmProblem& p, float alpha, const std::vector<double>& A, const std::vector<double>& B, float beta,
+             std::vector<double>& D) {
+  for (int i = 0; i < p.batch; ++i) {
+    const double* a = A.data() + i * p.stride_a;
+    const double* b = B.data() + i * p.stride_b;
+    double* d = D.data() + i * p.stride_d;
+    for (int r = 0; r < p.m; ++r)
+      for (int c = 0; c < p.n; ++c) {
+        double s = 0.0;
+        for (int k = 0; k < p.k; ++k) {
+          const double av = p.trans_a ? a[k + r * p.lda] : a[r + k * p.lda];
+          const double bv = p.trans_b ? b[c + k * p.ldb] : b[k + c * p.ldb];
+          s += av * bv;
+        }
+        d[r + c * p.ldd] = alpha * s + beta * d[r + c * p.ldd];
+      }
+  }
+}
+
+std::vector<double> random_matrix(std::size_t n, std::uint32_t id) {
+  std::vector<double> v(n);
+  for (std::size_t i = 0; i < n; ++i) v[i] = pld::uniform01(3, 0, pld::RandomStream::param_init, id, static_cast<std::uint32_t>(i)) - 0.5;
+  return v;
+}
+
+// Row-major (rows x cols) product helpers for the expected values.
+double rm(const std::vector<double>& m, int cols, int r, int c, std::size_t base = 0) {
+  return m[base + static_cast<std::size_t>(r) * static_cast<std::size_t>(cols) + static_cast<std::size_t>(c)];
+}
+}  // namespace
+
+TEST_CASE("GEMM builders: row-major layer products in cuBLASLt's column-major terms", "[cuda-host]") {
+  const int N = 5, in = 4, out = 3;
+  const auto X = random_matrix(static_cast<std::size_t>(N) * in, 1);     // (N, in)
+  const auto W = random_matrix(static_cast<std::size_t>(out) * in, 2);   // (out, in)
+  const auto dY = random_matrix(static_cast<std::size_t>(N) * out, 3);   // (N, out)
+  SECTION("y = x W^T: run(W, x)") {
+    std::vector<double> Y(static_cast<std::size_t>(N) * out, 0.0);
+    emulate(pc::row_major_linear(N, in, out, CUDA_R_32F, CUBLAS_COMPUTE_32F), 1.0f, W, X, 0.0f, Y);
+    for (int n = 0; n < N; ++n)
+      for (int o = 0; o < out; ++o) {
+        double s = 0;
+        for (int k = 0; k < in; ++k) s += rm(X, in, n, k) * rm(W, in, o, k);
+        REQUIRE_THAT(rm(Y, out, n, o), Catch::Matchers::WithinAbs(s, 1e-12));
+      }
+  }
+  SECTION("dx = dy W: run(W, dy)") {
+    std::vector<double> dX(static_cast<std::size_t>(N) * in, 0.0);
+    emulate(pc::row_major_linear_dgrad(N, in, out, CUDA_R_32F, CUBLAS_COMPUTE_32F), 1.0f, W, dY, 0.0f, dX);
+    for (int n = 0; n < N; ++n)
+      for (int i = 0; i < in; ++i) {
+        double s = 0;
+        for (int o = 0; o < out; ++o) s += rm(dY, out, n, o) * rm(W, in, o, i);
+        REQUIRE_THAT(rm(dX, in, n, i), Catch::Matchers::WithinAbs(s, 1e-12));
+      }
+  }
+  SECTION("dW += dy^T x (beta 1): run(x, dy)") {
+    std::vector<double> dW(static_cast<std::size_t>(out) * in, 0.25);
+    emulate(pc::row_major_linear_wgrad(N, in, out, CUDA_R_32F, CUBLAS_COMPUTE_32F), 1.0f, X, dY, 1.0f, dW);
+    for (int o = 0; o < out; ++o)
+      for (int i = 0; i < in; ++i) {
+        double s = 0.25;
+        for (int n = 0; n < N; ++n) s += rm(dY, out, n, o) * rm(X, in, n, i);
+        REQUIRE_THAT(rm(dW, in, o, i), Catch::Matchers::WithinAbs(s, 1e-12));
+      }
+  }
+}
+
+TEST_CASE("GEMM builders: batched head products in cuBLASLt's column-major terms", "[cuda-host]") {
+  const int batch = 3, T = 4, d = 2;
+  const std::size_t Td = static_cast<std::size_t>(T) * d, TT = static_cast<std::size_t>(T) * T;
+  const auto Q = random_matrix(batch * Td, 4), K = random_matrix(batch * Td, 5);  // (batch, T, d)
+  const auto P = random_matrix(batch * TT, 6);                                    // (batch, T, T)
+  SECTION("S = Q K^T (scaled): run(K, Q)") {
+    std::vector<double> S(batch * TT, 0.0);
+    emulate(pc::heads_a_bt(batch, T, d, CUDA_R_32F, CUDA_R_32F, CUBLAS_COMPUTE_32F), 0.5f, K, Q, 0.0f, S);
+    for (int b = 0; b < batch; ++b)
+      for (int i = 0; i < T; ++i)
+        for (int j = 0; j < T; ++j) {
+          double s = 0;
+          for (int e = 0; e < d; ++e) s += rm(Q, d, i, e, b * Td) * rm(K, d, j, e, b * Td);
+          REQUIRE_THAT(rm(S, T, i, j, b * TT), Catch::Matchers::WithinAbs(0.5 * s, 1e-12));
+        }
+  }
+  SECTION("C = P V: run(V, P)") {
+    std::vector<double> C(batch * Td, 0.0);
+    emulate(pc::heads_p_v(batch, T, d, CUDA_R_32F, CUBLAS_COMPUTE_32F), 1.0f, K, P, 0.0f, C);
+    for (int b = 0; b < batch; ++b)
+      for (int i = 0; i < T; ++i)
+        for (int e = 0; e < d; ++e) {
+          double s = 0;
+          for (int j = 0; j < T; ++j) s += rm(P, T, i, j, b * TT) * rm(K, d, j, e, b * Td);
+          REQUIRE_THAT(rm(C, d, i, e, b * Td), Catch::Matchers::WithinAbs(s, 1e-12));
+        }
+  }
+  SECTION("G = P^T V: run(V, P)") {
+    std::vector<double> G(batch * Td, 0.0);
+    emulate(pc::heads_pt_v(batch, T, d, CUDA_R_32F, CUBLAS_COMPUTE_32F), 1.0f, K, P, 0.0f, G);
+    for (int b = 0; b < batch; ++b)
+      for (int j = 0; j < T; ++j)
+        for (int e = 0; e < d; ++e) {
+          double s = 0;
+          for (int i = 0; i < T; ++i) s += rm(P, T, i, j, b * TT) * rm(K, d, i, e, b * Td);
+          REQUIRE_THAT(rm(G, d, j, e, b * Td), Catch::Matchers::WithinAbs(s, 1e-12));
+        }
+  }
+}

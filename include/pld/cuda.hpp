@@ -4,6 +4,7 @@
 
 #include "pld/pld.hpp"
 #include "pld/cuda/attention.cuh"
+#include "pld/cuda/basic_pre_ln_layer.hpp"
 #include "pld/cuda/blas_lt.hpp"
 #include "pld/cuda/dropout.hpp"
 #include "pld/cuda/elementwise_math.hpp"

@@ -29,7 +29,11 @@ using pld::LayerStep;
 template <class Scalar>
 class PreLnLayer {
  public:
-  explicit PreLnLayer(const LayerConfig& config) : config_((config.validate(), config)), params_(config), grads_(config) {}
+  // Gradients start at zero (LayerParams' constructor sets LayerNorm weights to 1, right for
+  // parameters, wrong for their gradients).
+  explicit PreLnLayer(const LayerConfig& config) : config_((config.validate(), config)), params_(config), grads_(config) {
+    grads_.zero();
+  }
 
   const LayerConfig& config() const { return config_; }
   LayerParams<Scalar>& params() { return params_; }

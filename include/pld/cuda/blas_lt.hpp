@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <algorithm>
 #include <cstdint>
 #include <utility>
 
@@ -44,6 +45,9 @@ struct GemmProblem {
   cublasComputeType_t compute = CUBLAS_COMPUTE_32F;
   Epilogue epilogue = Epilogue::none;
   std::int64_t aux_ld = 0;
+  // Alignment in bytes every A, B and D pointer of run() has (at most 256): cuBLASLt picks
+  // vectorised algorithms from it. Batched operands are further limited by their stride.
+  int align_bytes = 256;
 
   int rows_a() const { return trans_a ? k : m; }
   int cols_a() const { return trans_a ? m : k; }
@@ -66,6 +70,22 @@ struct GemmProblem {
 
 // RAII wrappers of the three descriptor kinds.
 namespace detail {
+// Largest power of two, at most 256, dividing `bytes` (0 divides by anything: 256).
+inline std::uint32_t pow2_alignment(std::int64_t bytes) {
+  std::uint32_t a = 256;
+  while (a > 1 && bytes % a != 0) a /= 2;
+  return a;
+}
+
+inline std::size_t element_bytes(cudaDataType_t t) {
+  switch (t) {
+    case CUDA_R_16F:
+    case CUDA_R_16BF: return 2;
+    case CUDA_R_64F: return 8;
+    default: return 4;
+  }
+}
+
 struct MatmulDesc {
   cublasLtMatmulDesc_t d = nullptr;
   MatmulDesc(cublasComputeType_t compute) { check(cublasLtMatmulDescCreate(&d, compute, CUDA_R_32F), "cublasLtMatmulDescCreate"); }
@@ -137,6 +157,25 @@ class GemmPlan {
     desc_.set(CUBLASLT_MATMUL_DESC_EPILOGUE, detail::to_lt(p.epilogue));
     if (p.epilogue == Epilogue::bias_gelu_aux || p.epilogue == Epilogue::dgelu) desc_.set(CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, p.aux_ld);
     detail::Preference pref(workspace_bytes);
+    // What the heuristic may assume of the pointers: the caller's alignment, limited by the batch
+    // stride for batched operands (matrix i starts i * stride elements after the first).
+    const auto ab = static_cast<std::int64_t>(detail::element_bytes(p.ab_type));
+    const auto db = static_cast<std::int64_t>(detail::element_bytes(p.d_type));
+    auto limit = [&](std::int64_t stride_bytes) {
+      std::uint32_t a = detail::pow2_alignment(p.align_bytes);
+      if (p.batch > 1) a = std::min(a, detail::pow2_alignment(stride_bytes));
+      return a;
+    };
+    align_[0] = limit(p.stride_a * ab);
+    align_[1] = limit(p.stride_b * ab);
+    align_[2] = limit(p.stride_d * db);
+    const cublasLtMatmulPreferenceAttributes_t attrs[4] = {
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+    const std::uint32_t values[4] = {align_[0], align_[1], align_[2], align_[2]};
+    for (int i = 0; i < 4; ++i)
+      check(cublasLtMatmulPreferenceSetAttribute(pref.p, attrs[i], &values[i], sizeof(values[i])),
+            "cublasLtMatmulPreferenceSetAttribute");
     cublasLtMatmulHeuristicResult_t result{};
     int found = 0;
     check(cublasLtMatmulAlgoGetHeuristic(handle.get(), desc_.d, a_.l, b_.l, d_.l, d_.l, pref.p, 1, &result, &found),
@@ -152,6 +191,10 @@ class GemmPlan {
   // GELU input, written by bias_gelu_aux and read by dgelu.
   void run(const LtHandle& handle, float alpha, const void* A, const void* B, float beta, void* D, const void* bias,
            const void* aux, void* workspace, cudaStream_t stream) {
+    const void* ptrs[3] = {A, B, D};
+    for (int i = 0; i < 3; ++i)
+      if (reinterpret_cast<std::uintptr_t>(ptrs[i]) % align_[i] != 0)
+        pld::detail::throw_error("GEMM: operand ", "ABD"[i], " is not ", align_[i], "-byte aligned as its plan assumes");
     if (problem_.epilogue == Epilogue::bias || problem_.epilogue == Epilogue::bias_gelu_aux) {
       if (!bias) pld::detail::throw_error("GEMM: this epilogue needs a bias pointer");
       desc_.set(CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias);
@@ -170,6 +213,7 @@ class GemmPlan {
   detail::MatmulDesc desc_;
   detail::Layout a_, b_, d_;
   std::size_t workspace_bytes_;
+  std::uint32_t align_[3] = {256, 256, 256};  // A, B, D
   cublasLtMatmulAlgo_t algo_{};
 };
 

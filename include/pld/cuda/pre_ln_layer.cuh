@@ -1,28 +1,14 @@
-// The Pre-LN Transformer encoder layer on the GPU, gate-aware, with the contract of
-// pld::cpu::PreLnLayer:
-//   h = x + g * Dropout(Wo MHA(LN1(x), mask) + bo)
-//   y = h + g * Dropout(W2 GELU(W1 LN2(h) + b1) + b2)
-// Storage T is bf16 or fp16 for training, float for tests; arithmetic and parameter gradients
-// are fp32. GEMMs run through cuBLASLt (bias and GELU epilogues where they fit); LayerNorm,
-// softmax, dropout and the residual adds are pld's kernels. A dropped layer launches nothing and
-// needs no workspace; launches() counts what a layer put on the stream, so tests can prove it.
-//
-// Use (the CUTLASS shape): sizes = workspace_sizes(batch, seq, step); the caller provides
-// `saved` (kept from forward to backward) and `scratch`; forward(..., ws, stream);
-// backward(..., ws, stream). Every pointer is device memory except LayerStep::rows (host).
+// pld::cuda::PreLnLayer<T>: the Pre-LN layer of basic_pre_ln_layer.hpp run by DeviceBackend,
+// cuBLASLt for the products and pld's kernels for the rest, on the caller's stream.
 #pragma once
 
-#include <cmath>
+#include <cstddef>
 #include <cstdint>
-#include <map>
-#include <memory>
-#include <utility>
-#include <vector>
 
 #include <cuda_runtime.h>
 
-#include "pld/core/error.hpp"
 #include "pld/cuda/attention.cuh"
+#include "pld/cuda/basic_pre_ln_layer.hpp"
 #include "pld/cuda/blas_lt.hpp"
 #include "pld/cuda/dropout.hpp"
 #include "pld/cuda/error.hpp"
@@ -30,306 +16,84 @@
 #include "pld/cuda/launch.hpp"
 #include "pld/cuda/layer_norm.cuh"
 #include "pld/cuda/layer_params.hpp"
-#include "pld/cuda/memory.hpp"
 #include "pld/cuda/reduce.cuh"
 #include "pld/cuda/residual.cuh"
 #include "pld/cuda/rows.cuh"
-#include "pld/cuda/storage.hpp"
-#include "pld/cuda/workspace.hpp"
-#include "pld/layer/layer_config.hpp"
-#include "pld/layer/layer_step.hpp"
 
 namespace pld::cuda {
 
 static_assert(detail::kColumnChunkRows == 64, "workspace.hpp sizes the column-sum scratch for 64-row chunks");
 
+// What BasicPreLnLayer needs, on a CUDA device: each function forwards to one launcher.
 template <class T>
-class PreLnLayer {
- public:
-  explicit PreLnLayer(const LayerConfig& config)
-      : config_((config.validate(), config)), params_(config), grads_(config) {}
-
-  const LayerConfig& config() const { return config_; }
-  DeviceLayerParams<T>& params() { return params_; }
-  const DeviceLayerParams<T>& params() const { return params_; }
-  // fp32 parameter gradients; backward accumulates into them (+=). Zero them per optimizer step.
-  DeviceLayerParams<float>& grads() { return grads_; }
-  const LaunchCounts& launches() const { return counts_; }
-
-  // Whether this layer can run (batch, seq): throws pld::Error naming what it cannot do.
-  static void can_implement(const LayerConfig& c, int batch, int seq) { check_layer_problem(c, batch, seq); }
-
-  // Workspace this step needs: zero for a dropped layer (or a per-sample step that keeps no row).
-  static WorkspaceSizes workspace_sizes(const LayerConfig& c, int batch, int seq, const LayerStep& step) {
-    return layer_workspace_sizes(c, batch, seq, step, sizeof(T));
-  }
-  WorkspaceSizes workspace_sizes(int batch, int seq, const LayerStep& step) const {
-    return workspace_sizes(config_, batch, seq, step);
-  }
-
-  // x, y: (B, T, H); y may equal x. valid: (B, T) bytes on the device, 1 = real token, 0 = padding;
-  // null = no padding. A sequence without any real token attends to nothing (its attention output
-  // is zero); check masks on the host with check_valid_mask() where they are built.
-  void forward(const T* x, T* y, int batch, int seq, const std::uint8_t* valid, const LayerStep& step, const Workspace& ws,
-               cudaStream_t stream) {
-    can_implement(config_, batch, seq);
-    const int kb = kept_rows(batch, step);
-    const auto L = detail::WorkspaceLayout::make(config_, kb > 0 ? kb : 1, seq, sizeof(T), step.rows != nullptr);
-    if (kb > 0) check_workspace(ws, L);  // before any state changes or launches
-    batch_ = batch;
-    seq_ = seq;
-    step_ = step;
-    saved_ = kb > 0 ? ws.saved : nullptr;
-    const std::size_t all = static_cast<std::size_t>(batch) * seq * config_.hidden;
-    rows_.clear();
-    if (step.rows)
-      for (int b = 0; b < batch; ++b)
-        if (step.rows[b]) rows_.push_back(b);
-    if (kb == 0) {  // the identity: no kernel, no workspace
-      if (y != x) copy(y, x, all, stream);
-      return;
-    }
-    const auto S = static_cast<char*>(ws.saved);
-    const auto R = static_cast<char*>(ws.scratch);
-    const std::size_t row_elems = static_cast<std::size_t>(seq) * config_.hidden;
-    T* xin = reinterpret_cast<T*>(S + L.xin);
-    if (!step.rows) {
-      copy(xin, x, all, stream);
-      core_forward(L, S, R, kb, valid, y, stream);
-      return;
-    }
-    int* index = reinterpret_cast<int*>(S + L.index);
-    copy_to_device(index, rows_.data(), rows_.size(), stream);
-    counts_.copies += 1;
-    gather_rows(x, index, kb, static_cast<std::int64_t>(row_elems), xin, stream, counts_);
-    std::uint8_t* valid_g = nullptr;
-    if (valid) {
-      valid_g = reinterpret_cast<std::uint8_t*>(R + L.valid);
-      gather_rows(valid, index, kb, seq, valid_g, stream, counts_);
-    }
-    if (y != x) copy(y, x, all, stream);
-    T* y_dense = reinterpret_cast<T*>(R + L.rows_in);
-    core_forward(L, S, R, kb, valid_g, y_dense, stream);
-    scatter_rows(y_dense, index, kb, static_cast<std::int64_t>(row_elems), y, stream, counts_);
-  }
-
-  // dy, dx: (B, T, H) of the last forward; dx is written (may equal dy), parameter gradients
-  // accumulate. ws: the forward's `saved` memory and any scratch of the same size.
-  void backward(const T* dy, T* dx, const Workspace& ws, cudaStream_t stream) {
-    if (batch_ == 0) pld::detail::throw_error("cuda::PreLnLayer::backward() without a forward()");
-    const std::size_t all = static_cast<std::size_t>(batch_) * seq_ * config_.hidden;
-    // From the forward's own copy of the kept rows: the caller's plan need not outlive the forward.
-    const int kb = !step_.kept ? 0 : step_.rows ? static_cast<int>(rows_.size()) : batch_;
-    if (kb == 0) {
-      if (dx != dy) copy(dx, dy, all, stream);
-      return;
-    }
-    const auto L = detail::WorkspaceLayout::make(config_, kb, seq_, sizeof(T), step_.rows != nullptr);
-    check_workspace(ws, L);
-    if (ws.saved != saved_)
-      pld::detail::throw_error("cuda::PreLnLayer::backward(): the saved workspace is not the one the forward used");
-    const auto S = static_cast<char*>(ws.saved);
-    const auto R = static_cast<char*>(ws.scratch);
-    if (!step_.rows) {
-      core_backward(L, S, R, kb, dy, dx, stream);
-      return;
-    }
-    const std::size_t row_elems = static_cast<std::size_t>(seq_) * config_.hidden;
-    const int* index = reinterpret_cast<const int*>(S + L.index);
-    T* dy_dense = reinterpret_cast<T*>(R + L.rows_in);
-    T* dx_dense = reinterpret_cast<T*>(R + L.rows_out);
-    gather_rows(dy, index, kb, static_cast<std::int64_t>(row_elems), dy_dense, stream, counts_);
-    if (dx != dy) copy(dx, dy, all, stream);
-    core_backward(L, S, R, kb, dy_dense, dx_dense, stream);
-    scatter_rows(dx_dense, index, kb, static_cast<std::int64_t>(row_elems), dx, stream, counts_);
-  }
-
-  // FLOPs of one forward (GEMMs only); the backward is twice this.
-  static double forward_flops(const LayerConfig& c, int batch, int seq) { return layer_forward_flops(c, batch, seq); }
-
-  // Whether the FFN uses cuBLASLt's GELU epilogues (tanh form, F a multiple of 8) or pld's kernels.
-  bool uses_gelu_epilogue() const { return config_.gelu == GeluForm::tanh && config_.ffn_size() % 8 == 0; }
-
- private:
-  static int kept_rows(int batch, const LayerStep& step) { return layer_rows(batch, step); }
-
-  static void check_workspace(const Workspace& ws, const detail::WorkspaceLayout& L) {
-    if (!ws.saved || ws.saved_bytes < L.saved_bytes || !ws.scratch || ws.scratch_bytes < L.scratch_bytes)
-      pld::detail::throw_error("cuda::PreLnLayer: workspace too small (saved ", ws.saved_bytes, " of ", L.saved_bytes,
-                               " bytes, scratch ", ws.scratch_bytes, " of ", L.scratch_bytes, "); ask workspace_sizes()");
-  }
-
-  void copy(T* dst, const T* src, std::size_t n, cudaStream_t stream) {
-    check(cudaMemcpyAsync(dst, src, n * sizeof(T), cudaMemcpyDeviceToDevice, stream), "cudaMemcpyAsync (device to device)");
-    counts_.copies += 1;
-  }
-
-  // The GEMMs of one (rows, seq) shape, planned once and kept: per-sample steps change the row
-  // count, so several shapes can live side by side.
-  struct Plans {
-    GemmPlan qkv, out, ffn1, ffn2;       // forward projections
-    GemmPlan scores, pv, ptv;            // attention: X Y^T (fp32 out), P V, P^T V
-    GemmPlan w_qkv, w_out, w_ffn1, w_ffn2;  // weight gradients (fp32, accumulate)
-    GemmPlan d_qkv, d_out, d_ffn1, d_ffn2;  // input gradients
-  };
-
-  Plans& plans(int kb) {
-    const std::pair<int, int> key{kb, seq_};
-    auto it = plans_.find(key);
-    if (it != plans_.end()) return *it->second;
-    const int N = kb * seq_, H = config_.hidden, F = config_.ffn_size(), heads = config_.heads, d = config_.head_dim();
-    const cudaDataType_t t = Storage<T>::data_type;
-    const cublasComputeType_t cp = CUBLAS_COMPUTE_32F;
-    auto with = [](GemmProblem p, Epilogue e, std::int64_t aux_ld = 0) {
-      p.epilogue = e;
-      p.aux_ld = aux_ld;
-      return p;
-    };
-    const bool gelu_epi = uses_gelu_epilogue();
-    auto made = std::unique_ptr<Plans>(new Plans{
-        GemmPlan(lt_, with(row_major_linear(N, H, 3 * H, t, cp), Epilogue::bias)),
-        GemmPlan(lt_, with(row_major_linear(N, H, H, t, cp), Epilogue::bias)),
-        GemmPlan(lt_, with(row_major_linear(N, H, F, t, cp), gelu_epi ? Epilogue::bias_gelu_aux : Epilogue::bias, gelu_epi ? F : 0)),
-        GemmPlan(lt_, with(row_major_linear(N, F, H, t, cp), Epilogue::bias)),
-        GemmPlan(lt_, heads_a_bt(kb * heads, seq_, d, t, CUDA_R_32F, cp)),
-        GemmPlan(lt_, heads_p_v(kb * heads, seq_, d, t, cp)),
-        GemmPlan(lt_, heads_pt_v(kb * heads, seq_, d, t, cp)),
-        GemmPlan(lt_, row_major_linear_wgrad(N, H, 3 * H, t, cp)),
-        GemmPlan(lt_, row_major_linear_wgrad(N, H, H, t, cp)),
-        GemmPlan(lt_, row_major_linear_wgrad(N, H, F, t, cp)),
-        GemmPlan(lt_, row_major_linear_wgrad(N, F, H, t, cp)),
-        GemmPlan(lt_, row_major_linear_dgrad(N, H, 3 * H, t, cp)),
-        GemmPlan(lt_, row_major_linear_dgrad(N, H, H, t, cp)),
-        GemmPlan(lt_, row_major_linear_dgrad(N, H, F, t, cp)),
-        GemmPlan(lt_, with(row_major_linear_dgrad(N, F, H, t, cp), gelu_epi ? Epilogue::dgelu : Epilogue::none, gelu_epi ? F : 0))});
-    return *plans_.emplace(key, std::move(made)).first->second;
-  }
-
-  void gemm(GemmPlan& plan, float alpha, const void* a, const void* b, float beta, void* d, const void* bias,
-            const void* aux, void* lt_ws, cudaStream_t stream) {
-    plan.run(lt_, alpha, a, b, beta, d, bias, aux, lt_ws, stream);
-    counts_.gemms += 1;
-  }
-
+struct DeviceBackend {
   template <class U>
-  static U* at(char* base, std::size_t off) { return reinterpret_cast<U*>(base + off); }
+  using Params = DeviceLayerParams<U>;
+  using Handle = LtHandle;
+  using Plan = GemmPlan;
 
-  // The kept rows' computation on dense (kb, T, H) buffers: x is the saved xin, y is written.
-  void core_forward(const detail::WorkspaceLayout& L, char* S, char* R, int kb, const std::uint8_t* valid, T* y,
-                    cudaStream_t stream) {
-    const int T_ = seq_, H = config_.hidden, F = config_.ffn_size(), heads = config_.heads, d = config_.head_dim();
-    const int N = kb * T_;
-    const std::int64_t NH = static_cast<std::int64_t>(N) * H;
-    const float g = static_cast<float>(step_.scale);
-    const HeadShape qkv_shape{kb, T_, heads, d, 3}, one_shape{kb, T_, heads, d, 1};
-    const DropoutMask attn = make_dropout_mask(step_, DropoutSite::attention_probs, config_.attention_dropout);
-    const DropoutMask ao = make_dropout_mask(step_, DropoutSite::attention_out, config_.hidden_dropout);
-    const DropoutMask fo = make_dropout_mask(step_, DropoutSite::ffn_out, config_.hidden_dropout);
-    Plans& P = plans(kb);
-    const DeviceLayerParams<T>& p = params_;
-    T *xin = at<T>(S, L.xin), *ln1 = at<T>(S, L.ln1), *qkvh = at<T>(S, L.qkvh), *probs = at<T>(S, L.probs);
-    T *ctx = at<T>(S, L.ctx), *h = at<T>(S, L.h), *ln2 = at<T>(S, L.ln2), *pre = at<T>(S, L.pre), *act = at<T>(S, L.act);
-    float *mean1 = at<float>(S, L.mean1), *rstd1 = at<float>(S, L.rstd1), *mean2 = at<float>(S, L.mean2), *rstd2 = at<float>(S, L.rstd2);
-    T *qkv = at<T>(R, L.qkv), *dropped = at<T>(R, L.dropped), *ctxh = at<T>(R, L.ctxh), *branch = at<T>(R, L.branch);
-    float* scores = at<float>(R, L.scores);
-    void* lt_ws = R + L.lt;
-    const T *Q = qkvh, *K = qkvh + NH, *V = qkvh + 2 * NH;
-
-    layer_norm_forward(xin, p.get(ParamId::norm1_weight), p.get(ParamId::norm1_bias), ln1, mean1, rstd1, N, H, config_.ln_eps, stream, counts_);
-    gemm(P.qkv, 1.0f, p.get(ParamId::in_proj_weight), ln1, 0.0f, qkv, p.get(ParamId::in_proj_bias), nullptr, lt_ws, stream);
-    split_heads(qkv, qkvh, qkv_shape, stream, counts_);
-    gemm(P.scores, 1.0f / std::sqrt(static_cast<float>(d)), K, Q, 0.0f, scores, nullptr, nullptr, lt_ws, stream);
-    softmax_forward(scores, valid, probs, attn.active() ? dropped : nullptr, kb, heads, T_, attn, stream, counts_);
-    gemm(P.pv, 1.0f, V, attn.active() ? dropped : probs, 0.0f, ctxh, nullptr, nullptr, lt_ws, stream);
-    merge_heads(ctxh, ctx, one_shape, stream, counts_);
-    gemm(P.out, 1.0f, p.get(ParamId::out_proj_weight), ctx, 0.0f, branch, p.get(ParamId::out_proj_bias), nullptr, lt_ws, stream);
-    residual_layer_norm(xin, branch, h, p.get(ParamId::norm2_weight), p.get(ParamId::norm2_bias), ln2, mean2, rstd2, N, H, g, ao,
-                        config_.ln_eps, stream, counts_);
-    if (uses_gelu_epilogue()) {
-      gemm(P.ffn1, 1.0f, p.get(ParamId::linear1_weight), ln2, 0.0f, act, p.get(ParamId::linear1_bias), pre, lt_ws, stream);
-    } else {
-      gemm(P.ffn1, 1.0f, p.get(ParamId::linear1_weight), ln2, 0.0f, pre, p.get(ParamId::linear1_bias), nullptr, lt_ws, stream);
-      gelu_forward(pre, act, static_cast<std::int64_t>(N) * F, config_.gelu, stream, counts_);
-    }
-    gemm(P.ffn2, 1.0f, p.get(ParamId::linear2_weight), act, 0.0f, branch, p.get(ParamId::linear2_bias), nullptr, lt_ws, stream);
-    residual_dropout(h, branch, y, NH, g, fo, stream, counts_);
+  static void copy(void* dst, const void* src, std::size_t bytes, cudaStream_t st) {
+    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, st), "cudaMemcpyAsync (device to device)");
   }
-
-  // dy (kb, T, H) in, dx written; gradients accumulate. dx may equal dy: dy is last read before
-  // the final LayerNorm backward writes dx.
-  void core_backward(const detail::WorkspaceLayout& L, char* S, char* R, int kb, const T* dy, T* dx, cudaStream_t stream) {
-    const int T_ = seq_, H = config_.hidden, F = config_.ffn_size(), heads = config_.heads, d = config_.head_dim();
-    const int N = kb * T_;
-    const std::int64_t NH = static_cast<std::int64_t>(N) * H;
-    const std::int64_t TT = static_cast<std::int64_t>(kb) * heads * T_ * T_;
-    const float g = static_cast<float>(step_.scale);
-    const HeadShape qkv_shape{kb, T_, heads, d, 3}, one_shape{kb, T_, heads, d, 1};
-    const DropoutMask attn = make_dropout_mask(step_, DropoutSite::attention_probs, config_.attention_dropout);
-    const DropoutMask ao = make_dropout_mask(step_, DropoutSite::attention_out, config_.hidden_dropout);
-    const DropoutMask fo = make_dropout_mask(step_, DropoutSite::ffn_out, config_.hidden_dropout);
-    Plans& P = plans(kb);
-    const DeviceLayerParams<T>& p = params_;
-    DeviceLayerParams<float>& gr = grads_;
-    const T *xin = at<T>(S, L.xin), *ln1 = at<T>(S, L.ln1), *qkvh = at<T>(S, L.qkvh), *probs = at<T>(S, L.probs);
-    const T *ctx = at<T>(S, L.ctx), *h = at<T>(S, L.h), *ln2 = at<T>(S, L.ln2), *pre = at<T>(S, L.pre), *act = at<T>(S, L.act);
-    const float *mean1 = at<float>(S, L.mean1), *rstd1 = at<float>(S, L.rstd1), *mean2 = at<float>(S, L.mean2), *rstd2 = at<float>(S, L.rstd2);
-    T *dqkv = at<T>(R, L.qkv), *dropped = at<T>(R, L.dropped), *dctxh = at<T>(R, L.ctxh), *dbranch = at<T>(R, L.branch);
-    T *wide = at<T>(R, L.wide), *dln = at<T>(R, L.dln), *dh = at<T>(R, L.dh), *dqkvh = at<T>(R, L.dqkvh);
-    float *dpd = at<float>(R, L.scores), *colsum = at<float>(R, L.colsum);
-    void* lt_ws = R + L.lt;
-    const T *Q = qkvh, *K = qkvh + NH, *V = qkvh + 2 * NH;
-
-    // FFN branch: y = h + g Dropout(W2 act + b2), act = gelu(W1 ln2 + b1).
-    residual_dropout<T>(nullptr, dy, dbranch, NH, g, fo, stream, counts_);
-    column_sums<T>(dbranch, nullptr, nullptr, nullptr, N, H, gr.get(ParamId::linear2_bias), colsum, stream, counts_);
-    gemm(P.w_ffn2, 1.0f, act, dbranch, 1.0f, gr.get(ParamId::linear2_weight), nullptr, nullptr, lt_ws, stream);
-    if (uses_gelu_epilogue()) {
-      gemm(P.d_ffn2, 1.0f, p.get(ParamId::linear2_weight), dbranch, 0.0f, wide, nullptr, pre, lt_ws, stream);
-    } else {
-      gemm(P.d_ffn2, 1.0f, p.get(ParamId::linear2_weight), dbranch, 0.0f, wide, nullptr, nullptr, lt_ws, stream);
-      gelu_backward(wide, pre, wide, static_cast<std::int64_t>(N) * F, config_.gelu, stream, counts_);
-    }
-    column_sums<T>(wide, nullptr, nullptr, nullptr, N, F, gr.get(ParamId::linear1_bias), colsum, stream, counts_);
-    gemm(P.w_ffn1, 1.0f, ln2, wide, 1.0f, gr.get(ParamId::linear1_weight), nullptr, nullptr, lt_ws, stream);
-    gemm(P.d_ffn1, 1.0f, p.get(ParamId::linear1_weight), wide, 0.0f, dln, nullptr, nullptr, lt_ws, stream);
-    layer_norm_backward(dln, h, mean2, rstd2, p.get(ParamId::norm2_weight), dy, dh, gr.get(ParamId::norm2_weight),
-                        gr.get(ParamId::norm2_bias), N, H, colsum, stream, counts_);
-
-    // Attention branch: h = x + g Dropout(Wo ctx + bo).
-    residual_dropout<T>(nullptr, dh, dbranch, NH, g, ao, stream, counts_);
-    column_sums<T>(dbranch, nullptr, nullptr, nullptr, N, H, gr.get(ParamId::out_proj_bias), colsum, stream, counts_);
-    gemm(P.w_out, 1.0f, ctx, dbranch, 1.0f, gr.get(ParamId::out_proj_weight), nullptr, nullptr, lt_ws, stream);
-    gemm(P.d_out, 1.0f, p.get(ParamId::out_proj_weight), dbranch, 0.0f, dln, nullptr, nullptr, lt_ws, stream);  // dctx
-    split_heads(dln, dctxh, one_shape, stream, counts_);
-    const T* pd = probs;
-    if (attn.active()) {
-      dropout_probs(probs, dropped, TT, attn, stream, counts_);
-      pd = dropped;
-    }
-    gemm(P.ptv, 1.0f, dctxh, pd, 0.0f, dqkvh + 2 * NH, nullptr, nullptr, lt_ws, stream);  // dV = Pd^T dC
-    gemm(P.scores, 1.0f, V, dctxh, 0.0f, dpd, nullptr, nullptr, lt_ws, stream);         // d(Pd) = dC V^T
-    T* ds = dropped;  // Pd is no longer needed
-    softmax_backward(dpd, probs, ds, kb, heads, T_, 1.0f / std::sqrt(static_cast<float>(d)), attn, stream, counts_);
-    gemm(P.pv, 1.0f, K, ds, 0.0f, dqkvh, nullptr, nullptr, lt_ws, stream);        // dQ = dS K
-    gemm(P.ptv, 1.0f, Q, ds, 0.0f, dqkvh + NH, nullptr, nullptr, lt_ws, stream);  // dK = dS^T Q
-    merge_heads(dqkvh, dqkv, qkv_shape, stream, counts_);
-    column_sums<T>(dqkv, nullptr, nullptr, nullptr, N, 3 * H, gr.get(ParamId::in_proj_bias), colsum, stream, counts_);
-    gemm(P.w_qkv, 1.0f, ln1, dqkv, 1.0f, gr.get(ParamId::in_proj_weight), nullptr, nullptr, lt_ws, stream);
-    gemm(P.d_qkv, 1.0f, p.get(ParamId::in_proj_weight), dqkv, 0.0f, dln, nullptr, nullptr, lt_ws, stream);
-    layer_norm_backward(dln, xin, mean1, rstd1, p.get(ParamId::norm1_weight), dh, dx, gr.get(ParamId::norm1_weight),
-                        gr.get(ParamId::norm1_bias), N, H, colsum, stream, counts_);
+  static void copy_from_host(void* dst, const void* src, std::size_t bytes, cudaStream_t st) {
+    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st), "cudaMemcpyAsync (host to device)");
   }
-
-  LayerConfig config_;
-  DeviceLayerParams<T> params_;
-  DeviceLayerParams<float> grads_;
-  LtHandle lt_;
-  std::map<std::pair<int, int>, std::unique_ptr<Plans>> plans_;
-  LaunchCounts counts_;
-  int batch_ = 0, seq_ = 0;
-  LayerStep step_;
-  std::vector<int> rows_;
-  void* saved_ = nullptr;
+  static void gather_rows(const T* src, const int* index, int rows, std::int64_t row_elems, T* dst, cudaStream_t st, LaunchCounts& c) {
+    pld::cuda::gather_rows<T>(src, index, rows, row_elems, dst, st, c);
+  }
+  static void gather_valid(const std::uint8_t* src, const int* index, int rows, std::int64_t row_elems, std::uint8_t* dst,
+                           cudaStream_t st, LaunchCounts& c) {
+    pld::cuda::gather_rows<std::uint8_t>(src, index, rows, row_elems, dst, st, c);
+  }
+  static void scatter_rows(const T* src, const int* index, int rows, std::int64_t row_elems, T* dst, cudaStream_t st, LaunchCounts& c) {
+    pld::cuda::scatter_rows<T>(src, index, rows, row_elems, dst, st, c);
+  }
+  static void layer_norm_forward(const T* x, const T* gamma, const T* beta, T* y, float* mean, float* rstd, int rows, int cols,
+                                 double eps, cudaStream_t st, LaunchCounts& c) {
+    pld::cuda::layer_norm_forward<T>(x, gamma, beta, y, mean, rstd, rows, cols, eps, st, c);
+  }
+  static void layer_norm_backward(const T* dy, const T* x, const float* mean, const float* rstd, const T* gamma, const T* residual,
+                                  T* dx, float* dgamma, float* dbeta, int rows, int cols, float* scratch, cudaStream_t st,
+                                  LaunchCounts& c) {
+    pld::cuda::layer_norm_backward<T>(dy, x, mean, rstd, gamma, residual, dx, dgamma, dbeta, rows, cols, scratch, st, c);
+  }
+  static void residual_layer_norm(const T* x, const T* t, T* h, const T* gamma, const T* beta, T* y, float* mean, float* rstd,
+                                  int rows, int cols, float g, const DropoutMask& mask, double eps, cudaStream_t st, LaunchCounts& c) {
+    pld::cuda::residual_layer_norm<T>(x, t, h, gamma, beta, y, mean, rstd, rows, cols, g, mask, eps, st, c);
+  }
+  static void residual_dropout(const T* x, const T* t, T* out, std::int64_t n, float g, const DropoutMask& mask, cudaStream_t st,
+                               LaunchCounts& c) {
+    pld::cuda::residual_dropout<T>(x, t, out, n, g, mask, st, c);
+  }
+  static void gelu_forward(const T* pre, T* act, std::int64_t n, GeluForm form, cudaStream_t st, LaunchCounts& c) {
+    pld::cuda::gelu_forward<T>(pre, act, n, form, st, c);
+  }
+  static void gelu_backward(const T* dact, const T* pre, T* dpre, std::int64_t n, GeluForm form, cudaStream_t st, LaunchCounts& c) {
+    pld::cuda::gelu_backward<T>(dact, pre, dpre, n, form, st, c);
+  }
+  static void split_heads(const T* packed, T* heads, const HeadShape& s, cudaStream_t st, LaunchCounts& c) {
+    pld::cuda::split_heads<T>(packed, heads, s, st, c);
+  }
+  static void merge_heads(const T* heads, T* packed, const HeadShape& s, cudaStream_t st, LaunchCounts& c) {
+    pld::cuda::merge_heads<T>(heads, packed, s, st, c);
+  }
+  static void softmax_forward(const float* scores, const std::uint8_t* valid, T* probs, T* dropped, int batch, int heads, int seq,
+                              const DropoutMask& mask, cudaStream_t st, LaunchCounts& c) {
+    pld::cuda::softmax_forward<T>(scores, valid, probs, dropped, batch, heads, seq, mask, st, c);
+  }
+  static void softmax_backward(const float* dropped_grad, const T* probs, T* dscores, int batch, int heads, int seq,
+                               float score_scale, const DropoutMask& mask, cudaStream_t st, LaunchCounts& c) {
+    pld::cuda::softmax_backward<T>(dropped_grad, probs, dscores, batch, heads, seq, score_scale, mask, st, c);
+  }
+  static void dropout_probs(const T* probs, T* dropped, std::int64_t n, const DropoutMask& mask, cudaStream_t st, LaunchCounts& c) {
+    pld::cuda::dropout_probs<T>(probs, dropped, n, mask, st, c);
+  }
+  static void column_sums(const T* a, int rows, int cols, float* out, float* scratch, cudaStream_t st, LaunchCounts& c) {
+    pld::cuda::column_sums<T>(a, nullptr, nullptr, nullptr, rows, cols, out, scratch, st, c);
+  }
 };
+
+template <class T>
+using PreLnLayer = BasicPreLnLayer<T, DeviceBackend<T>>;
 
 }  // namespace pld::cuda
