@@ -119,7 +119,7 @@ double run_case(const Case& k) {
     dys[i] = pc::from_float<T>(static_cast<float>(dy[i]));
   }
   const auto sizes = layer.workspace_sizes(B, S, step);
-  std::vector<unsigned char> saved(sizes.saved, 0xFF), scratch(sizes.scratch, 0xFF);  // poisoned: NaN in every type
+  pld::test::AlignedBytes saved(sizes.saved, 0xFF), scratch(sizes.scratch, 0xFF);  // poisoned: NaN in every type
   const pc::Workspace ws{saved.data(), sizes.saved, scratch.data(), sizes.scratch};
   layer.forward(xs.data(), ys.data(), B, S, vmask, step, ws, nullptr);
   layer.backward(dys.data(), dxs.data(), ws, nullptr);
@@ -210,7 +210,7 @@ TEST_CASE("Emulated CUDA layer: the comparison is not vacuous", "[cuda-host][emu
   ref.forward(x.data(), y_ref.data(), B, S, nullptr, step);
   std::vector<float> xs(x.begin(), x.end()), ys(n);
   const auto sizes = layer.workspace_sizes(B, S, step);
-  std::vector<unsigned char> saved(sizes.saved), scratch(sizes.scratch);
+  pld::test::AlignedBytes saved(sizes.saved), scratch(sizes.scratch);
   layer.forward(xs.data(), ys.data(), B, S, nullptr, step, pc::Workspace{saved.data(), sizes.saved, scratch.data(), sizes.scratch}, nullptr);
   std::size_t bad = 0;
   CHECK(rel_error(std::vector<double>(ys.begin(), ys.end()), y_ref, bad) > 1e-3);
@@ -230,9 +230,22 @@ TEST_CASE("Emulated CUDA layer: a dropped layer launches nothing", "[cuda-host][
   layer.backward(x.data(), x.data(), pc::Workspace{}, nullptr);
   CHECK(layer.launches().total() == 0);
   LayerStep kept;
-  std::vector<unsigned char> saved(layer.workspace_sizes(2, 8, kept).saved), scratch(layer.workspace_sizes(2, 8, kept).scratch);
+  pld::test::AlignedBytes saved(layer.workspace_sizes(2, 8, kept).saved), scratch(layer.workspace_sizes(2, 8, kept).scratch);
   std::vector<pc::bf16> y(x.size());
   layer.forward(x.data(), y.data(), 2, 8, nullptr, kept, pc::Workspace{saved.data(), saved.size(), scratch.data(), scratch.size()}, nullptr);
   layer.backward(x.data(), y.data(), pc::Workspace{saved.data(), saved.size(), scratch.data(), scratch.size()}, nullptr);
   CHECK(layer.launches().gemms == 18);
+}
+
+TEST_CASE("Emulated CUDA layer: a misaligned workspace is one clear error", "[cuda-host][emulated]") {
+  const LayerConfig c = config64();
+  EmulatedLayer<float> layer(c);
+  LayerStep step;
+  const auto sizes = layer.workspace_sizes(2, 8, step);
+  pld::test::AlignedBytes saved(sizes.saved + 256), scratch(sizes.scratch);
+  std::vector<float> x(2 * 8 * 32, 1.0f);
+  CHECK_THROWS_WITH(layer.forward(x.data(), x.data(), 2, 8, nullptr, step,
+                                  pc::Workspace{saved.data() + 16, sizes.saved, scratch.data(), sizes.scratch}, nullptr),
+                    Catch::Matchers::Contains("256-byte aligned"));
+  CHECK(layer.launches().total() == 0);
 }

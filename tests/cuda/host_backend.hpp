@@ -61,6 +61,21 @@ class HostLayerParams {
 
 struct HostHandle {};
 
+// Host memory aligned like cudaMalloc's (256 bytes), filled with `fill`: the emulation's workspace.
+class AlignedBytes {
+ public:
+  explicit AlignedBytes(std::size_t bytes, unsigned char fill = 0) : v_(bytes + 256, fill) {
+    const auto addr = reinterpret_cast<std::uintptr_t>(v_.data());
+    p_ = v_.data() + (256 - addr % 256) % 256;
+  }
+  unsigned char* data() { return p_; }
+  std::size_t size() const { return v_.size() - 256; }
+
+ private:
+  std::vector<unsigned char> v_;
+  unsigned char* p_;
+};
+
 // cublasLtMatmul's column-major semantics with fp32 (here double) accumulation and the epilogues
 // the layer uses; cuBLASLt's GELU is the tanh form.
 class HostPlan {

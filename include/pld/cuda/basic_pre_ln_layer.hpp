@@ -159,6 +159,9 @@ class BasicPreLnLayer {
     if (!ws.saved || ws.saved_bytes < L.saved_bytes || !ws.scratch || ws.scratch_bytes < L.scratch_bytes)
       pld::detail::throw_error("cuda::PreLnLayer: workspace too small (saved ", ws.saved_bytes, " of ", L.saved_bytes,
                                " bytes, scratch ", ws.scratch_bytes, " of ", L.scratch_bytes, "); ask workspace_sizes()");
+    // Every buffer inside starts at a multiple of 256 bytes from these, which the GEMM plans assume.
+    if (reinterpret_cast<std::uintptr_t>(ws.saved) % detail::kAlign != 0 || reinterpret_cast<std::uintptr_t>(ws.scratch) % detail::kAlign != 0)
+      pld::detail::throw_error("cuda::PreLnLayer: workspace pointers must be 256-byte aligned (cudaMalloc's alignment)");
   }
 
   void copy(T* dst, const T* src, std::size_t n, cudaStream_t stream) {

@@ -17,9 +17,11 @@ namespace pld::cuda {
 
 namespace detail {
 
-// Two-pass mean and variance of one row (biased variance, as PyTorch), by one warp.
+// Two-pass mean and variance of one row (biased variance, as PyTorch), by one warp. No
+// __restrict__ on xr: residual_layer_norm reads back rows it has just written, and a const
+// restrict pointer would let the compiler use the non-coherent read-only path for them.
 template <class T>
-__device__ inline void row_moments(const T* __restrict__ xr, int cols, float eps, float& mean, float& rstd) {
+__device__ inline void row_moments(const T* xr, int cols, float eps, float& mean, float& rstd) {
   const int lane = threadIdx.x % 32;
   float s = 0.0f;
   for (int c = lane; c < cols; c += 32) s += to_float(xr[c]);
