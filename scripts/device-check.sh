@@ -42,7 +42,7 @@ else
 fi
 grep -vE "^rel-error" "$out/tests.log" | tail -25
 # Worst relative L2 error per storage type over every case and tensor (the tolerances' evidence).
-awk '/^rel-error/ { if ($4 + 0 > worst[$2]) { worst[$2] = $4 + 0; at[$2] = $3 } }
+awk '/^rel-error gpu/ { if ($5 + 0 > worst[$3]) { worst[$3] = $5 + 0; at[$3] = $4 } }
      END { for (s in worst) printf "worst relative error %s: %.3e (%s)\n", s, worst[s], at[s] }' "$out/tests.log" | tee "$out/errors.txt"
 
 if [ -z "${PLD_DEVICE_QUICK:-}" ]; then
