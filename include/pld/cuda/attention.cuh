@@ -142,14 +142,14 @@ inline int softmax_groups(int seq) {
 
 template <class T>
 void split_heads(const T* packed, T* heads, const HeadShape& s, cudaStream_t stream, LaunchCounts& counts) {
-  detail::split_heads_kernel<T><<<detail::blocks_for(s.elements(), detail::kBlock), detail::kBlock, 0, stream>>>(packed, heads, s);
+  PLD_LAUNCH(detail::blocks_for(s.elements(), detail::kBlock), detail::kBlock, stream, detail::split_heads_kernel<T>)(packed, heads, s);
   check_launch("split_heads_kernel");
   counts.kernels += 1;
 }
 
 template <class T>
 void merge_heads(const T* heads, T* packed, const HeadShape& s, cudaStream_t stream, LaunchCounts& counts) {
-  detail::merge_heads_kernel<T><<<detail::blocks_for(s.elements(), detail::kBlock), detail::kBlock, 0, stream>>>(heads, packed, s);
+  PLD_LAUNCH(detail::blocks_for(s.elements(), detail::kBlock), detail::kBlock, stream, detail::merge_heads_kernel<T>)(heads, packed, s);
   check_launch("merge_heads_kernel");
   counts.kernels += 1;
 }
@@ -162,10 +162,10 @@ void softmax_forward(const float* scores, const std::uint8_t* valid, T* probs, T
   const std::int64_t rows = static_cast<std::int64_t>(batch) * heads * seq;
   const unsigned grid = detail::blocks_for(rows, detail::kWarpsPerBlock);
   switch (detail::softmax_groups(seq)) {
-    case 1: detail::softmax_forward_kernel<T, 1><<<grid, detail::kBlock, 0, stream>>>(scores, valid, probs, dropped, rows, seq, heads, mask); break;
-    case 2: detail::softmax_forward_kernel<T, 2><<<grid, detail::kBlock, 0, stream>>>(scores, valid, probs, dropped, rows, seq, heads, mask); break;
-    case 4: detail::softmax_forward_kernel<T, 4><<<grid, detail::kBlock, 0, stream>>>(scores, valid, probs, dropped, rows, seq, heads, mask); break;
-    default: detail::softmax_forward_kernel<T, 8><<<grid, detail::kBlock, 0, stream>>>(scores, valid, probs, dropped, rows, seq, heads, mask); break;
+    case 1: PLD_LAUNCH(grid, detail::kBlock, stream, detail::softmax_forward_kernel<T, 1>)(scores, valid, probs, dropped, rows, seq, heads, mask); break;
+    case 2: PLD_LAUNCH(grid, detail::kBlock, stream, detail::softmax_forward_kernel<T, 2>)(scores, valid, probs, dropped, rows, seq, heads, mask); break;
+    case 4: PLD_LAUNCH(grid, detail::kBlock, stream, detail::softmax_forward_kernel<T, 4>)(scores, valid, probs, dropped, rows, seq, heads, mask); break;
+    default: PLD_LAUNCH(grid, detail::kBlock, stream, detail::softmax_forward_kernel<T, 8>)(scores, valid, probs, dropped, rows, seq, heads, mask); break;
   }
   check_launch("softmax_forward_kernel");
   counts.kernels += 1;
@@ -178,10 +178,10 @@ void softmax_backward(const float* dropped_grad, const T* probs, T* dscores, int
   const std::int64_t rows = static_cast<std::int64_t>(batch) * heads * seq;
   const unsigned grid = detail::blocks_for(rows, detail::kWarpsPerBlock);
   switch (detail::softmax_groups(seq)) {
-    case 1: detail::softmax_backward_kernel<T, 1><<<grid, detail::kBlock, 0, stream>>>(dropped_grad, probs, dscores, rows, seq, score_scale, mask); break;
-    case 2: detail::softmax_backward_kernel<T, 2><<<grid, detail::kBlock, 0, stream>>>(dropped_grad, probs, dscores, rows, seq, score_scale, mask); break;
-    case 4: detail::softmax_backward_kernel<T, 4><<<grid, detail::kBlock, 0, stream>>>(dropped_grad, probs, dscores, rows, seq, score_scale, mask); break;
-    default: detail::softmax_backward_kernel<T, 8><<<grid, detail::kBlock, 0, stream>>>(dropped_grad, probs, dscores, rows, seq, score_scale, mask); break;
+    case 1: PLD_LAUNCH(grid, detail::kBlock, stream, detail::softmax_backward_kernel<T, 1>)(dropped_grad, probs, dscores, rows, seq, score_scale, mask); break;
+    case 2: PLD_LAUNCH(grid, detail::kBlock, stream, detail::softmax_backward_kernel<T, 2>)(dropped_grad, probs, dscores, rows, seq, score_scale, mask); break;
+    case 4: PLD_LAUNCH(grid, detail::kBlock, stream, detail::softmax_backward_kernel<T, 4>)(dropped_grad, probs, dscores, rows, seq, score_scale, mask); break;
+    default: PLD_LAUNCH(grid, detail::kBlock, stream, detail::softmax_backward_kernel<T, 8>)(dropped_grad, probs, dscores, rows, seq, score_scale, mask); break;
   }
   check_launch("softmax_backward_kernel");
   counts.kernels += 1;
@@ -191,7 +191,7 @@ void softmax_backward(const float* dropped_grad, const T* probs, T* dscores, int
 template <class T>
 void dropout_probs(const T* probs, T* dropped, std::int64_t n, const DropoutMask& mask, cudaStream_t stream,
                    LaunchCounts& counts) {
-  detail::dropout_probs_kernel<T><<<detail::blocks_for(n, 4 * detail::kBlock), detail::kBlock, 0, stream>>>(probs, dropped, n, mask);
+  PLD_LAUNCH(detail::blocks_for(n, 4 * detail::kBlock), detail::kBlock, stream, detail::dropout_probs_kernel<T>)(probs, dropped, n, mask);
   check_launch("dropout_probs_kernel");
   counts.kernels += 1;
 }

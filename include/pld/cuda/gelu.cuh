@@ -30,7 +30,7 @@ __global__ void gelu_backward_kernel(const T* dact, const T* __restrict__ pre, T
 
 template <class T>
 void gelu_forward(const T* pre, T* act, std::int64_t n, GeluForm form, cudaStream_t stream, LaunchCounts& counts) {
-  detail::gelu_forward_kernel<T><<<detail::blocks_for(n, detail::kBlock), detail::kBlock, 0, stream>>>(pre, act, n, form);
+  PLD_LAUNCH(detail::blocks_for(n, detail::kBlock), detail::kBlock, stream, detail::gelu_forward_kernel<T>)(pre, act, n, form);
   check_launch("gelu_forward_kernel");
   counts.kernels += 1;
 }
@@ -39,7 +39,7 @@ void gelu_forward(const T* pre, T* act, std::int64_t n, GeluForm form, cudaStrea
 template <class T>
 void gelu_backward(const T* dact, const T* pre, T* dpre, std::int64_t n, GeluForm form, cudaStream_t stream,
                    LaunchCounts& counts) {
-  detail::gelu_backward_kernel<T><<<detail::blocks_for(n, detail::kBlock), detail::kBlock, 0, stream>>>(dact, pre, dpre, n, form);
+  PLD_LAUNCH(detail::blocks_for(n, detail::kBlock), detail::kBlock, stream, detail::gelu_backward_kernel<T>)(dact, pre, dpre, n, form);
   check_launch("gelu_backward_kernel");
   counts.kernels += 1;
 }

@@ -4,6 +4,15 @@
 
 #include <cstdint>
 
+// Every kernel launch: PLD_LAUNCH(grid, block, stream, kernel)(arguments). Under nvcc it is the
+// triple-chevron launch; with PLD_CUDA_EMULATION (the tests' SIMT emulator, which compiles the
+// kernels with a host compiler and runs each warp's 32 lanes as threads) it calls the emulator.
+#if defined(PLD_CUDA_EMULATION)
+#define PLD_LAUNCH(grid, block, stream, ...) ((void)(stream), ::pld::cuda::emulation::launch(grid, block, __VA_ARGS__))
+#else
+#define PLD_LAUNCH(grid, block, stream, ...) __VA_ARGS__<<<grid, block, 0, stream>>>
+#endif
+
 namespace pld::cuda {
 
 struct LaunchCounts {

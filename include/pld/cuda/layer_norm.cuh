@@ -86,7 +86,7 @@ __global__ void layer_norm_backward_kernel(const T* __restrict__ dy, const T* __
 template <class T>
 void layer_norm_forward(const T* x, const T* gamma, const T* beta, T* y, float* mean, float* rstd, int rows, int cols,
                         double eps, cudaStream_t stream, LaunchCounts& counts) {
-  detail::layer_norm_forward_kernel<T><<<detail::blocks_for(rows, detail::kWarpsPerBlock), detail::kBlock, 0, stream>>>(
+  PLD_LAUNCH(detail::blocks_for(rows, detail::kWarpsPerBlock), detail::kBlock, stream, detail::layer_norm_forward_kernel<T>)(
       x, gamma, beta, y, mean, rstd, rows, cols, static_cast<float>(eps));
   check_launch("layer_norm_forward_kernel");
   counts.kernels += 1;
@@ -97,7 +97,7 @@ template <class T>
 void layer_norm_backward(const T* dy, const T* x, const float* mean, const float* rstd, const T* gamma, const T* residual,
                          T* dx, float* dgamma, float* dbeta, int rows, int cols, float* scratch, cudaStream_t stream,
                          LaunchCounts& counts) {
-  detail::layer_norm_backward_kernel<T><<<detail::blocks_for(rows, detail::kWarpsPerBlock), detail::kBlock, 0, stream>>>(
+  PLD_LAUNCH(detail::blocks_for(rows, detail::kWarpsPerBlock), detail::kBlock, stream, detail::layer_norm_backward_kernel<T>)(
       dy, x, mean, rstd, gamma, residual, dx, rows, cols);
   check_launch("layer_norm_backward_kernel");
   counts.kernels += 1;

@@ -24,20 +24,10 @@ namespace pld::cuda {
 
 static_assert(detail::kColumnChunkRows == 64, "workspace.hpp sizes the column-sum scratch for 64-row chunks");
 
-// What BasicPreLnLayer needs, on a CUDA device: each function forwards to one launcher.
+// The kernel half of a backend: one forwarding function per launcher. DeviceBackend adds device
+// memory and cuBLASLt; the tests' SIMT emulator pairs the same kernels with host memory.
 template <class T>
-struct DeviceBackend {
-  template <class U>
-  using Params = DeviceLayerParams<U>;
-  using Handle = LtHandle;
-  using Plan = GemmPlan;
-
-  static void copy(void* dst, const void* src, std::size_t bytes, cudaStream_t st) {
-    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, st), "cudaMemcpyAsync (device to device)");
-  }
-  static void copy_from_host(void* dst, const void* src, std::size_t bytes, cudaStream_t st) {
-    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st), "cudaMemcpyAsync (host to device)");
-  }
+struct KernelBackend {
   static void gather_rows(const T* src, const int* index, int rows, std::int64_t row_elems, T* dst, cudaStream_t st, LaunchCounts& c) {
     pld::cuda::gather_rows<T>(src, index, rows, row_elems, dst, st, c);
   }
@@ -90,6 +80,22 @@ struct DeviceBackend {
   }
   static void column_sums(const T* a, int rows, int cols, float* out, float* scratch, cudaStream_t st, LaunchCounts& c) {
     pld::cuda::column_sums<T>(a, nullptr, nullptr, nullptr, rows, cols, out, scratch, st, c);
+  }
+};
+
+// What BasicPreLnLayer needs, on a CUDA device.
+template <class T>
+struct DeviceBackend : KernelBackend<T> {
+  template <class U>
+  using Params = DeviceLayerParams<U>;
+  using Handle = LtHandle;
+  using Plan = GemmPlan;
+
+  static void copy(void* dst, const void* src, std::size_t bytes, cudaStream_t st) {
+    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, st), "cudaMemcpyAsync (device to device)");
+  }
+  static void copy_from_host(void* dst, const void* src, std::size_t bytes, cudaStream_t st) {
+    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st), "cudaMemcpyAsync (host to device)");
   }
 };
 

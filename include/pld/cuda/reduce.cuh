@@ -69,9 +69,9 @@ void column_sums(const T* a, const T* x, const float* mean, const float* rstd, i
                  float* scratch, cudaStream_t stream, LaunchCounts& counts) {
   const int chunks = (rows + detail::kColumnChunkRows - 1) / detail::kColumnChunkRows;
   const dim3 grid(detail::blocks_for(cols, detail::kBlock), static_cast<unsigned>(chunks));
-  detail::column_partials_kernel<T><<<grid, detail::kBlock, 0, stream>>>(a, x, mean, rstd, rows, cols, scratch);
+  PLD_LAUNCH(grid, detail::kBlock, stream, detail::column_partials_kernel<T>)(a, x, mean, rstd, rows, cols, scratch);
   check_launch("column_partials_kernel");
-  detail::column_total_kernel<><<<detail::blocks_for(cols, detail::kBlock), detail::kBlock, 0, stream>>>(scratch, chunks, cols, out);
+  PLD_LAUNCH(detail::blocks_for(cols, detail::kBlock), detail::kBlock, stream, detail::column_total_kernel<>)(scratch, chunks, cols, out);
   check_launch("column_total_kernel");
   counts.kernels += 2;
 }

@@ -65,7 +65,7 @@ __global__ void residual_layer_norm_kernel(const T* __restrict__ x, const T* __r
 template <class T>
 void residual_dropout(const T* x, const T* t, T* out, std::int64_t n, float g, const DropoutMask& mask,
                       cudaStream_t stream, LaunchCounts& counts) {
-  detail::residual_dropout_kernel<T><<<detail::blocks_for(n, 4 * detail::kBlock), detail::kBlock, 0, stream>>>(x, t, out, n, g,
+  PLD_LAUNCH(detail::blocks_for(n, 4 * detail::kBlock), detail::kBlock, stream, detail::residual_dropout_kernel<T>)(x, t, out, n, g,
                                                                                                                  mask);
   check_launch("residual_dropout_kernel");
   counts.kernels += 1;
@@ -76,7 +76,7 @@ template <class T>
 void residual_layer_norm(const T* x, const T* t, T* h, const T* gamma, const T* beta, T* y, float* mean, float* rstd,
                          int rows, int cols, float g, const DropoutMask& mask, double eps, cudaStream_t stream,
                          LaunchCounts& counts) {
-  detail::residual_layer_norm_kernel<T><<<detail::blocks_for(rows, detail::kWarpsPerBlock), detail::kBlock, 0, stream>>>(
+  PLD_LAUNCH(detail::blocks_for(rows, detail::kWarpsPerBlock), detail::kBlock, stream, detail::residual_layer_norm_kernel<T>)(
       x, t, h, gamma, beta, y, mean, rstd, rows, cols, g, mask, static_cast<float>(eps));
   check_launch("residual_layer_norm_kernel");
   counts.kernels += 1;

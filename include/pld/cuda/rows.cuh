@@ -35,7 +35,7 @@ __global__ void scatter_rows_kernel(const E* __restrict__ src, const int* __rest
 template <class E>
 void gather_rows(const E* src, const int* index, int rows, std::int64_t row_elems, E* dst, cudaStream_t stream,
                  LaunchCounts& counts) {
-  detail::gather_rows_kernel<E><<<detail::blocks_for(rows * row_elems, detail::kBlock), detail::kBlock, 0, stream>>>(
+  PLD_LAUNCH(detail::blocks_for(rows * row_elems, detail::kBlock), detail::kBlock, stream, detail::gather_rows_kernel<E>)(
       src, index, rows, row_elems, dst);
   check_launch("gather_rows_kernel");
   counts.kernels += 1;
@@ -45,7 +45,7 @@ void gather_rows(const E* src, const int* index, int rows, std::int64_t row_elem
 template <class E>
 void scatter_rows(const E* src, const int* index, int rows, std::int64_t row_elems, E* dst, cudaStream_t stream,
                   LaunchCounts& counts) {
-  detail::scatter_rows_kernel<E><<<detail::blocks_for(rows * row_elems, detail::kBlock), detail::kBlock, 0, stream>>>(
+  PLD_LAUNCH(detail::blocks_for(rows * row_elems, detail::kBlock), detail::kBlock, stream, detail::scatter_rows_kernel<E>)(
       src, index, rows, row_elems, dst);
   check_launch("scatter_rows_kernel");
   counts.kernels += 1;

@@ -1,0 +1,100 @@
+// pld's CUDA kernels as written (the .cuh files), compiled by the host compiler and run on the
+// SIMT emulator (tests/cuda/simt_emulator.hpp: each warp's 32 lanes as threads, shuffles as
+// exchanges), inside the real layer logic with host memory and emulated cuBLASLt products,
+// against the CPU layer in double. What this proves without a GPU: the kernels' indexing, lane
+// mapping, masking, warp reductions, dropout keys and rounding. What it cannot: device memory
+// behaviour, races between warps, timing, cuBLASLt itself (see tests/cuda/ for the GPU tests).
+#include "cuda/simt_emulator.hpp"  // first: the emulator's threadIdx, shuffles and launch
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <vector>
+
+#include "cuda/host_backend.hpp"
+#include "cuda/layer_case.hpp"
+#include "pld/cuda/pre_ln_layer.cuh"
+
+namespace pc = pld::cuda;
+using pld::LayerConfig;
+
+namespace {
+
+// The real kernels; host memory and emulated products around them.
+template <class T>
+struct SimtBackend : pc::KernelBackend<T> {
+  template <class U>
+  using Params = pld::test::HostLayerParams<U>;
+  using Handle = pld::test::HostHandle;
+  using Plan = pld::test::HostPlan;
+  static void copy(void* dst, const void* src, std::size_t bytes, cudaStream_t s) { pld::test::HostBackend<T>::copy(dst, src, bytes, s); }
+  static void copy_from_host(void* dst, const void* src, std::size_t bytes, cudaStream_t s) {
+    pld::test::HostBackend<T>::copy_from_host(dst, src, bytes, s);
+  }
+};
+
+template <class T>
+void run_case(const pld::test::LayerCase& k) {
+  pld::test::check_layer_case<T>(k, [&](const pld::test::LayerInputs& in) {
+    const LayerConfig& c = k.config;
+    pc::BasicPreLnLayer<T, SimtBackend<T>> layer(c);
+    pld::cpu::LayerParams<double> params = in.params;
+    layer.params().upload(params, nullptr);
+    layer.grads().zero(nullptr);
+    std::vector<T> xs = pld::test::to_storage<T>(in.x), dys = pld::test::to_storage<T>(in.dy);
+    std::vector<T> ys(xs.size(), pc::from_float<T>(NAN)), dxs(xs.size(), pc::from_float<T>(NAN));
+    const auto sizes = layer.workspace_sizes(k.batch, k.seq, in.step);
+    pld::test::AlignedBytes saved(sizes.saved, 0xFF), scratch(sizes.scratch, 0xFF);
+    const pc::Workspace ws{saved.data(), sizes.saved, scratch.data(), sizes.scratch};
+    layer.forward(xs.data(), ys.data(), k.batch, k.seq, in.valid.empty() ? nullptr : in.valid.data(), in.step, ws, nullptr);
+    layer.backward(dys.data(), dxs.data(), ws, nullptr);
+    pld::test::LayerOutputs out(c);
+    out.y = pld::test::from_storage(ys);
+    out.dx = pld::test::from_storage(dxs);
+    layer.grads().download(out.grads, nullptr);
+    return out;
+  }, "simt");
+}
+
+LayerConfig small() {
+  LayerConfig c;
+  c.hidden = 48;  // > 32 columns: every lane of a row kernel holds data, so a broken reduction shows
+  c.heads = 3;
+  c.ffn = 40;  // F % 8 == 0 with erf: pld's GELU kernels
+  c.attention_dropout = 0.1f;
+  c.hidden_dropout = 0.1f;
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("SIMT-emulated CUDA kernels in the layer match the CPU layer: fp32, dropout, padding", "[cuda-simt]") {
+  pld::test::LayerCase k;
+  k.config = small();
+  k.batch = 2;
+  k.seq = 12;
+  k.padding = true;
+  run_case<float>(k);
+}
+
+TEST_CASE("SIMT-emulated CUDA kernels: bf16, per-sample rows, T % 4 != 0, T > 128 (two column groups)", "[cuda-simt]") {
+  pld::test::LayerCase k;
+  k.config = small();
+  k.config.ffn = 36;
+  k.batch = 3;
+  k.seq = 130;
+  k.padding = true;
+  k.rows = {1, 0, 1};
+  run_case<pc::bf16>(k);
+}
+
+TEST_CASE("SIMT-emulated CUDA kernels: fp16, evaluation, tanh GELU epilogue path, eps 1e-12", "[cuda-simt]") {
+  pld::test::LayerCase k;
+  k.config = small();
+  k.config.gelu = pld::GeluForm::tanh;
+  k.config.ln_eps = 1e-12;
+  k.training = false;
+  k.batch = 2;
+  k.seq = 9;
+  run_case<pc::fp16>(k);
+}
