@@ -45,25 +45,8 @@ LayerConfig config64() {
 // The case on the host emulation, outputs and workspace poisoned (NaN in every storage type).
 template <class T>
 double run_case(const LayerCase& k) {
-  return pld::test::check_layer_case<T>(k, [&](const LayerInputs& in) {
-    const LayerConfig& c = k.config;
-    EmulatedLayer<T> layer(c);
-    pld::cpu::LayerParams<double> params = in.params;
-    layer.params().upload(params, nullptr);
-    layer.grads().zero(nullptr);
-    std::vector<T> xs = pld::test::to_storage<T>(in.x), dys = pld::test::to_storage<T>(in.dy);
-    std::vector<T> ys(xs.size(), pc::from_float<T>(NAN)), dxs(xs.size(), pc::from_float<T>(NAN));
-    const auto sizes = layer.workspace_sizes(k.batch, k.seq, in.step);
-    pld::test::AlignedBytes saved(sizes.saved, 0xFF), scratch(sizes.scratch, 0xFF);
-    const pc::Workspace ws{saved.data(), sizes.saved, scratch.data(), sizes.scratch};
-    layer.forward(xs.data(), ys.data(), k.batch, k.seq, in.valid.empty() ? nullptr : in.valid.data(), in.step, ws, nullptr);
-    layer.backward(dys.data(), dxs.data(), ws, nullptr);
-    LayerOutputs out(c);
-    out.y = pld::test::from_storage(ys);
-    out.dx = pld::test::from_storage(dxs);
-    layer.grads().download(out.grads, nullptr);
-    return out;
-  }, "emulated");
+  return pld::test::check_layer_case<T>(
+      k, [&](const pld::test::LayerInputs& in) { return pld::test::run_host_layer<T, pld::test::HostBackend<T>>(k, in); }, "emulated");
 }
 
 }  // namespace

@@ -35,25 +35,8 @@ struct SimtBackend : pc::KernelBackend<T> {
 
 template <class T>
 void run_case(const pld::test::LayerCase& k) {
-  pld::test::check_layer_case<T>(k, [&](const pld::test::LayerInputs& in) {
-    const LayerConfig& c = k.config;
-    pc::BasicPreLnLayer<T, SimtBackend<T>> layer(c);
-    pld::cpu::LayerParams<double> params = in.params;
-    layer.params().upload(params, nullptr);
-    layer.grads().zero(nullptr);
-    std::vector<T> xs = pld::test::to_storage<T>(in.x), dys = pld::test::to_storage<T>(in.dy);
-    std::vector<T> ys(xs.size(), pc::from_float<T>(NAN)), dxs(xs.size(), pc::from_float<T>(NAN));
-    const auto sizes = layer.workspace_sizes(k.batch, k.seq, in.step);
-    pld::test::AlignedBytes saved(sizes.saved, 0xFF), scratch(sizes.scratch, 0xFF);
-    const pc::Workspace ws{saved.data(), sizes.saved, scratch.data(), sizes.scratch};
-    layer.forward(xs.data(), ys.data(), k.batch, k.seq, in.valid.empty() ? nullptr : in.valid.data(), in.step, ws, nullptr);
-    layer.backward(dys.data(), dxs.data(), ws, nullptr);
-    pld::test::LayerOutputs out(c);
-    out.y = pld::test::from_storage(ys);
-    out.dx = pld::test::from_storage(dxs);
-    layer.grads().download(out.grads, nullptr);
-    return out;
-  }, "simt");
+  pld::test::check_layer_case<T>(
+      k, [&](const pld::test::LayerInputs& in) { return pld::test::run_host_layer<T, SimtBackend<T>>(k, in); }, "simt");
 }
 
 LayerConfig small() {

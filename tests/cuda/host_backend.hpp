@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "pld/cpu/layer_params.hpp"
+#include "layer_case.hpp"
+#include "pld/cuda/basic_pre_ln_layer.hpp"
 #include "pld/cuda/blas_lt.hpp"
 #include "pld/cuda/dropout.hpp"
 #include "pld/cuda/elementwise_math.hpp"
@@ -273,5 +275,29 @@ struct HostBackend {
     c.kernels += 2;
   }
 };
+
+// One forward and backward of BasicPreLnLayer<T, Backend> on host memory (a host Backend: the
+// plain-loop emulation, or the real kernels on the SIMT emulator), outputs and workspace
+// poisoned (NaN in every storage type) first.
+template <class T, class Backend>
+LayerOutputs run_host_layer(const LayerCase& k, const LayerInputs& in) {
+  const LayerConfig& c = k.config;
+  pc::BasicPreLnLayer<T, Backend> layer(c);
+  pld::cpu::LayerParams<double> params = in.params;
+  layer.params().upload(params, nullptr);
+  layer.grads().zero(nullptr);
+  std::vector<T> xs = to_storage<T>(in.x), dys = to_storage<T>(in.dy);
+  std::vector<T> ys(xs.size(), pc::from_float<T>(NAN)), dxs(xs.size(), pc::from_float<T>(NAN));
+  const auto sizes = layer.workspace_sizes(k.batch, k.seq, in.step);
+  AlignedBytes saved(sizes.saved, 0xFF), scratch(sizes.scratch, 0xFF);
+  const pc::Workspace ws{saved.data(), sizes.saved, scratch.data(), sizes.scratch};
+  layer.forward(xs.data(), ys.data(), k.batch, k.seq, in.valid.empty() ? nullptr : in.valid.data(), in.step, ws, nullptr);
+  layer.backward(dys.data(), dxs.data(), ws, nullptr);
+  LayerOutputs out(c);
+  out.y = from_storage(ys);
+  out.dx = from_storage(dxs);
+  layer.grads().download(out.grads, nullptr);
+  return out;
+}
 
 }  // namespace pld::test

@@ -226,17 +226,42 @@ class BasicPreLnLayer {
   template <class U>
   static U* at(char* base, std::size_t off) { return reinterpret_cast<U*>(base + off); }
 
+  // Sizes, shapes and dropout masks of one step over kb dense rows.
+  struct Dims {
+    int seq, H, F, heads, d, N;
+    std::int64_t NH, TT;  // N*H, kb*heads*T*T
+    float g;              // the gate scale
+    HeadShape qkv_shape, one_shape;
+    DropoutMask attn, ao, fo;  // attention probabilities, attention output, FFN output
+  };
+  Dims dims(int kb) const {
+    Dims D;
+    D.seq = seq_;
+    D.H = config_.hidden;
+    D.F = config_.ffn_size();
+    D.heads = config_.heads;
+    D.d = config_.head_dim();
+    D.N = kb * seq_;
+    D.NH = static_cast<std::int64_t>(D.N) * D.H;
+    D.TT = static_cast<std::int64_t>(kb) * D.heads * seq_ * seq_;
+    D.g = static_cast<float>(step_.scale);
+    D.qkv_shape = HeadShape{kb, seq_, D.heads, D.d, 3};
+    D.one_shape = HeadShape{kb, seq_, D.heads, D.d, 1};
+    D.attn = make_dropout_mask(step_, DropoutSite::attention_probs, config_.attention_dropout);
+    D.ao = make_dropout_mask(step_, DropoutSite::attention_out, config_.hidden_dropout);
+    D.fo = make_dropout_mask(step_, DropoutSite::ffn_out, config_.hidden_dropout);
+    return D;
+  }
+
   // The kept rows' computation on dense (kb, T, H) buffers: x is the saved xin, y is written.
   void core_forward(const detail::WorkspaceLayout& L, char* S, char* R, int kb, const std::uint8_t* valid, T* y,
                     cudaStream_t stream) {
-    const int T_ = seq_, H = config_.hidden, F = config_.ffn_size(), heads = config_.heads, d = config_.head_dim();
-    const int N = kb * T_;
-    const std::int64_t NH = static_cast<std::int64_t>(N) * H;
-    const float g = static_cast<float>(step_.scale);
-    const HeadShape qkv_shape{kb, T_, heads, d, 3}, one_shape{kb, T_, heads, d, 1};
-    const DropoutMask attn = make_dropout_mask(step_, DropoutSite::attention_probs, config_.attention_dropout);
-    const DropoutMask ao = make_dropout_mask(step_, DropoutSite::attention_out, config_.hidden_dropout);
-    const DropoutMask fo = make_dropout_mask(step_, DropoutSite::ffn_out, config_.hidden_dropout);
+    const Dims D = dims(kb);
+    const int T_ = D.seq, H = D.H, F = D.F, heads = D.heads, d = D.d, N = D.N;
+    const std::int64_t NH = D.NH;
+    const float g = D.g;
+    const HeadShape &qkv_shape = D.qkv_shape, &one_shape = D.one_shape;
+    const DropoutMask &attn = D.attn, &ao = D.ao, &fo = D.fo;
     Plans& P = plans(kb);
     const Params& p = params_;
     T *xin = at<T>(S, L.xin), *ln1 = at<T>(S, L.ln1), *qkvh = at<T>(S, L.qkvh), *probs = at<T>(S, L.probs);
@@ -270,15 +295,12 @@ class BasicPreLnLayer {
   // dy (kb, T, H) in, dx written; gradients accumulate. dx may equal dy: dy is last read before
   // the final LayerNorm backward writes dx.
   void core_backward(const detail::WorkspaceLayout& L, char* S, char* R, int kb, const T* dy, T* dx, cudaStream_t stream) {
-    const int T_ = seq_, H = config_.hidden, F = config_.ffn_size(), heads = config_.heads, d = config_.head_dim();
-    const int N = kb * T_;
-    const std::int64_t NH = static_cast<std::int64_t>(N) * H;
-    const std::int64_t TT = static_cast<std::int64_t>(kb) * heads * T_ * T_;
-    const float g = static_cast<float>(step_.scale);
-    const HeadShape qkv_shape{kb, T_, heads, d, 3}, one_shape{kb, T_, heads, d, 1};
-    const DropoutMask attn = make_dropout_mask(step_, DropoutSite::attention_probs, config_.attention_dropout);
-    const DropoutMask ao = make_dropout_mask(step_, DropoutSite::attention_out, config_.hidden_dropout);
-    const DropoutMask fo = make_dropout_mask(step_, DropoutSite::ffn_out, config_.hidden_dropout);
+    const Dims D = dims(kb);
+    const int T_ = D.seq, H = D.H, F = D.F, heads = D.heads, d = D.d, N = D.N;
+    const std::int64_t NH = D.NH, TT = D.TT;
+    const float g = D.g;
+    const HeadShape &qkv_shape = D.qkv_shape, &one_shape = D.one_shape;
+    const DropoutMask &attn = D.attn, &ao = D.ao, &fo = D.fo;
     Plans& P = plans(kb);
     const Params& p = params_;
     Grads& gr = grads_;
