@@ -59,7 +59,7 @@ if [ -z "${PLD_DEVICE_QUICK:-}" ]; then
     tail -3 "$out/racecheck.log"
   fi
   stamp "benchmark"
-  build-gpu/benchmarks/bench_cuda_layer --benchmark_repetitions=3 --benchmark_min_time=0.3s \
+  build-gpu/benchmarks/bench_cuda_layer --benchmark_repetitions=3 --benchmark_min_time=0.3 \
     --benchmark_format=json --benchmark_out="$out/bench.json" --benchmark_out_format=json >"$out/bench.log" 2>&1 \
     && status_bench=ran || status_bench=FAILED
   stamp "PyTorch peer"
