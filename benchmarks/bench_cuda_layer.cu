@@ -147,12 +147,12 @@ BENCHMARK_TEMPLATE(BM_Layer, pc::bf16)->Apply(layer_args);
 BENCHMARK_TEMPLATE(BM_Layer, pc::fp16)->Apply(layer_args);
 
 int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);  // flags first, so a bad one shows on any machine
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   if (pc::device_count() == 0) {
     std::fprintf(stderr, "bench_cuda_layer: no CUDA device: nothing to measure\n");
     return 77;
   }
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

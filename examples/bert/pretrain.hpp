@@ -216,8 +216,7 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out)
     return e;
   };
 
-  // Step time against the number of layers kept, for the no-dropping estimate in the summary.
-  double sx = 0, sy = 0, sxx = 0, sxy = 0, n_fit = 0, kept_sum = 0;
+  double kept_sum = 0;  // sum over steps of the fraction of layer work done (LayerPlan::kept_fraction)
   double loss_window = 0, acc_window = 0, kept_window = 0, expected_window = 0;
   std::int64_t window = 0, tokens_window = 0;
   double window_seconds = 0;
@@ -252,14 +251,7 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out)
     kept_window += static_cast<double>(kept) / mc.layers;
     expected_window += plan.expected_kept_fraction();
     controller.end_step({loss, tokens, sec});
-    if (step > start) {  // the first step of a process warms caches; left out of the fit
-      sx += kept;
-      sy += sec;
-      sxx += static_cast<double>(kept) * kept;
-      sxy += kept * sec;
-      n_fit += 1;
-    }
-    kept_sum += static_cast<double>(kept) / mc.layers;
+    kept_sum += plan.kept_fraction();  // layer work done: per-sample mode counts rows
     train_seconds += sec;
     layer_seconds += model.encoder.layer_seconds() - layer_before;
     loss_window += loss;
@@ -307,19 +299,22 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out)
     summary["validation_mlm_accuracy"] = last_eval.accuracy;
     out << "validation: MLM loss " << last_eval.loss << ", accuracy " << last_eval.accuracy << "\n";
   }
-  // Time of the same steps with every layer kept, from this run's own steps: a least-squares
-  // line step_time = a + b * kept_layers, evaluated at kept = L. Needs steps with different counts.
-  const double var = n_fit * sxx - sx * sx;
-  if (n_fit >= 10 && var > 1e-9 * n_fit * n_fit) {
-    const double slope = (n_fit * sxy - sx * sy) / var, icpt = (sy - slope * sx) / n_fit;
-    const double per_step_full = icpt + slope * mc.layers;
-    const double measured = sy / n_fit;
-    summary["seconds_per_layer"] = slope;
-    summary["seconds_per_step_other"] = icpt;
-    summary["speedup_vs_no_dropping"] = per_step_full / measured;
-    out << "time per step: " << measured << " s measured; " << per_step_full << " s estimated with all " << mc.layers
-        << " layers (" << icpt << " s + " << slope << " s per kept layer, fitted on this run) -> speedup " << per_step_full / measured
-        << "x from " << 100.0 * (1.0 - kept_sum / static_cast<double>(end - start)) << "% of layer-steps dropped\n";
+  // Time of the same steps with every layer kept, from this run's own measurements: the encoder
+  // layers' measured time per kept layer-step, times every layer-step, plus everything outside the
+  // layers as measured. The layers are identical in shape, so a layer-step costs the same whichever
+  // layer it is. (Session 2 fitted a line over steps instead; this has no fit and less noise.)
+  const double layer_steps = kept_sum * mc.layers;  // kept layer-steps in this process
+  if (end > start && layer_steps > 0) {
+    const double per_layer_step = layer_seconds / layer_steps;
+    const double all_layer_steps = static_cast<double>(end - start) * mc.layers;
+    const double full = train_seconds - layer_seconds + per_layer_step * all_layer_steps;
+    summary["seconds_per_layer_step"] = per_layer_step;
+    summary["train_s_estimated_without_dropping"] = full;
+    summary["speedup_vs_no_dropping"] = full / train_seconds;
+    out << "time: " << train_seconds << " s training, " << layer_seconds << " s of it in the layers (" << per_layer_step
+        << " s per kept layer-step); with all " << mc.layers << " layers every step: " << full << " s -> speedup "
+        << full / train_seconds << "x from " << 100.0 * (1.0 - kept_sum / static_cast<double>(end - start))
+        << "% of layer-steps dropped\n";
   }
   write_file_atomically(out_dir + "/summary.json", summary.dump(2) + "\n");
   out << "checkpoint: " << ckpt_path << ", metrics: " << metrics_path << "\n";

@@ -4,12 +4,16 @@
 #include <catch2/catch.hpp>
 
 #include <cstdio>
+#include <cstring>
 
 #include <cuda_runtime_api.h>
 
 #include "pld/cuda/error.hpp"
 
 int main(int argc, char** argv) {
+  // Listing touches no device: lets a machine without one check test names and filters.
+  for (int i = 1; i < argc; ++i)
+    if (std::strncmp(argv[i], "--list", 6) == 0) return Catch::Session().run(argc, argv);
   int devices = 0;
   try {
     devices = pld::cuda::device_count();
