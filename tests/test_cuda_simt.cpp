@@ -81,3 +81,18 @@ TEST_CASE("SIMT-emulated CUDA kernels: fp16, evaluation, tanh GELU epilogue path
   k.seq = 9;
   run_case<pc::fp16>(k);
 }
+
+TEST_CASE("SIMT-emulated CUDA kernels: long sequences (four and eight column groups per lane)", "[cuda-simt]") {
+  pld::test::LayerCase k;
+  k.config = small();
+  k.batch = 1;
+  k.padding = false;
+  SECTION("T = 300, bf16") {
+    k.seq = 300;
+    run_case<pc::bf16>(k);
+  }
+  SECTION("T = 514, fp32 (T % 4 != 0)") {
+    k.seq = 514;
+    run_case<float>(k);
+  }
+}
