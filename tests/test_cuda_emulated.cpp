@@ -33,14 +33,7 @@ using pld::test::LayerCase;
 using pld::test::LayerInputs;
 using pld::test::LayerOutputs;
 
-LayerConfig config64() {
-  LayerConfig c;
-  c.hidden = 32;
-  c.heads = 4;
-  c.attention_dropout = 0.1f;
-  c.hidden_dropout = 0.1f;
-  return c;
-}
+LayerConfig config64() { return pld::test::test_config(32, 4); }
 
 // The case on the host emulation, outputs and workspace poisoned (NaN in every storage type).
 template <class T>
@@ -95,8 +88,8 @@ TEST_CASE("Emulated CUDA layer: the comparison is not vacuous", "[cuda-host][emu
   layer.params().get(pc::ParamId::out_proj_weight)[5] += 0.5f;
   const int B = 2, S = 8;
   const std::size_t n = static_cast<std::size_t>(B) * S * c.hidden;
-  std::vector<double> x(n), y_ref(n);
-  pld::cpu::fill_normal(x, 4, 1, 1, 1.0);
+  const std::vector<double> x = pld::test::normals(n, 4, 1, 1.0);
+  std::vector<double> y_ref(n);
   LayerStep step;
   step.training = false;
   ref.forward(x.data(), y_ref.data(), B, S, nullptr, step);

@@ -18,6 +18,7 @@
 #include "pld/cuda/memory.hpp"
 #include "pld/cuda/storage.hpp"
 #include "pld/cuda/workspace.hpp"
+#include "cuda/host_backend.hpp"
 
 using Catch::Matchers::Contains;
 namespace pc = pld::cuda;
@@ -214,28 +215,15 @@ TEST_CASE("A padding mask with an all-padding sequence is rejected on the host",
   CHECK_THROWS_WITH(pld::check_valid_mask(bad, 2, 3), Contains("sequence 1 has no real token"));
 }
 
-// A plain-loop emulation of cublasLtMatmul's column-major semantics (element (r, c) of a matrix
-// with leading dimension ld at r + c * ld; op T transposes; matrix i of a batch starts i * stride
-// later; D = alpha op(A) op(B) + beta D). It checks the row-major problem builders and the
-// operand order the layer passes to run(), the part of the GPU code easiest to get wrong.
+// The GEMM builders and the operand order the layer passes to run(), the part of the GPU code
+// easiest to get wrong, on tests/cuda/host_backend.hpp's emulation of cublasLtMatmul's
+// column-major semantics (double operands, so exact to rounding).
 namespace {
-void emulate(const pc::GemmProblem& p, float alpha, const std::vector<double>& A, const std::vector<double>& B, float beta,
+void emulate(pc::GemmProblem p, float alpha, const std::vector<double>& A, const std::vector<double>& B, float beta,
              std::vector<double>& D) {
-  for (int i = 0; i < p.batch; ++i) {
-    const double* a = A.data() + i * p.stride_a;
-    const double* b = B.data() + i * p.stride_b;
-    double* d = D.data() + i * p.stride_d;
-    for (int r = 0; r < p.m; ++r)
-      for (int c = 0; c < p.n; ++c) {
-        double s = 0.0;
-        for (int k = 0; k < p.k; ++k) {
-          const double av = p.trans_a ? a[k + r * p.lda] : a[r + k * p.lda];
-          const double bv = p.trans_b ? b[c + k * p.ldb] : b[k + c * p.ldb];
-          s += av * bv;
-        }
-        d[r + c * p.ldd] = alpha * s + beta * d[r + c * p.ldd];
-      }
-  }
+  p.ab_type = p.d_type = CUDA_R_64F;
+  pld::test::HostPlan plan(pld::test::HostHandle{}, p);
+  plan.run(pld::test::HostHandle{}, alpha, A.data(), B.data(), beta, D.data(), nullptr, nullptr, nullptr, nullptr);
 }
 
 std::vector<double> random_matrix(std::size_t n, std::uint32_t id) {

@@ -31,9 +31,9 @@ namespace pc = pld::cuda;
 template <class U>
 class HostLayerParams {
  public:
-  explicit HostLayerParams(const LayerConfig& c) : shape_source_(c) {
-    auto refs = shape_source_.tensors();
-    for (int i = 0; i < pc::kNumParams; ++i) data_[static_cast<std::size_t>(i)].assign(refs[static_cast<std::size_t>(i)].size, U{});
+  explicit HostLayerParams(const LayerConfig& c) {
+    const auto shapes = layer_tensor_shapes(c);
+    for (int i = 0; i < pc::kNumParams; ++i) data_[static_cast<std::size_t>(i)].assign(shapes[static_cast<std::size_t>(i)].size(), U{});
   }
   U* get(pc::ParamId id) { return data_[static_cast<std::size_t>(id)].data(); }
   const U* get(pc::ParamId id) const { return data_[static_cast<std::size_t>(id)].data(); }
@@ -57,7 +57,6 @@ class HostLayerParams {
   }
 
  private:
-  pld::cpu::LayerParams<float> shape_source_;
   std::array<std::vector<U>, pc::kNumParams> data_;
 };
 
@@ -78,8 +77,10 @@ class AlignedBytes {
   unsigned char* p_;
 };
 
-// cublasLtMatmul's column-major semantics with fp32 (here double) accumulation and the epilogues
-// the layer uses; cuBLASLt's GELU is the tanh form.
+// cublasLtMatmul's column-major semantics (element (r, c) of a matrix with leading dimension ld at
+// r + c * ld; op T transposes; matrix i of a batch starts i * stride later; D = alpha op(A) op(B) +
+// beta D) with double accumulation and the epilogues the layer uses; cuBLASLt's GELU is the tanh
+// form. Also takes CUDA_R_64F operands, so the GEMM-builder tests check it to 1e-12.
 class HostPlan {
  public:
   HostPlan(const HostHandle&, const pc::GemmProblem& p) : p_((p.check(), p)) {}
@@ -93,53 +94,59 @@ class HostPlan {
           for (int k = 0; k < p.k; ++k) {
             const std::int64_t ia = i * p.stride_a + (p.trans_a ? k + r * p.lda : r + k * p.lda);
             const std::int64_t ib = i * p.stride_b + (p.trans_b ? c + k * p.ldb : k + c * p.ldb);
-            s += static_cast<double>(load(A, p.ab_type, ia)) * static_cast<double>(load(B, p.ab_type, ib));
+            s += load(A, p.ab_type, ia) * load(B, p.ab_type, ib);
           }
           const std::int64_t id = i * p.stride_d + r + c * p.ldd;
-          float v = alpha * static_cast<float>(s);
-          if (beta != 0.0f) v += beta * load(D, p.d_type, id);
+          double v = static_cast<double>(alpha) * s;
+          if (beta != 0.0f) v += static_cast<double>(beta) * load(D, p.d_type, id);
           if (p.epilogue == pc::Epilogue::bias || p.epilogue == pc::Epilogue::bias_gelu_aux) v += load(bias, p.d_type, r);
           if (p.epilogue == pc::Epilogue::bias_gelu_aux) {
             store(const_cast<void*>(aux), p.d_type, r + c * p.aux_ld, v);
-            v = pc::gelu_value(v, GeluForm::tanh);
+            v = pc::gelu_value(static_cast<float>(v), GeluForm::tanh);
           } else if (p.epilogue == pc::Epilogue::dgelu) {
-            v *= pc::gelu_grad(load(aux, p.d_type, r + c * p.aux_ld), GeluForm::tanh);
+            v *= pc::gelu_grad(static_cast<float>(load(aux, p.d_type, r + c * p.aux_ld)), GeluForm::tanh);
           }
           store(D, p.d_type, id, v);
         }
   }
 
  private:
-  static float load(const void* p, cudaDataType_t t, std::int64_t i) {
+  static double load(const void* p, cudaDataType_t t, std::int64_t i) {
     switch (t) {
       case CUDA_R_16BF: return pc::to_float(static_cast<const pc::bf16*>(p)[i]);
       case CUDA_R_16F: return pc::to_float(static_cast<const pc::fp16*>(p)[i]);
+      case CUDA_R_64F: return static_cast<const double*>(p)[i];
       default: return static_cast<const float*>(p)[i];
     }
   }
-  static void store(void* p, cudaDataType_t t, std::int64_t i, float v) {
+  static void store(void* p, cudaDataType_t t, std::int64_t i, double v) {
     switch (t) {
-      case CUDA_R_16BF: static_cast<pc::bf16*>(p)[i] = pc::from_float<pc::bf16>(v); break;
-      case CUDA_R_16F: static_cast<pc::fp16*>(p)[i] = pc::from_float<pc::fp16>(v); break;
-      default: static_cast<float*>(p)[i] = v;
+      case CUDA_R_16BF: static_cast<pc::bf16*>(p)[i] = pc::from_float<pc::bf16>(static_cast<float>(v)); break;
+      case CUDA_R_16F: static_cast<pc::fp16*>(p)[i] = pc::from_float<pc::fp16>(static_cast<float>(v)); break;
+      case CUDA_R_64F: static_cast<double*>(p)[i] = v; break;
+      default: static_cast<float*>(p)[i] = static_cast<float>(v);
     }
   }
   pc::GemmProblem p_;
 };
 
-template <class T>
-struct HostBackend {
+// The memory half of a host backend: parameters, products and copies on host memory.
+struct HostMemory {
   template <class U>
   using Params = HostLayerParams<U>;
   using Handle = HostHandle;
   using Plan = HostPlan;
+  static void copy(void* dst, const void* src, std::size_t bytes, cudaStream_t) { std::memmove(dst, src, bytes); }
+  static void copy_from_host(void* dst, const void* src, std::size_t bytes, cudaStream_t) { std::memcpy(dst, src, bytes); }
+};
+
+// Every kernel as plain loops, on host memory.
+template <class T>
+struct HostBackend : HostMemory {
   using LC = pc::LaunchCounts;
 
   static float f(T v) { return pc::to_float(v); }
   static T st(float v) { return pc::from_float<T>(v); }
-
-  static void copy(void* dst, const void* src, std::size_t bytes, cudaStream_t) { std::memmove(dst, src, bytes); }
-  static void copy_from_host(void* dst, const void* src, std::size_t bytes, cudaStream_t) { std::memcpy(dst, src, bytes); }
 
   template <class E>
   static void gather(const E* src, const int* index, int rows, std::int64_t n, E* dst) {

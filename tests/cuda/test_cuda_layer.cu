@@ -32,21 +32,9 @@ using pld::test::LayerOutputs;
 using pld::test::from_storage;
 using pld::test::to_storage;
 
-std::vector<double> normals(std::size_t n, std::uint64_t seed, std::uint32_t id, double std_dev) {
-  std::vector<double> v(n);
-  pld::cpu::fill_normal(v, seed, 1, id, std_dev);
-  return v;
-}
+using pld::test::normals;
 
-LayerConfig base_config() {
-  LayerConfig c;
-  c.hidden = 64;
-  c.heads = 4;
-  c.ffn = 0;
-  c.attention_dropout = 0.1f;
-  c.hidden_dropout = 0.1f;
-  return c;
-}
+LayerConfig base_config() { return pld::test::test_config(64, 4); }
 
 // The case on the GPU in storage T: outputs and workspace poisoned (all bits set: NaN in every
 // storage type) before the run, so an element nothing wrote fails the comparison.

@@ -29,12 +29,7 @@ void fill_normal(std::vector<Scalar>& w, std::uint64_t seed, std::uint64_t step,
   }
 }
 
-struct TensorRef {
-  std::string name;
-  std::vector<int> shape;
-  void* data;
-  std::size_t size;
-};
+using pld::TensorRef;
 
 template <class Scalar>
 struct LayerParams {
@@ -67,24 +62,15 @@ struct LayerParams {
     norm2_bias.assign(H, 0);
   }
 
-  // Every tensor, in a fixed order, with its PyTorch name and shape.
+  // Every tensor, in a fixed order, with its PyTorch name and shape (pld::layer_tensor_shapes).
   std::vector<TensorRef> tensors() {
-    const int H = static_cast<int>(norm1_weight.size()), F = static_cast<int>(linear1_bias.size());
-    auto ref = [](const char* n, std::vector<int> shape, std::vector<Scalar>& v) {
-      return TensorRef{n, std::move(shape), v.data(), v.size()};
-    };
-    return {ref("self_attn.in_proj_weight", {3 * H, H}, in_proj_weight),
-            ref("self_attn.in_proj_bias", {3 * H}, in_proj_bias),
-            ref("self_attn.out_proj.weight", {H, H}, out_proj_weight),
-            ref("self_attn.out_proj.bias", {H}, out_proj_bias),
-            ref("linear1.weight", {F, H}, linear1_weight),
-            ref("linear1.bias", {F}, linear1_bias),
-            ref("linear2.weight", {H, F}, linear2_weight),
-            ref("linear2.bias", {H}, linear2_bias),
-            ref("norm1.weight", {H}, norm1_weight),
-            ref("norm1.bias", {H}, norm1_bias),
-            ref("norm2.weight", {H}, norm2_weight),
-            ref("norm2.bias", {H}, norm2_bias)};
+    const auto shapes = layer_tensor_shapes(static_cast<int>(norm1_weight.size()), static_cast<int>(linear1_bias.size()));
+    std::vector<Scalar>* v[kLayerTensors] = {&in_proj_weight, &in_proj_bias, &out_proj_weight, &out_proj_bias,
+                                             &linear1_weight, &linear1_bias, &linear2_weight, &linear2_bias,
+                                             &norm1_weight,   &norm1_bias,   &norm2_weight,   &norm2_bias};
+    std::vector<TensorRef> out;
+    for (int i = 0; i < kLayerTensors; ++i) out.push_back(TensorRef{shapes[i].name, shapes[i].shape, v[i]->data(), v[i]->size()});
+    return out;
   }
 
   void zero() {

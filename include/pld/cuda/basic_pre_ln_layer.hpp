@@ -75,9 +75,12 @@ class BasicPreLnLayer {
   void forward(const T* x, T* y, int batch, int seq, const std::uint8_t* valid, const LayerStep& step, const Workspace& ws,
                cudaStream_t stream) {
     can_implement(config_, batch, seq);
-    const int kb = kept_rows(batch, step);
-    const auto L = detail::WorkspaceLayout::make(config_, kb > 0 ? kb : 1, seq, sizeof(T), step.rows != nullptr);
-    if (kb > 0) check_workspace(ws, L);  // before any state changes or launches
+    const int kb = layer_rows(batch, step);
+    detail::WorkspaceLayout L;
+    if (kb > 0) {  // checked before any state changes or launches
+      L = detail::WorkspaceLayout::make(config_, kb, seq, sizeof(T), step.rows != nullptr);
+      check_workspace(ws, L);
+    }
     batch_ = batch;
     seq_ = seq;
     step_ = step;
@@ -153,8 +156,6 @@ class BasicPreLnLayer {
   bool uses_gelu_epilogue() const { return config_.gelu == GeluForm::tanh && config_.ffn_size() % 8 == 0; }
 
  private:
-  static int kept_rows(int batch, const LayerStep& step) { return layer_rows(batch, step); }
-
   static void check_workspace(const Workspace& ws, const detail::WorkspaceLayout& L) {
     if (!ws.saved || ws.saved_bytes < L.saved_bytes || !ws.scratch || ws.scratch_bytes < L.scratch_bytes)
       pld::detail::throw_error("cuda::PreLnLayer: workspace too small (saved ", ws.saved_bytes, " of ", L.saved_bytes,

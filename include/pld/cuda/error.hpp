@@ -52,7 +52,7 @@ inline int device_count() {
   int n = 0;
   const cudaError_t status = cudaGetDeviceCount(&n);
   if (status == cudaErrorNoDevice || status == cudaErrorInsufficientDriver) {
-    (void)cudaGetLastError();  // clear the sticky-free error so later calls start clean
+    (void)cudaGetLastError();  // reset the runtime's last error so later checks start clean
     return 0;
   }
   check(status, "cudaGetDeviceCount");

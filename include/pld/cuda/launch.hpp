@@ -29,6 +29,13 @@ constexpr int kWarpsPerBlock = kBlock / 32;  // row kernels: one warp per row
 inline unsigned blocks_for(std::int64_t work, int per_block) {
   return static_cast<unsigned>((work + per_block - 1) / per_block);
 }
+
+constexpr int kColumnChunkRows = 64;  // column sums (reduce.cuh): rows per partial sum
 }  // namespace detail
+
+// Floats of scratch column_sums (reduce.cuh) needs for (rows, cols): one partial sum per chunk.
+inline std::int64_t column_sums_scratch(std::int64_t rows, std::int64_t cols) {
+  return (rows + detail::kColumnChunkRows - 1) / detail::kColumnChunkRows * cols;
+}
 
 }  // namespace pld::cuda

@@ -22,43 +22,32 @@ enum class ParamId : int {
   in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias, linear1_weight, linear1_bias,
   linear2_weight, linear2_bias, norm1_weight, norm1_bias, norm2_weight, norm2_bias
 };
-constexpr int kNumParams = 12;
+constexpr int kNumParams = kLayerTensors;  // in the order of pld::layer_tensor_shapes
 
 template <class T>
 class DeviceLayerParams {
  public:
-  explicit DeviceLayerParams(const LayerConfig& c) {
-    c.validate();
-    const auto H = static_cast<std::size_t>(c.hidden), F = static_cast<std::size_t>(c.ffn_size());
-    sizes_ = {3 * H * H, 3 * H, H * H, H, F * H, F, H * F, H, H, H, H, H};
+  explicit DeviceLayerParams(const LayerConfig& c) : shapes_((c.validate(), layer_tensor_shapes(c))) {
     std::size_t off = 0;
     for (int i = 0; i < kNumParams; ++i) {
       offsets_[static_cast<std::size_t>(i)] = off;
-      off += (sizes_[static_cast<std::size_t>(i)] * sizeof(T) + 255) / 256 * 256;
+      off += (shapes_[static_cast<std::size_t>(i)].size() * sizeof(T) + 255) / 256 * 256;
     }
     buf_.resize(off);
     check(cudaMemset(buf_.data(), 0, off), "cudaMemset");
-    hidden_ = c.hidden;
-    ffn_ = c.ffn_size();
   }
 
   T* get(ParamId id) const { return buf_.as<T>() + offsets_[static_cast<std::size_t>(id)] / sizeof(T); }
-  std::size_t size(ParamId id) const { return sizes_[static_cast<std::size_t>(id)]; }
+  std::size_t size(ParamId id) const { return shapes_[static_cast<std::size_t>(id)].size(); }
   std::size_t bytes() const { return buf_.bytes(); }
 
   // Every tensor with its PyTorch name and shape; data are device pointers.
-  std::vector<cpu::TensorRef> tensors() const {
-    const int H = hidden_, F = ffn_;
-    const std::array<std::vector<int>, kNumParams> shapes = {
-        std::vector<int>{3 * H, H}, {3 * H}, {H, H}, {H}, {F, H}, {F}, {H, F}, {H}, {H}, {H}, {H}, {H}};
-    static const char* names[kNumParams] = {
-        "self_attn.in_proj_weight", "self_attn.in_proj_bias", "self_attn.out_proj.weight", "self_attn.out_proj.bias",
-        "linear1.weight", "linear1.bias", "linear2.weight", "linear2.bias",
-        "norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias"};
-    std::vector<cpu::TensorRef> out;
-    for (int i = 0; i < kNumParams; ++i)
-      out.push_back(cpu::TensorRef{names[i], shapes[static_cast<std::size_t>(i)], get(static_cast<ParamId>(i)),
-                                   sizes_[static_cast<std::size_t>(i)]});
+  std::vector<TensorRef> tensors() const {
+    std::vector<TensorRef> out;
+    for (int i = 0; i < kNumParams; ++i) {
+      const TensorShape& t = shapes_[static_cast<std::size_t>(i)];
+      out.push_back(TensorRef{t.name, t.shape, get(static_cast<ParamId>(i)), t.size()});
+    }
     return out;
   }
 
@@ -94,17 +83,17 @@ class DeviceLayerParams {
   }
 
  private:
-  void check_match(const std::vector<cpu::TensorRef>& refs) const {
+  void check_match(const std::vector<TensorRef>& refs) const {
     for (int i = 0; i < kNumParams; ++i)
-      if (refs[static_cast<std::size_t>(i)].size != sizes_[static_cast<std::size_t>(i)])
+      if (refs[static_cast<std::size_t>(i)].size != size(static_cast<ParamId>(i)))
         pld::detail::throw_error("DeviceLayerParams: host tensor ", refs[static_cast<std::size_t>(i)].name, " has ",
                                  refs[static_cast<std::size_t>(i)].size, " elements, the layer needs ",
-                                 sizes_[static_cast<std::size_t>(i)]);
+                                 size(static_cast<ParamId>(i)));
   }
 
+  std::array<TensorShape, kNumParams> shapes_;
+  std::array<std::size_t, kNumParams> offsets_{};
   DeviceBuffer buf_;
-  std::array<std::size_t, kNumParams> sizes_{}, offsets_{};
-  int hidden_ = 0, ffn_ = 0;
 };
 
 }  // namespace pld::cuda

@@ -22,8 +22,6 @@
 
 namespace pld::cuda {
 
-static_assert(detail::kColumnChunkRows == 64, "workspace.hpp sizes the column-sum scratch for 64-row chunks");
-
 // The kernel half of a backend: one forwarding function per launcher. DeviceBackend adds device
 // memory and cuBLASLt; the tests' SIMT emulator pairs the same kernels with host memory.
 template <class T>

@@ -25,7 +25,6 @@ __device__ inline float warp_max(float v) {
 }
 
 namespace detail {
-constexpr int kColumnChunkRows = 64;  // rows per partial sum
 
 // partial[chunk, c] = sum over the chunk's rows r of a[r, c] (* xhat[r, c] when x is given,
 // xhat = (x - mean[r]) rstd[r]: the LayerNorm weight gradient).
@@ -57,11 +56,6 @@ __global__ void column_total_kernel(const float* __restrict__ partial, int chunk
   out[c] += s;
 }
 }  // namespace detail
-
-// Floats of scratch column_sums needs for (rows, cols).
-inline std::int64_t column_sums_scratch(int rows, int cols) {
-  return static_cast<std::int64_t>((rows + detail::kColumnChunkRows - 1) / detail::kColumnChunkRows) * cols;
-}
 
 // out[c] += sum_r a[r, c] (* xhat[r, c] with x, mean, rstd given). Two launches.
 template <class T>

@@ -12,22 +12,17 @@
 namespace pld::cuda {
 
 namespace detail {
-template <class E>
-__global__ void gather_rows_kernel(const E* __restrict__ src, const int* __restrict__ index, int rows, std::int64_t row_elems,
-                                   E* __restrict__ dst) {
+// Element i of the dense (rows, row_elems) side; kGather copies full -> dense, else dense -> full.
+template <class E, bool kGather>
+__global__ void copy_rows_kernel(const E* __restrict__ src, const int* __restrict__ index, int rows, std::int64_t row_elems,
+                                 E* __restrict__ dst) {
   const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= rows * row_elems) return;
-  const std::int64_t k = i / row_elems, j = i % row_elems;
-  dst[i] = src[static_cast<std::int64_t>(index[k]) * row_elems + j];
-}
-
-template <class E>
-__global__ void scatter_rows_kernel(const E* __restrict__ src, const int* __restrict__ index, int rows, std::int64_t row_elems,
-                                    E* __restrict__ dst) {
-  const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= rows * row_elems) return;
-  const std::int64_t k = i / row_elems, j = i % row_elems;
-  dst[static_cast<std::int64_t>(index[k]) * row_elems + j] = src[i];
+  const std::int64_t full = static_cast<std::int64_t>(index[i / row_elems]) * row_elems + i % row_elems;
+  if (kGather)
+    dst[i] = src[full];
+  else
+    dst[full] = src[i];
 }
 }  // namespace detail
 
@@ -35,9 +30,9 @@ __global__ void scatter_rows_kernel(const E* __restrict__ src, const int* __rest
 template <class E>
 void gather_rows(const E* src, const int* index, int rows, std::int64_t row_elems, E* dst, cudaStream_t stream,
                  LaunchCounts& counts) {
-  PLD_LAUNCH(detail::blocks_for(rows * row_elems, detail::kBlock), detail::kBlock, stream, detail::gather_rows_kernel<E>)(
+  PLD_LAUNCH(detail::blocks_for(rows * row_elems, detail::kBlock), detail::kBlock, stream, detail::copy_rows_kernel<E, true>)(
       src, index, rows, row_elems, dst);
-  check_launch("gather_rows_kernel");
+  check_launch("copy_rows_kernel (gather)");
   counts.kernels += 1;
 }
 
@@ -45,9 +40,9 @@ void gather_rows(const E* src, const int* index, int rows, std::int64_t row_elem
 template <class E>
 void scatter_rows(const E* src, const int* index, int rows, std::int64_t row_elems, E* dst, cudaStream_t stream,
                   LaunchCounts& counts) {
-  PLD_LAUNCH(detail::blocks_for(rows * row_elems, detail::kBlock), detail::kBlock, stream, detail::scatter_rows_kernel<E>)(
+  PLD_LAUNCH(detail::blocks_for(rows * row_elems, detail::kBlock), detail::kBlock, stream, detail::copy_rows_kernel<E, false>)(
       src, index, rows, row_elems, dst);
-  check_launch("scatter_rows_kernel");
+  check_launch("copy_rows_kernel (scatter)");
   counts.kernels += 1;
 }
 

@@ -11,6 +11,7 @@
 
 #include "pld/core/error.hpp"
 #include "pld/cuda/blas_lt.hpp"
+#include "pld/cuda/launch.hpp"
 #include "pld/layer/layer_config.hpp"
 #include "pld/layer/layer_step.hpp"
 
@@ -109,8 +110,7 @@ struct WorkspaceLayout {
     L.rows_in = per_sample ? take(N * H * elem) : off;
     L.rows_out = per_sample ? take(N * H * elem) : off;
     L.valid = per_sample ? take(N) : off;
-    const std::size_t chunks = (N + 63) / 64;  // reduce.cuh's kColumnChunkRows
-    L.colsum = take(chunks * std::max(3 * H, F) * 4);
+    L.colsum = take(static_cast<std::size_t>(column_sums_scratch(static_cast<std::int64_t>(N), static_cast<std::int64_t>(std::max(3 * H, F)))) * 4);
     L.lt = take(kLtWorkspaceBytes);
     L.scratch_bytes = off;
     return L;

@@ -2,6 +2,11 @@
 // pld::cuda): hidden size, heads, FFN width, LayerNorm epsilon, GELU form and dropout rates.
 #pragma once
 
+#include <array>
+#include <cstddef>
+#include <string>
+#include <vector>
+
 #include "pld/core/error.hpp"
 
 namespace pld {
@@ -33,6 +38,40 @@ struct LayerConfig {
       if (!(r >= 0.0f && r < 1.0f)) pld::detail::throw_error("dropout rate must be in [0, 1), got ", r);
   }
 };
+
+// The twelve parameter tensors of a layer, in the fixed order every backend stores and walks them,
+// with PyTorch's nn.TransformerEncoderLayer names and shapes (H hidden, F ffn).
+struct TensorShape {
+  const char* name;
+  std::vector<int> shape;
+  std::size_t size() const {
+    std::size_t n = 1;
+    for (int d : shape) n *= static_cast<std::size_t>(d);
+    return n;
+  }
+};
+constexpr int kLayerTensors = 12;
+
+// One stored tensor of a layer: name and shape from layer_tensor_shapes, and where its elements
+// are (host memory for pld::cpu, device memory for pld::cuda).
+struct TensorRef {
+  std::string name;
+  std::vector<int> shape;
+  void* data;
+  std::size_t size;
+};
+
+inline std::array<TensorShape, kLayerTensors> layer_tensor_shapes(int H, int F) {
+  return {TensorShape{"self_attn.in_proj_weight", {3 * H, H}}, TensorShape{"self_attn.in_proj_bias", {3 * H}},
+          TensorShape{"self_attn.out_proj.weight", {H, H}},    TensorShape{"self_attn.out_proj.bias", {H}},
+          TensorShape{"linear1.weight", {F, H}},               TensorShape{"linear1.bias", {F}},
+          TensorShape{"linear2.weight", {H, F}},               TensorShape{"linear2.bias", {H}},
+          TensorShape{"norm1.weight", {H}},                    TensorShape{"norm1.bias", {H}},
+          TensorShape{"norm2.weight", {H}},                    TensorShape{"norm2.bias", {H}}};
+}
+inline std::array<TensorShape, kLayerTensors> layer_tensor_shapes(const LayerConfig& c) {
+  return layer_tensor_shapes(c.hidden, c.ffn_size());
+}
 
 // FLOPs of one forward of a layer on (batch, seq) rows, GEMMs only (2 per multiply-add): the
 // four projections and the two attention products. The backward is twice this.
