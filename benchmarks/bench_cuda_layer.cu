@@ -6,10 +6,15 @@
 //  - a dropped layer (gate says skip), forward+backward in place: it should launch nothing.
 // Times are CUDA events around each iteration (UseManualTime). Counters: tokens/s (B*T per
 // iteration) and TFLOP/s (GEMM FLOPs only, layer_forward_flops x 3 for forward+backward).
+// Every case runs a fixed number of iterations (kIterations): with manual time, Google Benchmark
+// would otherwise scale a near-zero time (the dropped layer) up to ~10^5 iterations, each
+// repetition building a fixture, and never stop if a time read 0. A dropped-layer iteration
+// times kDroppedSteps steps between two events and reports the time of one.
 // benchmarks/cuda_layer_table.py turns the JSON (with the PyTorch peer's) into the ratio table.
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
+#include <string>
 #include <vector>
 
 #include "pld/cpu/layer_params.hpp"
@@ -18,6 +23,9 @@
 namespace pc = pld::cuda;
 
 namespace {
+
+constexpr int kIterations = 20;     // per repetition, every case
+constexpr int kDroppedSteps = 100;  // steps per timed iteration of a dropped layer
 
 struct Model {
   const char* name;
@@ -88,21 +96,22 @@ void BM_Layer(benchmark::State& state) {
   f.stream.synchronize();
   pc::Event start, stop;
   const auto before = f.layer.launches();
-  std::int64_t iters = 0;
+  std::int64_t steps = 0;
+  const int per_iteration = kept ? 1 : kDroppedSteps;
   for (auto _ : state) {
     start.record(f.stream.get());
-    f.step_once();
+    for (int i = 0; i < per_iteration; ++i) f.step_once();
     stop.record(f.stream.get());
     stop.synchronize();
-    state.SetIterationTime(static_cast<double>(stop.elapsed_ms_since(start)) * 1e-3);
-    ++iters;
+    state.SetIterationTime(static_cast<double>(stop.elapsed_ms_since(start)) * 1e-3 / per_iteration);
+    steps += per_iteration;
   }
   const auto after = f.layer.launches();
   state.SetLabel(std::string(kModels[model].name) + " " + pc::Storage<T>::name + (kept ? " kept" : " dropped"));
   state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(batch) * seq, benchmark::Counter::kIsIterationInvariantRate);
   const double flops = kept ? 3.0 * pld::layer_forward_flops(f.config, batch, seq) : 0.0;
   state.counters["TFLOP/s"] = benchmark::Counter(flops * 1e-12, benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["launches/step"] = iters > 0 ? static_cast<double>(after.total() - before.total()) / static_cast<double>(iters) : 0.0;
+  state.counters["launches/step"] = steps > 0 ? static_cast<double>(after.total() - before.total()) / static_cast<double>(steps) : 0.0;
 }
 
 void BM_GemmCeiling(benchmark::State& state) {
@@ -137,19 +146,24 @@ void layer_args(benchmark::internal::Benchmark* b) {
   for (int model = 0; model < 2; ++model)
     for (auto [seq, batch] : {std::pair<int, int>{128, 128}, std::pair<int, int>{512, 32}})
       for (int kept : {1, 0}) b->Args({model, seq, batch, kept});
-  b->UseManualTime()->Unit(benchmark::kMillisecond);
+  b->UseManualTime()->Iterations(kIterations)->Unit(benchmark::kMillisecond);
 }
 
 }  // namespace
 
-BENCHMARK(BM_GemmCeiling)->Arg(8192)->ArgName("n")->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_GemmCeiling)->Arg(8192)->ArgName("n")->UseManualTime()->Iterations(kIterations)->Unit(benchmark::kMillisecond);
 BENCHMARK_TEMPLATE(BM_Layer, pc::bf16)->Apply(layer_args);
 BENCHMARK_TEMPLATE(BM_Layer, pc::fp16)->Apply(layer_args);
 
 int main(int argc, char** argv) {
+  bool listing = false;  // --benchmark_list_tests runs nothing: allowed without a device (CTest checks the names)
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    listing = listing || a == "--benchmark_list_tests" || a == "--benchmark_list_tests=true";
+  }
   benchmark::Initialize(&argc, argv);  // flags first, so a bad one shows on any machine
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  if (pc::device_count() == 0) {
+  if (!listing && pc::device_count() == 0) {
     std::fprintf(stderr, "bench_cuda_layer: no CUDA device: nothing to measure\n");
     return 77;
   }

@@ -51,7 +51,8 @@ def load_peer(path):
         rows = json.load(f)
     out = {}
     for r in rows:
-        out.setdefault((r["model"], r["T"], r["B"], r["dtype"]), {})[r["peer"]] = r["ms"]
+        if "ms" in r:  # rows with "error" (a failed torch.compile, say) have no time
+            out.setdefault((r["model"], r["T"], r["B"], r["dtype"]), {})[r["peer"]] = r["ms"]
     return out
 
 

@@ -3,6 +3,7 @@
 // the CPU layer, the head-split index map, workspace sizes and problem checks.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <set>
@@ -15,6 +16,7 @@
 #include "pld/cuda/dropout.hpp"
 #include "pld/cuda/elementwise_math.hpp"
 #include "pld/cuda/error.hpp"
+#include "pld/cuda/launch.hpp"
 #include "pld/cuda/memory.hpp"
 #include "pld/cuda/storage.hpp"
 #include "pld/cuda/workspace.hpp"
@@ -180,6 +182,21 @@ TEST_CASE("Problems the CUDA layer cannot run are one clear error", "[cuda-host]
   bad = c;
   bad.hidden = 1 << 16;
   CHECK_THROWS_WITH(pc::check_layer_problem(bad, 1024, 1024), Contains("32-bit"));
+}
+
+TEST_CASE("Column sums launch within CUDA's grid limits for any row count", "[cuda-host]") {
+  // gridDim.y may not exceed 65535; 64 rows per chunk put the old one-chunk-per-block grid past
+  // it at 4,194,305 rows (e.g. 32 x 512 tokens x 256 sequences with H < 171), which
+  // check_layer_problem allows when max(3H, F) < 512.
+  for (std::int64_t rows : {std::int64_t(1), std::int64_t(64), std::int64_t(65), std::int64_t(4194304), std::int64_t(4194305),
+                            std::int64_t(2147483647)}) {
+    const pc::ColumnSumsGrid g = pc::column_sums_grid(rows, 3 * 128);
+    INFO("rows " << rows);
+    CHECK(g.y >= 1);
+    CHECK(g.y <= 65535u);
+    CHECK(g.y == std::min<std::int64_t>(65535, (rows + 63) / 64));
+    CHECK(g.x == 2u);  // 384 columns, 256 threads per block
+  }
 }
 
 TEST_CASE("GEMM problems are checked before cuBLASLt sees them", "[cuda-host]") {

@@ -81,3 +81,27 @@ TEST_CASE("SIMT-emulated CUDA kernels: long sequences (four and eight column gro
     run_case<float>(k);
   }
 }
+
+TEST_CASE("SIMT-emulated column sums: blocks stride over row chunks beyond the grid's y extent", "[cuda-simt]") {
+  // The real partials kernel on a grid whose y extent (2) is smaller than the chunk count (5), as
+  // on a GPU above 65535 chunks: every chunk must still be summed exactly once.
+  const int rows = 300, cols = 40;
+  std::vector<float> a(static_cast<std::size_t>(rows) * cols);
+  for (std::size_t i = 0; i < a.size(); ++i) a[i] = static_cast<float>((i * 37) % 11) - 5.0f;
+  const pc::ColumnSumsGrid g = pc::column_sums_grid(rows, cols, /*max_y=*/2);
+  REQUIRE(g.y == 2u);
+  const int chunks = static_cast<int>(pc::column_sums_scratch(rows, 1));
+  std::vector<float> partial(static_cast<std::size_t>(pc::column_sums_scratch(rows, cols)), std::nanf(""));
+  PLD_LAUNCH(dim3(g.x, g.y), pc::detail::kBlock, nullptr, pc::detail::column_partials_kernel<float>)(
+      a.data(), static_cast<const float*>(nullptr), static_cast<const float*>(nullptr), static_cast<const float*>(nullptr), rows, cols,
+      partial.data());
+  std::vector<float> out(static_cast<std::size_t>(cols), 1.0f);  // += into what is there
+  PLD_LAUNCH(pc::detail::blocks_for(cols, pc::detail::kBlock), pc::detail::kBlock, nullptr, pc::detail::column_total_kernel<>)(
+      partial.data(), chunks, cols, out.data());
+  for (int c = 0; c < cols; ++c) {
+    double ref = 1.0;
+    for (int r = 0; r < rows; ++r) ref += a[static_cast<std::size_t>(r) * cols + c];
+    INFO("column " << c);
+    CHECK(out[static_cast<std::size_t>(c)] == static_cast<float>(ref));
+  }
+}

@@ -7,11 +7,15 @@
             out Linear, LayerNorm, Linear-GELU(tanh)-Linear, dropout on both residual branches
   compiled  the same hand-written layer under torch.compile
 
-Writes one JSON object per (model, T, B, dtype, peer) to --out and prints them. --device cpu
---quick runs tiny shapes on the CPU (no timing claims): a check that the script itself works.
+Writes one JSON object per (model, T, B, dtype, peer) to --out and prints them. --out is
+rewritten (atomically) after every row, so a timeout loses only the row in progress; a peer that
+fails (torch.compile errors, out of memory) becomes a row with "error" and the others go on.
+--budget stops starting new rows after that many seconds. --device cpu --quick runs tiny shapes
+on the CPU (no timing claims): a check that the script itself works.
 """
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -101,7 +105,9 @@ def main():
                     help="dtypes for which the compiled peer runs (each shape compiles anew: ~30 s)")
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--quick", action="store_true", help="tiny shapes, 2 repeats: checks the script, measures nothing")
-    ap.add_argument("--out", default=None, help="write the results as a JSON list here")
+    ap.add_argument("--out", default=None, help="write the results as a JSON list here (after every row)")
+    ap.add_argument("--budget", type=float, default=0, help="seconds after which no new row starts (0: none)")
+    ap.add_argument("--fail-compile", action="store_true", help=argparse.SUPPRESS)  # tests: a compile error is a row, not a crash
     a = ap.parse_args()
     if SDPA is None and not a.quick:
         print("torch_gpu_layer.py: this torch has no scaled_dot_product_attention (needs >= 2.0)", file=sys.stderr)
@@ -114,6 +120,17 @@ def main():
     shapes = [(16, 2)] if a.quick else SHAPES
     repeats, warmup = (2, 1) if a.quick else (a.repeats, 5)
     results = []
+    started = time.monotonic()
+
+    def save():
+        if a.out:
+            tmp = a.out + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump(results, f, indent=1)
+            os.replace(tmp, a.out)
+
+    save()  # an empty list at once: a run killed before its first row still leaves valid JSON
+    failed = 0
     for name, (hidden, heads) in models.items():
         for seq, batch in shapes:
             for dname in a.dtypes.split(","):
@@ -121,22 +138,32 @@ def main():
                 torch.manual_seed(0)
                 x = torch.randn(batch, seq, hidden, device=a.device, dtype=dtype, requires_grad=True)
                 dy = torch.randn_like(x)
-                peers = ["eager", "sdpa"] + (["compiled"] if dname in a.compile_dtypes.split(",") and not a.quick else [])
+                compiled = dname in a.compile_dtypes.split(",") and (not a.quick or a.fail_compile)
+                peers = ["eager", "sdpa"] + (["compiled"] if compiled else [])
                 for peer in peers:
-                    m = make(peer, hidden, heads, a.device, dtype)
-                    ms = time_peer(m, x, dy, a.device, warmup + (3 if peer == "compiled" else 0), repeats)
-                    flops = 3 * (2 * batch * seq * hidden * 12 * hidden + 4 * batch * seq * seq * hidden)
-                    r = {"model": name, "T": seq, "B": batch, "dtype": dname, "peer": peer, "ms": ms,
-                         "tflops": flops / (ms * 1e-3) * 1e-12, "device": a.device,
-                         "gpu": torch.cuda.get_device_name() if a.device == "cuda" else "cpu",
-                         "torch": torch.__version__}
+                    if a.budget and time.monotonic() - started > a.budget:
+                        print(f"torch_gpu_layer.py: budget of {a.budget:.0f} s spent; {name} T={seq} {dname} {peer} not run",
+                              file=sys.stderr, flush=True)
+                        continue
+                    r = {"model": name, "T": seq, "B": batch, "dtype": dname, "peer": peer, "device": a.device,
+                         "gpu": torch.cuda.get_device_name() if a.device == "cuda" else "cpu", "torch": torch.__version__}
+                    try:
+                        if peer == "compiled" and a.fail_compile:
+                            raise RuntimeError("compile failure requested by --fail-compile")
+                        m = make(peer, hidden, heads, a.device, dtype)
+                        ms = time_peer(m, x, dy, a.device, warmup + (3 if peer == "compiled" else 0), repeats)
+                        flops = 3 * (2 * batch * seq * hidden * 12 * hidden + 4 * batch * seq * seq * hidden)
+                        r.update({"ms": ms, "tflops": flops / (ms * 1e-3) * 1e-12})
+                        del m
+                    except Exception as e:  # torch.compile (inductor, triton) or OOM: keep the other rows
+                        failed += 1
+                        r["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]
+                        if a.device == "cuda":
+                            torch.cuda.empty_cache()
                     results.append(r)
                     print(json.dumps(r), flush=True)
-                    del m
-    if a.out:
-        with open(a.out, "w") as f:
-            json.dump(results, f, indent=1)
-    return 0
+                    save()
+    return 0 if not failed else 3
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
 // themselves. Storage rounding happens where the kernels round: every store of a T.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -130,14 +131,58 @@ class HostPlan {
   pc::GemmProblem p_;
 };
 
+// Stands in for page-locked staging memory: every block it hands out is registered, so the host
+// backend's copy_from_host can refuse a source that a device run would read from pageable memory.
+class HostStaging {
+ public:
+  HostStaging() = default;
+  HostStaging(const HostStaging&) = delete;
+  HostStaging& operator=(const HostStaging&) = delete;
+  ~HostStaging() { unregister(); }
+  int* reserve(std::size_t n) {
+    if (n > v_.size()) {
+      unregister();
+      v_.resize(n);
+      regions().push_back({reinterpret_cast<const char*>(v_.data()), v_.size() * sizeof(int)});
+    }
+    return v_.data();
+  }
+  void copied(cudaStream_t) {}
+  // Whether [p, p + bytes) lies in memory some staging object handed out.
+  static bool holds(const void* p, std::size_t bytes) {
+    const auto* c = static_cast<const char*>(p);
+    for (const auto& r : regions())
+      if (c >= r.first && c + bytes <= r.first + r.second) return true;
+    return false;
+  }
+
+ private:
+  static std::vector<std::pair<const char*, std::size_t>>& regions() {
+    static std::vector<std::pair<const char*, std::size_t>> r;
+    return r;
+  }
+  void unregister() {
+    auto& r = regions();
+    const auto* base = reinterpret_cast<const char*>(v_.data());
+    r.erase(std::remove_if(r.begin(), r.end(), [&](const auto& e) { return e.first == base; }), r.end());
+  }
+  std::vector<int> v_;
+};
+
 // The memory half of a host backend: parameters, products and copies on host memory.
 struct HostMemory {
   template <class U>
   using Params = HostLayerParams<U>;
   using Handle = HostHandle;
   using Plan = HostPlan;
+  using RowStaging = HostStaging;
   static void copy(void* dst, const void* src, std::size_t bytes, cudaStream_t) { std::memmove(dst, src, bytes); }
-  static void copy_from_host(void* dst, const void* src, std::size_t bytes, cudaStream_t) { std::memcpy(dst, src, bytes); }
+  // Host-to-device copies must read staging memory (page-locked on a device): checked here.
+  static void copy_from_host(void* dst, const void* src, std::size_t bytes, cudaStream_t) {
+    if (!HostStaging::holds(src, bytes))
+      pld::detail::throw_error("copy_from_host: source is not staging memory (a device copy from pageable memory may block the host)");
+    std::memcpy(dst, src, bytes);
+  }
 };
 
 // Every kernel as plain loops, on host memory.

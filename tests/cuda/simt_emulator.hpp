@@ -27,6 +27,7 @@ namespace pld::cuda::emulation {
 inline thread_local uint3 tl_thread_idx{0, 0, 0};
 inline thread_local uint3 tl_block_idx{0, 0, 0};
 inline thread_local dim3 tl_block_dim{1, 1, 1};
+inline thread_local dim3 tl_grid_dim{1, 1, 1};
 inline thread_local int tl_lane = 0;
 
 // 32 persistent threads, one per lane; run(job) runs job(lane) on all of them and waits.
@@ -128,6 +129,7 @@ auto launch(G grid_arg, B block_arg, void (*kernel)(P...)) {
               tl_thread_idx = uint3{t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
               tl_block_idx = uint3{bx, by, bz};
               tl_block_dim = block;
+              tl_grid_dim = grid;
               if (t < block.x * block.y * block.z) kernel(static_cast<P>(args)...);
             };
             pool().run(job);
@@ -140,6 +142,7 @@ auto launch(G grid_arg, B block_arg, void (*kernel)(P...)) {
 #define threadIdx (::pld::cuda::emulation::tl_thread_idx)
 #define blockIdx (::pld::cuda::emulation::tl_block_idx)
 #define blockDim (::pld::cuda::emulation::tl_block_dim)
+#define gridDim (::pld::cuda::emulation::tl_grid_dim)
 
 inline float __shfl_xor_sync(unsigned, float v, int lane_mask) { return ::pld::cuda::emulation::pool().shuffle_xor(v, lane_mask); }
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }

@@ -40,7 +40,8 @@
 namespace pld::cuda {
 
 // Backend<T> provides: Params<U> (the twelve tensors, DeviceLayerParams' interface), Handle and
-// Plan (GemmPlan's interface), copy / copy_from_host, and one function per kernel launcher with
+// Plan (GemmPlan's interface), RowStaging (PinnedStaging<int>'s interface: host memory the row
+// indices are copied from), copy / copy_from_host, and one function per kernel launcher with
 // the signatures of pld::cuda's launchers (see DeviceBackend in pre_ln_layer.cuh).
 template <class T, class Backend>
 class BasicPreLnLayer {
@@ -104,7 +105,12 @@ class BasicPreLnLayer {
       return;
     }
     int* index = reinterpret_cast<int*>(S + L.index);
-    Backend::copy_from_host(index, rows_.data(), rows_.size() * sizeof(int), stream);
+    // From the backend's staging memory (page-locked on a device), not from rows_: a copy from
+    // pageable memory can stall the host at every kept layer.
+    int* staged = staging_.reserve(rows_.size());
+    std::copy(rows_.begin(), rows_.end(), staged);
+    Backend::copy_from_host(index, staged, rows_.size() * sizeof(int), stream);
+    staging_.copied(stream);
     counts_.copies += 1;
     Backend::gather_rows(x, index, kb, static_cast<std::int64_t>(row_elems), xin, stream, counts_);
     std::uint8_t* valid_g = nullptr;
@@ -364,6 +370,7 @@ class BasicPreLnLayer {
   int batch_ = 0, seq_ = 0;
   LayerStep step_;
   std::vector<int> rows_;
+  typename Backend::RowStaging staging_;
   void* saved_ = nullptr;
 };
 

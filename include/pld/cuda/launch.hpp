@@ -2,6 +2,7 @@
 // launches nothing; and the launch shapes every kernel launcher shares.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 // Every kernel launch: PLD_LAUNCH(grid, block, stream, kernel)(arguments). Under nvcc it is the
@@ -36,6 +37,17 @@ constexpr int kColumnChunkRows = 64;  // column sums (reduce.cuh): rows per part
 // Floats of scratch column_sums (reduce.cuh) needs for (rows, cols): one partial sum per chunk.
 inline std::int64_t column_sums_scratch(std::int64_t rows, std::int64_t cols) {
   return (rows + detail::kColumnChunkRows - 1) / detail::kColumnChunkRows * cols;
+}
+
+// Launch shape of column_sums' partials kernel: x covers the columns, y the row chunks up to
+// CUDA's gridDim.y limit of 65535 (blocks stride over the rest), so any row count launches.
+struct ColumnSumsGrid {
+  unsigned x, y;
+};
+constexpr std::int64_t kMaxGridY = 65535;
+inline ColumnSumsGrid column_sums_grid(std::int64_t rows, std::int64_t cols, std::int64_t max_y = kMaxGridY) {
+  const std::int64_t chunks = (rows + detail::kColumnChunkRows - 1) / detail::kColumnChunkRows;
+  return {detail::blocks_for(cols, detail::kBlock), static_cast<unsigned>(std::max<std::int64_t>(1, std::min(chunks, max_y)))};
 }
 
 }  // namespace pld::cuda

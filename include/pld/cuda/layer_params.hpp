@@ -27,14 +27,18 @@ constexpr int kNumParams = kLayerTensors;  // in the order of pld::layer_tensor_
 template <class T>
 class DeviceLayerParams {
  public:
-  explicit DeviceLayerParams(const LayerConfig& c) : shapes_((c.validate(), layer_tensor_shapes(c))) {
+  // Zeroed on `stream`, and complete when the constructor returns: a plain cudaMemset runs on the
+  // legacy default stream, which work on non-blocking streams (pld::cuda::Stream, most trainers')
+  // is not ordered after, so an upload or a first backward could race with it.
+  explicit DeviceLayerParams(const LayerConfig& c, cudaStream_t stream = nullptr) : shapes_((c.validate(), layer_tensor_shapes(c))) {
     std::size_t off = 0;
     for (int i = 0; i < kNumParams; ++i) {
       offsets_[static_cast<std::size_t>(i)] = off;
       off += (shapes_[static_cast<std::size_t>(i)].size() * sizeof(T) + 255) / 256 * 256;
     }
     buf_.resize(off);
-    check(cudaMemset(buf_.data(), 0, off), "cudaMemset");
+    check(cudaMemsetAsync(buf_.data(), 0, off, stream), "cudaMemsetAsync");
+    check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
   }
 
   T* get(ParamId id) const { return buf_.as<T>() + offsets_[static_cast<std::size_t>(id)] / sizeof(T); }

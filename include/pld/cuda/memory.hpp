@@ -95,6 +95,47 @@ std::vector<T> to_host(const T* src, std::size_t n, cudaStream_t stream = nullpt
   return v;
 }
 
+// Page-locked host memory that a host-to-device cudaMemcpyAsync reads from: the copy is then
+// truly asynchronous (from pageable memory the driver stages it and may block the host until the
+// stream reaches it). Before reuse, wait_until_copied() waits for the last copy that read it, so
+// a later step never overwrites data a queued copy has yet to read. Grows, never shrinks.
+template <class T>
+class PinnedStaging {
+ public:
+  PinnedStaging() = default;
+  PinnedStaging(const PinnedStaging&) = delete;
+  PinnedStaging& operator=(const PinnedStaging&) = delete;
+  ~PinnedStaging() {
+    if (event_) cudaEventDestroy(event_);
+    if (ptr_) cudaFreeHost(ptr_);
+  }
+  // n elements to write into, after any copy still reading the old contents has finished.
+  T* reserve(std::size_t n) {
+    if (pending_) check(cudaEventSynchronize(event_), "cudaEventSynchronize");
+    pending_ = false;
+    if (n > capacity_) {
+      if (ptr_) check(cudaFreeHost(ptr_), "cudaFreeHost");
+      ptr_ = nullptr;
+      capacity_ = 0;
+      check(cudaMallocHost(reinterpret_cast<void**>(&ptr_), n * sizeof(T)), "cudaMallocHost");
+      capacity_ = n;
+    }
+    return ptr_;
+  }
+  // Marks the point on `stream` after which the contents are no longer read.
+  void copied(cudaStream_t stream) {
+    if (!event_) check(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming), "cudaEventCreate");
+    check(cudaEventRecord(event_, stream), "cudaEventRecord");
+    pending_ = true;
+  }
+
+ private:
+  T* ptr_ = nullptr;
+  std::size_t capacity_ = 0;
+  cudaEvent_t event_ = nullptr;
+  bool pending_ = false;
+};
+
 // A CUDA event, for timing on a stream (benchmarks) and ordering between streams.
 class Event {
  public:

@@ -88,6 +88,7 @@ struct DeviceBackend : KernelBackend<T> {
   using Params = DeviceLayerParams<U>;
   using Handle = LtHandle;
   using Plan = GemmPlan;
+  using RowStaging = PinnedStaging<int>;  // per-sample row indices: page-locked, copied asynchronously
 
   static void copy(void* dst, const void* src, std::size_t bytes, cudaStream_t st) {
     check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, st), "cudaMemcpyAsync (device to device)");

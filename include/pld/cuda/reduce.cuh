@@ -27,23 +27,26 @@ __device__ inline float warp_max(float v) {
 namespace detail {
 
 // partial[chunk, c] = sum over the chunk's rows r of a[r, c] (* xhat[r, c] when x is given,
-// xhat = (x - mean[r]) rstd[r]: the LayerNorm weight gradient).
+// xhat = (x - mean[r]) rstd[r]: the LayerNorm weight gradient). A block strides over chunks by
+// gridDim.y, which is capped at 65535 (column_sums_grid): more rows than 65535 chunks still work.
 template <class T>
 __global__ void column_partials_kernel(const T* __restrict__ a, const T* __restrict__ x, const float* __restrict__ mean,
                                        const float* __restrict__ rstd, int rows, int cols, float* __restrict__ partial) {
   const int c = blockIdx.x * blockDim.x + threadIdx.x;
-  const int chunk = blockIdx.y;
   if (c >= cols) return;
-  const int r0 = chunk * kColumnChunkRows;
-  const int r1 = min(rows, r0 + kColumnChunkRows);
-  float s = 0.0f;
-  for (int r = r0; r < r1; ++r) {
-    const std::int64_t i = static_cast<std::int64_t>(r) * cols + c;
-    float v = to_float(a[i]);
-    if (x) v *= (to_float(x[i]) - mean[r]) * rstd[r];
-    s += v;
+  const int chunks = (rows + kColumnChunkRows - 1) / kColumnChunkRows;
+  for (int chunk = static_cast<int>(blockIdx.y); chunk < chunks; chunk += static_cast<int>(gridDim.y)) {
+    const int r0 = chunk * kColumnChunkRows;
+    const int r1 = min(rows, r0 + kColumnChunkRows);
+    float s = 0.0f;
+    for (int r = r0; r < r1; ++r) {
+      const std::int64_t i = static_cast<std::int64_t>(r) * cols + c;
+      float v = to_float(a[i]);
+      if (x) v *= (to_float(x[i]) - mean[r]) * rstd[r];
+      s += v;
+    }
+    partial[static_cast<std::int64_t>(chunk) * cols + c] = s;
   }
-  partial[static_cast<std::int64_t>(chunk) * cols + c] = s;
 }
 
 // A template so the header can be included by several translation units (one kernel per use).
@@ -61,8 +64,9 @@ __global__ void column_total_kernel(const float* __restrict__ partial, int chunk
 template <class T>
 void column_sums(const T* a, const T* x, const float* mean, const float* rstd, int rows, int cols, float* out,
                  float* scratch, cudaStream_t stream, LaunchCounts& counts) {
-  const int chunks = (rows + detail::kColumnChunkRows - 1) / detail::kColumnChunkRows;
-  const dim3 grid(detail::blocks_for(cols, detail::kBlock), static_cast<unsigned>(chunks));
+  const int chunks = static_cast<int>(column_sums_scratch(rows, 1));
+  const ColumnSumsGrid g = column_sums_grid(rows, cols);
+  const dim3 grid(g.x, g.y);
   PLD_LAUNCH(grid, detail::kBlock, stream, detail::column_partials_kernel<T>)(a, x, mean, rstd, rows, cols, scratch);
   check_launch("column_partials_kernel");
   PLD_LAUNCH(detail::blocks_for(cols, detail::kBlock), detail::kBlock, stream, detail::column_total_kernel<>)(scratch, chunks, cols, out);

@@ -1,0 +1,45 @@
+# The device check's dry run (no GPU): runs scripts/device-check.sh MODE against a prebuilt build
+# directory with OUT set to a fresh folder, then checks what the GPU call would return: exit 0,
+# at most 8 files (the device tool's limit), none deeper than $OUT itself, summary.txt with the
+# device steps reported as skipped, and the logs packed in logs.tar.gz.
+#   cmake -DSCRIPT=... -DMODE=tests|bench -DPREBUILT=<build dir> -DOUT=<dir> -P device_dry_run.cmake
+file(REMOVE_RECURSE "${OUT}")
+file(MAKE_DIRECTORY "${OUT}")
+execute_process(
+  COMMAND ${CMAKE_COMMAND} -E env OUT=${OUT} PLD_DEVICE_PREBUILT=${PREBUILT} PATH=$ENV{PATH} bash ${SCRIPT} ${MODE}
+  RESULT_VARIABLE rc OUTPUT_VARIABLE stdout ERROR_VARIABLE stderr)
+message("${stdout}${stderr}")
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "device-check.sh ${MODE} exited ${rc} on a machine without a GPU (expected 0: device steps skipped)")
+endif()
+file(GLOB_RECURSE files LIST_DIRECTORIES true RELATIVE "${OUT}" "${OUT}/*")
+list(LENGTH files n)
+if(n GREATER 8)
+  message(FATAL_ERROR "device-check.sh ${MODE} left ${n} entries in OUT (the device tool returns at most 8): ${files}")
+endif()
+foreach(f IN LISTS files)
+  if(f MATCHES "/")
+    message(FATAL_ERROR "device-check.sh ${MODE} left ${f} below OUT (pack logs into logs.tar.gz)")
+  endif()
+endforeach()
+foreach(f summary.txt logs.tar.gz)
+  if(NOT EXISTS "${OUT}/${f}")
+    message(FATAL_ERROR "device-check.sh ${MODE} did not leave ${f} in OUT (left: ${files})")
+  endif()
+endforeach()
+file(READ "${OUT}/summary.txt" summary)
+if(MODE STREQUAL "tests")
+  set(expect "CUDA tests: skipped \\(no CUDA device\\)")
+else()
+  set(expect "benchmark: skipped \\(no CUDA device\\)")
+endif()
+if(NOT summary MATCHES "${expect}")
+  message(FATAL_ERROR "summary.txt lacks '${expect}':\n${summary}")
+endif()
+# The summary is the last thing printed.
+string(STRIP "${stdout}" tail)
+string(REGEX MATCH "----- summary -----.*$" last "${tail}")
+if(last STREQUAL "")
+  message(FATAL_ERROR "the summary is not printed last")
+endif()
+message(STATUS "device-check.sh ${MODE} dry run: ${n} files: ${files}")
