@@ -3,10 +3,10 @@
 # Safe to run any number of times. Needs root (or sudo) only when something must be installed.
 set -euo pipefail
 
-# libopenblas-openmp-dev: the GEMMs of pld::cpu (see PLD_CPU_BLAS in CMakeLists.txt).
+# libdnnl-dev: oneDNN, the GEMMs of pld::cpu in fp32 and bf16 (see PLD_CPU_ONEDNN in CMakeLists.txt).
 # nlohmann-json3-dev: pld-bert's config files and metrics.
 # python3: the report and plot scripts (scripts/ablation_report.py).
-packages=(g++ make cmake git python3 libeigen3-dev catch2 libbenchmark-dev libopenblas-openmp-dev nlohmann-json3-dev)
+packages=(g++ make cmake git python3 libeigen3-dev catch2 libbenchmark-dev libdnnl-dev nlohmann-json3-dev)
 
 missing=()
 for p in "${packages[@]}"; do

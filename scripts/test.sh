@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The test command: installs what is missing, configures, builds and runs every test.
-#   scripts/test.sh            build in build/test (Release) and run ctest
-#   PLD_BUILD_DIR=dir scripts/test.sh
+# The test command: installs what is missing, configures, builds and runs every test, then the
+# same suites under AddressSanitizer + UndefinedBehaviorSanitizer in their own build directory,
+# then a short libFuzzer smoke run of every fuzz target.
+#   scripts/test.sh                     all three (CI runs this)
+#   PLD_BUILD_DIR=dir scripts/test.sh   the main build in `dir` (default build/test, Release)
+#   PLD_SANITIZE=0 / PLD_FUZZ=0         skip the sanitizer part / the fuzzing smoke run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +12,30 @@ bash scripts/setup-deps.sh
 build="${PLD_BUILD_DIR:-build/test}"
 jobs="$(nproc 2>/dev/null || echo 2)"
 
+echo "== 1/3 tests (Release, $build)"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release
 cmake --build "$build" -j"$jobs"
 ctest --test-dir "$build" --output-on-failure -j"$jobs"
+
+if [ "${PLD_SANITIZE:-1}" != 0 ]; then
+  # Every C++ test program, pld-bert and pld-schedule built with ASan + UBSan (any report fails
+  # the test: -fno-sanitize-recover, halt_on_error). Not here: the CUDA device tests and
+  # benchmark (nvcc links them), the packaging and device-check tests (they drive other builds).
+  san="${PLD_SANITIZE_BUILD_DIR:-build/sanitize}"
+  echo "== 2/3 tests under AddressSanitizer + UndefinedBehaviorSanitizer ($san)"
+  sanitize="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+  cmake -S . -B "$san" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS="$sanitize" \
+    -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" -DPLD_BUILD_BENCHMARKS=OFF -DPLD_WARNINGS_AS_ERRORS=OFF >/dev/null
+  targets=(pld_tests pld_cpu_tests pld_bert_tests pld-bert pld-schedule)
+  # The CUDA host-side tests (and the real kernels on the SIMT emulator) where nvcc was found.
+  grep -q '^CMAKE_CUDA_COMPILER:[A-Z]*=.*nvcc' "$san/CMakeCache.txt" && targets+=(pld_cuda_host_tests pld_cuda_simt_tests)
+  cmake --build "$san" -j"$jobs" --target "${targets[@]}"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir "$san" --output-on-failure -j"$jobs" \
+      -E '^(packaging\.|cuda\.(layer|bench|device-check|peer))'
+fi
+
+if [ "${PLD_FUZZ:-1}" != 0 ]; then
+  echo "== 3/3 fuzzing smoke run (scripts/fuzz.sh --smoke)"
+  bash scripts/fuzz.sh --smoke
+fi

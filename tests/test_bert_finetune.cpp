@@ -139,3 +139,20 @@ TEST_CASE("fine-tuning refuses bad input with one clear error", "[bert][finetune
   CHECK_THROWS_WITH(run({"--task", "pos", "--corpus", plain, "--out", out, "--checkpoint", tiny_checkpoint()}),
                     Catch::Matchers::Contains("needs a tagged corpus"));
 }
+
+TEST_CASE("fine-tuning never writes into another run's directory", "[bert][finetune][errors]") {
+  // Pointed at the pretraining run's own directory, it once replaced that run's metrics.jsonl and
+  // summary.json.
+  const std::string dir = std::filesystem::path(tiny_checkpoint()).parent_path().string();
+  const auto read = [](const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  const std::string metrics = read(dir + "/metrics.jsonl"), summary = read(dir + "/summary.json");
+  REQUIRE_FALSE(summary.empty());
+  std::ostringstream log;
+  const std::vector<std::string> args = {"--task", "pos", "--corpus", kSlice, "--checkpoint", tiny_checkpoint(), "--out", dir, "--epochs", "1"};
+  CHECK_THROWS_WITH(bert::run_finetune(args, log), Catch::Matchers::Contains("holds another run"));
+  CHECK(read(dir + "/metrics.jsonl") == metrics);
+  CHECK(read(dir + "/summary.json") == summary);
+}

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "bert_test_util.hpp"
@@ -222,4 +223,124 @@ TEST_CASE("a JSON config file sets options and flags override it", "[bert][optio
   bert::Options bad("pretrain", bert::pretrain_option_specs());
   std::ofstream(cfg, std::ios::trunc) << R"({"bogus": 1})";
   CHECK_THROWS_WITH(bad.parse({"--config", cfg}), Catch::Matchers::Contains("unknown option --bogus"));
+}
+
+TEST_CASE("per-sample gating trains through evaluation and checkpoints", "[bert][hardening]") {
+  // Every evaluation once failed in per-sample mode ("needs the batch size"), losing the run.
+  const std::string out = fresh_dir("per-sample-eval");
+  std::string log;
+  REQUIRE(pretrain(tiny_args(out, {"--granularity", "sample", "--steps", "10", "--eval-every", "5", "--checkpoint-every", "5"}), &log) == 0);
+  CHECK(log.find("eval step 5") != std::string::npos);
+  CHECK(bert::read_checkpoint(out + "/checkpoint.bin").step == 10);
+  CHECK(read_json(out + "/summary.json").contains("validation_mlm_loss"));
+}
+
+TEST_CASE("a run never overwrites another run's files", "[bert][hardening]") {
+  const std::string a = fresh_dir("own-a"), b = fresh_dir("own-b");
+  REQUIRE(pretrain(tiny_args(a, {"--steps", "4"})) == 0);
+  REQUIRE(pretrain(tiny_args(b, {"--steps", "4", "--seed", "2"})) == 0);
+  std::map<std::string, std::string> before;
+  for (const char* f : {"checkpoint.bin", "options.json", "summary.json", "metrics.jsonl", "vocab.txt"}) before[f] = read_bytes(b + "/" + f);
+  auto unchanged = [&] {
+    for (const auto& [f, bytes] : before) CHECK(read_bytes(b + "/" + f) == bytes);
+  };
+  // --resume of run a's checkpoint into run b's directory.
+  CHECK_THROWS_WITH(pretrain(tiny_args(b, {"--steps", "8", "--resume", a + "/checkpoint.bin"})), Catch::Matchers::Contains("holds another run"));
+  unchanged();
+  // --stop-at before the checkpoint's step (it once ran, "finished", and wrote -N steps).
+  CHECK_THROWS_WITH(pretrain(tiny_args(b, {"--steps", "8", "--seed", "2", "--resume", "auto", "--stop-at", "3"})),
+                    Catch::Matchers::Contains("--stop-at 3 is not after"));
+  unchanged();
+  // A fresh run into a directory with another run's metrics but no checkpoint.
+  const std::string c = fresh_dir("own-c");
+  std::filesystem::create_directories(c);
+  std::ofstream(c + "/metrics.jsonl") << "{\"step\": 1}\n";
+  CHECK_THROWS_WITH(pretrain(tiny_args(c, {"--steps", "4"})), Catch::Matchers::Contains("holds another run"));
+  CHECK(read_bytes(c + "/metrics.jsonl") == "{\"step\": 1}\n");
+  // Resuming run a's checkpoint into an empty directory forks it: allowed.
+  const std::string fork = fresh_dir("own-fork");
+  REQUIRE(pretrain(tiny_args(fork, {"--steps", "8", "--resume", a + "/checkpoint.bin", "--vocab", a + "/vocab.txt"})) == 0);
+  CHECK(bert::read_checkpoint(fork + "/checkpoint.bin").step == 8);
+}
+
+TEST_CASE("a refused run writes nothing", "[bert][hardening]") {
+  namespace fs = std::filesystem;
+  // --theta-bar 0 was once refused only after the vocabulary had been trained and saved.
+  const std::string d1 = fresh_dir("refused-theta");
+  CHECK_THROWS_WITH(pretrain(tiny_args(d1, {"--theta-bar", "0"})), Catch::Matchers::Contains("theta_bar"));
+  CHECK_FALSE(fs::exists(d1));
+  // A checkpoint of another configuration, resumed into a new directory.
+  const std::string src = fresh_dir("refused-src");
+  REQUIRE(pretrain(tiny_args(src, {"--steps", "2"})) == 0);
+  const std::string d2 = fresh_dir("refused-other-config");
+  CHECK_THROWS_WITH(pretrain(tiny_args(d2, {"--steps", "4", "--hidden", "64", "--resume", src + "/checkpoint.bin"})),
+                    Catch::Matchers::Contains("another configuration"));
+  CHECK_FALSE(fs::exists(d2));
+  // A corpus whose training split is empty.
+  const std::string tiny_corpus = fresh_dir("refused-corpus") + ".txt";
+  std::ofstream(tiny_corpus) << "a b\n\nc d\n";
+  const std::string d3 = fresh_dir("refused-small");
+  CHECK_THROWS(pretrain(tiny_args(d3, {"--corpus", tiny_corpus})));
+  CHECK_FALSE(fs::exists(d3));
+}
+
+TEST_CASE("noise is refused unless asked for", "[bert][hardening]") {
+  namespace fs = std::filesystem;
+  // Random bytes as the corpus once trained silently to "accuracy 0.67".
+  const std::string noise = fresh_dir("noise-corpus") + ".bin";
+  {
+    std::ofstream f(noise, std::ios::binary);
+    for (std::uint32_t i = 0; i < 200000; ++i) f.put(static_cast<char>(pld::philox4x32_10(pld::U32x4{{i, 0, 0, 0}}, pld::U32x2{{7, 0}}).v[0] & 0xFF));
+  }
+  const std::string d = fresh_dir("noise");
+  CHECK_THROWS_WITH(pretrain(tiny_args(d, {"--corpus", noise})), Catch::Matchers::Contains("does not look like text"));
+  CHECK_FALSE(fs::exists(d));
+  // A vocabulary of the special tokens and one word: nearly everything is [UNK].
+  const std::string vocab = fresh_dir("noise-vocab") + ".txt";
+  std::ofstream(vocab) << "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\n";
+  CHECK_THROWS_WITH(pretrain(tiny_args(d, {"--vocab", vocab, "--steps", "2"})), Catch::Matchers::Contains("are [UNK]"));
+  CHECK_FALSE(fs::exists(d));
+  REQUIRE(pretrain(tiny_args(d, {"--vocab", vocab, "--steps", "2", "--allow-noisy-corpus"})) == 0);  // the override
+  // Text with a few stray bytes is still text.
+  CHECK(bert::non_text_bytes("plain words\tand\nlines \xC3\xA9t\xC3\xA9") == 0u);
+  CHECK(bert::non_text_bytes(std::string("a\0b\x01" "c\xFF\xC3", 7)) == 4u);  // NUL, SOH, a stray byte, a cut sequence
+}
+
+TEST_CASE("smaller defects: a directory as checkpoint, huge seeds, duplicate keys, divergence", "[bert][hardening]") {
+  const std::string d = fresh_dir("small-defects");
+  CHECK_THROWS_WITH(pretrain(tiny_args(d, {"--resume", bert_test::kSlice})), Catch::Matchers::Contains("is a directory"));
+  const std::string cfg = fresh_dir("small-defects-cfg") + ".json";
+  std::ofstream(cfg) << R"({"seed": 18446744073709551615})";
+  CHECK_THROWS_WITH(pretrain(tiny_args(d, {"--config", cfg})), Catch::Matchers::Contains("got 18446744073709551615"));
+  std::ofstream(cfg, std::ios::trunc) << R"({"batch": 4, "lr": 0.001, "batch": 8})";
+  CHECK_THROWS_WITH(pretrain(tiny_args(d, {"--config", cfg})), Catch::Matchers::Contains("gives 'batch' more than once"));
+  // Divergence: --lr 10 once ran to a loss of 734 without a word. Here the run stops at its first
+  // step above the bound, keeps the last checkpoint, and writes no later one.
+  std::string log;
+  CHECK_THROWS_WITH(pretrain(tiny_args(d, {"--lr", "10", "--warmup", "10", "--steps", "30", "--checkpoint-every", "1"}), &log),
+                    Catch::Matchers::Contains("training diverged at step") && Catch::Matchers::Contains("is kept"));
+  const bert::Checkpoint kept = bert::read_checkpoint(d + "/checkpoint.bin");
+  CHECK(kept.step >= 1);
+  CHECK(kept.step < 30);
+  const std::string d2 = fresh_dir("small-defects-maxloss");
+  CHECK_THROWS_WITH(pretrain(tiny_args(d2, {"--max-loss", "0.5", "--steps", "4"})),
+                    Catch::Matchers::Contains("above --max-loss 0.5") && Catch::Matchers::Contains("no checkpoint was written"));
+}
+
+TEST_CASE("a checkpoint with an empty tensor round-trips (a fuzzing finding)", "[bert][hardening]") {
+  // The reader once passed an empty vector's null data() to memcpy (undefined behaviour, caught
+  // by UndefinedBehaviorSanitizer under libFuzzer: scripts/fuzz.sh).
+  bert::Checkpoint c;
+  c.key = "{}";
+  c.names = {"empty", "one"};
+  c.values = {{}, {1.5f}};
+  c.m = {{}, {0.25f}};
+  c.v = {{}, {0.125f}};
+  c.opt_steps = {0, 3};
+  const std::string bytes = bert::serialize_checkpoint(c);
+  const bert::Checkpoint back = bert::parse_checkpoint(bytes, "test");
+  CHECK(back.values == c.values);
+  CHECK(back.m == c.m);
+  CHECK(back.v == c.v);
+  CHECK(bert::serialize_checkpoint(back) == bytes);
 }

@@ -268,3 +268,71 @@ TEST_CASE("A new layer's gradients are zero, LayerNorm weights included", "[cpu]
   for (auto& t : layer.grads().tensors())
     for (std::size_t i = 0; i < t.size; ++i) REQUIRE(static_cast<const double*>(t.data)[i] == 0.0);
 }
+
+TEST_CASE("the float layer with fp32 and bf16 products against the double layer", "[cpu][precision]") {
+  // Per tensor (y, dx, all twelve gradients): ||float - double|| / ||double|| <= bound. The double
+  // layer gets the float layer's exact weights and inputs, so the error is the float layer's
+  // arithmetic alone. fp32: products and passes in fp32, expected ~1e-6, bound 1e-4. bf16: every
+  // product's operands rounded to bf16 (8 bits of mantissa, relative 2^-9 = 2e-3 per operand),
+  // fp32 accumulation and fp32 everywhere else: expected a few 1e-3, bound 2e-2 (the CUDA layer's
+  // bf16 bound is 3e-2, with bf16 activations as well). Measured here: see the printed lines.
+  const pld::cpu::Precision precision = GENERATE(pld::cpu::Precision::fp32, pld::cpu::Precision::bf16);
+  if (precision == pld::cpu::Precision::bf16 && !pld::cpu::has_onednn()) return;  // bf16 needs oneDNN
+  LayerConfig c;
+  c.hidden = 64;
+  c.heads = 4;
+  c.attention_dropout = c.hidden_dropout = 0.1f;
+  const int B = 3, T = 24;
+  PreLnLayer<double> ref(c);
+  randomize(ref, 31);
+  PreLnLayer<float> layer(c, precision);
+  auto rp = ref.params().tensors();
+  auto lp = layer.params().tensors();
+  for (std::size_t t = 0; t < rp.size(); ++t)
+    for (std::size_t i = 0; i < rp[t].size; ++i) {
+      auto* d = static_cast<double*>(rp[t].data);
+      d[i] = static_cast<float>(d[i] * 0.25);  // keep activations in a normal range; exact in float
+      static_cast<float*>(lp[t].data)[i] = static_cast<float>(d[i]);
+    }
+  const std::size_t n = static_cast<std::size_t>(B) * T * c.hidden;
+  std::vector<double> xd = random_vector(n, 5), dyd = random_vector(n, 6);
+  std::vector<float> xf(n), dyf(n), yf(n), dxf(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    xf[i] = static_cast<float>(xd[i]);
+    xd[i] = xf[i];
+    dyf[i] = static_cast<float>(dyd[i]);
+    dyd[i] = dyf[i];
+  }
+  std::vector<std::uint8_t> valid(static_cast<std::size_t>(B) * T, 1);
+  for (int t = 19; t < T; ++t) valid[static_cast<std::size_t>(T + t)] = 0;
+  LayerStep s;
+  s.scale = 1.0 / 0.8;
+  s.seed = 3;
+  s.step = 17;
+  std::vector<double> yd(n), dxd(n);
+  ref.forward(xd.data(), yd.data(), B, T, valid.data(), s);
+  ref.backward(dyd.data(), dxd.data());
+  layer.forward(xf.data(), yf.data(), B, T, valid.data(), s);
+  layer.backward(dyf.data(), dxf.data());
+  const double bound = precision == pld::cpu::Precision::bf16 ? 2e-2 : 1e-4;
+  double worst = 0;
+  auto compare = [&](const auto* got, const double* want, std::size_t size, const std::string& what) {
+    double num = 0, den = 0;
+    for (std::size_t i = 0; i < size; ++i) {
+      num += (got[i] - want[i]) * (got[i] - want[i]);
+      den += want[i] * want[i];
+    }
+    const double e = std::sqrt(num / den);
+    worst = std::max(worst, e);
+    INFO(what << " relative error " << e << " (" << pld::cpu::to_string(precision) << ", bound " << bound << ")");
+    CHECK(e <= bound);
+  };
+  compare(yf.data(), yd.data(), n, "y");
+  compare(dxf.data(), dxd.data(), n, "dx");
+  auto rg = ref.grads().tensors();
+  auto lg = layer.grads().tensors();
+  for (std::size_t t = 0; t < rg.size(); ++t)
+    compare(static_cast<const float*>(lg[t].data), static_cast<const double*>(rg[t].data), rg[t].size, "grad:" + rg[t].name);
+  std::printf("cpu layer %s vs double: worst relative error %.3e (%s)\n", pld::cpu::to_string(precision), worst,
+              layer.gemm().last_implementation().c_str());
+}

@@ -139,19 +139,20 @@ TEST_CASE("a kept layer with gate scale 1 equals the ungated composition bit for
   // The same layer written out from the building blocks, with no gate anywhere.
   const auto& p = layer.params();
   auto key = [&](DropoutSite site) { return DropoutKey{s.seed, s.step, s.layer, site}; };
-  std::vector<float> ln(NH), mean(N), rstd(N), qkv(3 * NH), probs(static_cast<std::size_t>(B) * heads * T * T), ctx(NH),
-      t(NH), h(NH), pre(static_cast<std::size_t>(N) * F), act(pre.size()), ref(NH);
+  std::vector<float> ln(NH), mean(N), rstd(N), qkv(3 * NH), probs(static_cast<std::size_t>(B) * heads * T * T), dropped(probs.size()),
+      ctx(NH), t(NH), h(NH), pre(static_cast<std::size_t>(N) * F), act(pre.size()), ref(NH);
+  Gemm gemm;  // the layer's precision (fp32) on the same engine
   layer_norm_forward(x.data(), p.norm1_weight.data(), p.norm1_bias.data(), ln.data(), mean.data(), rstd.data(), N, H, cfg.ln_eps);
-  linear_forward(ln.data(), p.in_proj_weight.data(), p.in_proj_bias.data(), qkv.data(), N, H, 3 * H);
-  attention_forward(qkv.data(), valid.data(), probs.data(), ctx.data(), AttentionShape{B, T, H, heads}, cfg.attention_dropout,
-                    key(DropoutSite::attention_probs));
-  linear_forward(ctx.data(), p.out_proj_weight.data(), p.out_proj_bias.data(), t.data(), N, H, H);
+  linear_forward(gemm, ln.data(), p.in_proj_weight.data(), p.in_proj_bias.data(), qkv.data(), N, H, 3 * H);
+  attention_forward(gemm, qkv.data(), valid.data(), probs.data(), dropped.data(), ctx.data(), AttentionShape{B, T, H, heads},
+                    cfg.attention_dropout, key(DropoutSite::attention_probs));
+  linear_forward(gemm, ctx.data(), p.out_proj_weight.data(), p.out_proj_bias.data(), t.data(), N, H, H);
   dropout_apply(t.data(), t.data(), NH, 0, cfg.hidden_dropout, key(DropoutSite::attention_out));
   for (std::size_t i = 0; i < NH; ++i) h[i] = x[i] + t[i];
   layer_norm_forward(h.data(), p.norm2_weight.data(), p.norm2_bias.data(), ln.data(), mean.data(), rstd.data(), N, H, cfg.ln_eps);
-  linear_forward(ln.data(), p.linear1_weight.data(), p.linear1_bias.data(), pre.data(), N, H, F);
+  linear_forward(gemm, ln.data(), p.linear1_weight.data(), p.linear1_bias.data(), pre.data(), N, H, F);
   gelu_forward(pre.data(), act.data(), pre.size(), cfg.gelu);
-  linear_forward(act.data(), p.linear2_weight.data(), p.linear2_bias.data(), t.data(), N, F, H);
+  linear_forward(gemm, act.data(), p.linear2_weight.data(), p.linear2_bias.data(), t.data(), N, F, H);
   dropout_apply(t.data(), t.data(), NH, 0, cfg.hidden_dropout, key(DropoutSite::ffn_out));
   for (std::size_t i = 0; i < NH; ++i) ref[i] = h[i] + t[i];
 

@@ -138,6 +138,12 @@ TEST_CASE("per-sample mode decides each row, fixed-count keeps floor or ceil of 
     const pld::LayerPlan e = gate.plan(20000, false, B);
     CHECK(e.kept_fraction() == 1.0);
     CHECK(e.kept_rows(5).size() == static_cast<std::size_t>(B));
+    // Evaluation needs no batch: every row runs every layer, so the plan is a per-layer one
+    // (pld-bert's evaluation once failed here in per-sample mode).
+    const pld::LayerPlan eb = gate.plan(20000, false);
+    CHECK_FALSE(eb.per_sample());
+    CHECK(eb.num_kept() == 6);
+    for (int i = 0; i < 6; ++i) CHECK(eb.gate_scale(i) == 1.0);
   }
 }
 
@@ -153,6 +159,7 @@ TEST_CASE("gate errors", "[gate][errors]") {
   const pld::Gate per_sample(pld_schedule(4), {0, pld::Sampling::bernoulli, pld::Scaling::inverse_prob,
                                                pld::Granularity::sample});
   CHECK_THROWS_WITH(per_sample.plan(10), Contains("batch"));
+  CHECK_THROWS_WITH(per_sample.plan(10, false, -2), Contains("batch must be >= 0"));
   CHECK_THROWS_WITH(pld::Gate(pld_schedule(4)).plan(-1), Contains("-1"));
   const pld::LayerPlan p = per_sample.plan(10, true, 4);
   CHECK_THROWS_AS(p.sample_kept(0, 4), pld::Error);

@@ -8,6 +8,7 @@
 // a crash or a full disk never leaves a half-written checkpoint under the real name.
 #pragma once
 
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -86,7 +87,7 @@ class Reader {
     const auto n = pod<std::uint64_t>();
     if (n > (n_ - at_) / sizeof(float)) fail();
     std::vector<float> v(static_cast<std::size_t>(n));
-    std::memcpy(v.data(), p_ + at_, v.size() * sizeof(float));
+    if (n > 0) std::memcpy(v.data(), p_ + at_, v.size() * sizeof(float));  // an empty vector's data() may be null (found by fuzzing)
     at_ += v.size() * sizeof(float);
     return v;
   }
@@ -203,9 +204,17 @@ inline Checkpoint parse_checkpoint(const std::string& bytes, const std::string& 
 }
 
 inline Checkpoint read_checkpoint(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) pld::detail::throw_error("checkpoint ", path, " is a directory, not a checkpoint file");
   std::ifstream in(path, std::ios::binary);
-  if (!in) pld::detail::throw_error("cannot read checkpoint ", path);
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in) pld::detail::throw_error("cannot read checkpoint ", path, ": ", std::strerror(errno));
+  std::string bytes;
+  try {
+    bytes.assign((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  } catch (const std::exception& e) {
+    pld::detail::throw_error("cannot read checkpoint ", path, ": ", e.what());
+  }
+  if (in.bad()) pld::detail::throw_error("cannot read checkpoint ", path, ": read error");
   return parse_checkpoint(bytes, path);
 }
 

@@ -33,12 +33,15 @@ struct Data {
   std::vector<Split> split;
   Vocab vocab;
   std::string vocab_path;
+  bool vocab_trained = false;  // trained here and not yet saved: the caller saves it once the run is valid
 };
 
+// Corpus, split and vocabulary, read (or the vocabulary trained) in memory: nothing is written,
+// so a run refused later leaves no file behind.
 inline Data load_data(const std::string& corpus, const std::string& vocab_arg, const std::string& out_dir, int vocab_size,
-                      std::ostream& log, bool may_train_vocab = true) {
+                      std::ostream& log, bool may_train_vocab = true, bool allow_noisy = false) {
   Data d;
-  d.docs = read_corpus(corpus);
+  d.docs = read_corpus(corpus, allow_noisy);
   d.split = split_documents(d.docs);
   for (Split s : {Split::train, Split::validation, Split::heldout}) {
     const CorpusSummary c = summarize(d.docs, d.split, s);
@@ -53,11 +56,32 @@ inline Data load_data(const std::string& corpus, const std::string& vocab_arg, c
     const std::map<std::string, std::int64_t> counts = word_counts(d.docs, &d.split, Split::train);
     const auto t0 = std::chrono::steady_clock::now();
     d.vocab = train_wordpiece(counts, vocab_size);
-    d.vocab.save(d.vocab_path);
+    d.vocab_trained = true;
     log << "vocabulary: trained " << d.vocab.size() << " WordPiece tokens on " << counts.size() << " distinct words in "
-        << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s -> " << d.vocab_path << "\n";
+        << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() << " s (for " << d.vocab_path << ")\n";
   }
   return d;
+}
+
+// The share of [UNK] among the real tokens of packed sequences ([CLS] and [SEP] not counted).
+template <class Seqs>
+double unk_share(const Seqs& seqs) {
+  std::int64_t unk = 0, all = 0;
+  for (const auto& s : seqs)
+    for (std::size_t i = 1; i + 1 < s.ids.size(); ++i) {
+      ++all;
+      unk += s.ids[i] == kUnk ? 1 : 0;
+    }
+  return all > 0 ? static_cast<double>(unk) / static_cast<double>(all) : 0.0;
+}
+
+// More [UNK] than this among the training tokens means the vocabulary does not fit the corpus.
+inline constexpr double kMaxUnkShare = 0.05;
+
+inline void check_unk_share(double share, const std::string& vocab_path, bool allow_noisy) {
+  if (!allow_noisy && share > kMaxUnkShare)
+    pld::detail::throw_error(std::to_string(static_cast<int>(100.0 * share + 0.5)), "% of the training tokens are [UNK] with vocabulary ", vocab_path,
+                             ": it does not fit this corpus (pass --allow-noisy-corpus to train anyway)");
 }
 
 }  // namespace bert

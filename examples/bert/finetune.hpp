@@ -19,8 +19,8 @@ namespace bert {
 // A linear classifier over the rows of the encoder output that carry a label.
 class ClassifierHead {
  public:
-  ClassifierHead(int hidden, int classes, std::uint64_t seed)
-      : H_(hidden), C_(classes), w_(static_cast<std::size_t>(classes) * hidden), b_(static_cast<std::size_t>(classes)) {
+  ClassifierHead(int hidden, int classes, std::uint64_t seed, pld::cpu::Precision precision = pld::cpu::Precision::fp32)
+      : H_(hidden), C_(classes), gemm_(precision), w_(static_cast<std::size_t>(classes) * hidden), b_(static_cast<std::size_t>(classes)) {
     init_normal(w_.w, seed, 2000);
   }
   void collect(std::vector<Param>& out) {
@@ -40,18 +40,19 @@ class ClassifierHead {
     if (M == 0) return MlmResult{0.0, 0, 0};
     const std::vector<float>& h = sel_.gathered();
     logits_.resize(static_cast<std::size_t>(M) * C_);
-    pld::cpu::linear_forward(h.data(), w_.w.data(), b_.w.data(), logits_.data(), M, H_, C_);
+    pld::cpu::linear_forward(gemm_, h.data(), w_.w.data(), b_.w.data(), logits_.data(), M, H_, C_);
     const MlmResult res = sel_.cross_entropy(logits_.data(), C_, grad_scale, dhidden != nullptr, row_pred_);
     for (int m = 0; m < M; ++m) pred[static_cast<std::size_t>(sel_.rows()[static_cast<std::size_t>(m)])] = row_pred_[static_cast<std::size_t>(m)];
     if (!dhidden) return res;
     dh_.resize(h.size());
-    pld::cpu::linear_backward(logits_.data(), h.data(), w_.w.data(), dh_.data(), w_.g.data(), b_.g.data(), M, H_, C_);
+    pld::cpu::linear_backward(gemm_, logits_.data(), h.data(), w_.w.data(), dh_.data(), w_.g.data(), b_.g.data(), M, H_, C_);
     sel_.scatter(dh_, H_, *dhidden);
     return res;
   }
 
  private:
   int H_, C_;
+  pld::cpu::Gemm gemm_;
   Tensor w_, b_;
   LabelledRows sel_;
   std::vector<int> row_pred_;
@@ -82,6 +83,7 @@ inline std::vector<OptionSpec> finetune_option_specs() {
       {"ffn", "0", "with --checkpoint none: feed-forward size (0: 4H)"},
       {"max-len", "128", "with --checkpoint none: sequence length"},
       {"dropout", "0.1", "with --checkpoint none: dropout"},
+      {"precision", "auto", "operands of every matrix product: fp32, bf16 or auto (bf16 where the CPU multiplies bf16 natively)"},
   };
 }
 
@@ -176,13 +178,15 @@ inline int run_finetune(const std::vector<std::string>& args, std::ostream& out)
     if (vocab_path.empty()) pld::detail::throw_error("--checkpoint none needs --vocab");
   }
   const std::string out_dir = o.str("out");
-  fs::create_directories(out_dir);
+  if (const std::string others = present_run_files(out_dir); !others.empty())
+    pld::detail::throw_error("--out ", out_dir, " holds another run (", others, "): choose another --out (nothing was overwritten)");
   Data data = load_data(o.str("corpus"), vocab_path, out_dir, 0, out, /*may_train_vocab=*/false);
   if (ckpt) {
     const auto key = nlohmann::json::parse(ckpt->key);
     if (key.value("vocab_hash", std::string()) != std::to_string(data.vocab.hash()))
       pld::detail::throw_error("vocabulary ", vocab_path, " is not the one checkpoint ", ckpt_arg, " was trained with");
   }
+  model_opts.set("precision", o.str("precision"));
   ModelConfig mc = model_config_from(model_opts, data.vocab.size());
   mc.seed = seed;
   const std::vector<int> ft = finetune_split(data.docs, data.split);
@@ -202,7 +206,7 @@ inline int run_finetune(const std::vector<std::string>& args, std::ostream& out)
   out << "task " << task << ": " << classes << " classes, " << train.size() << " train and " << test.size() << " test sequences\n";
 
   Encoder encoder(mc);
-  ClassifierHead head(mc.hidden, classes, seed);
+  ClassifierHead head(mc.hidden, classes, seed, mc.precision);
   std::vector<Param> params;
   encoder.collect(params);
   if (ckpt) {
@@ -229,6 +233,7 @@ inline int run_finetune(const std::vector<std::string>& args, std::ostream& out)
   const std::int64_t steps_per_epoch = (static_cast<std::int64_t>(train.size()) + batch - 1) / batch;
   const std::int64_t total = steps_per_epoch * epochs;
   oc.warmup = total / 10;
+  fs::create_directories(out_dir);  // everything checked: from here on the run writes
   std::ofstream metrics(out_dir + "/metrics.jsonl", std::ios::trunc);
 
   std::vector<float> hidden, dhidden;

@@ -38,10 +38,12 @@ int run_vocab(const std::vector<std::string>& args, std::ostream& out) {
     return 0;
   }
   const int size = static_cast<int>(o.integer("vocab-size", bert::kNumSpecial + 1, 1 << 20));
-  std::filesystem::create_directories(o.str("out"));
   const std::string path = o.str("out") + "/vocab.txt";
   if (std::filesystem::exists(path)) pld::detail::throw_error(path, " exists (nothing was overwritten)");
-  bert::load_data(o.str("corpus"), "", o.str("out"), size, out);
+  const bert::Data d = bert::load_data(o.str("corpus"), "", o.str("out"), size, out);
+  std::filesystem::create_directories(o.str("out"));
+  d.vocab.save(path);
+  out << "vocabulary saved to " << path << "\n";
   return 0;
 }
 

@@ -28,6 +28,7 @@ struct ModelConfig {
   float dropout = 0.1f;
   double ln_eps = 1e-12;  // BERT's
   std::uint64_t seed = 1;
+  pld::cpu::Precision precision = pld::cpu::Precision::fp32;  // of every product's operands (fp32 accumulation)
 
   pld::cpu::LayerConfig layer_config() const {
     pld::cpu::LayerConfig c;
@@ -81,7 +82,7 @@ class Encoder {
     init_normal(tok_.w, c.seed, 1000);
     init_normal(pos_.w, c.seed, 1001);
     for (int l = 0; l < c.layers; ++l) {
-      layers_.push_back(std::make_unique<pld::cpu::PreLnLayer<float>>(c.layer_config()));
+      layers_.push_back(std::make_unique<pld::cpu::PreLnLayer<float>>(c.layer_config(), c.precision));
       layers_.back()->params().init_normal(c.seed + 7919u * static_cast<std::uint64_t>(l + 1));
     }
   }
@@ -273,6 +274,7 @@ class MlmHead {
  public:
   explicit MlmHead(const ModelConfig& c)
       : c_(c),
+        gemm_(c.precision),
         dense_w_(static_cast<std::size_t>(c.hidden) * c.hidden),
         dense_b_(static_cast<std::size_t>(c.hidden)),
         ln_w_(static_cast<std::size_t>(c.hidden), 1.0f),
@@ -306,26 +308,27 @@ class MlmHead {
     mean_.resize(static_cast<std::size_t>(M));
     rstd_.resize(static_cast<std::size_t>(M));
     logits_.resize(static_cast<std::size_t>(M) * static_cast<std::size_t>(V));
-    pld::cpu::linear_forward(h.data(), dense_w_.w.data(), dense_b_.w.data(), z_.data(), M, H, H);
+    pld::cpu::linear_forward(gemm_, h.data(), dense_w_.w.data(), dense_b_.w.data(), z_.data(), M, H, H);
     pld::cpu::gelu_forward(z_.data(), a_.data(), MH, pld::cpu::GeluForm::erf);
     pld::cpu::layer_norm_forward(a_.data(), ln_w_.w.data(), ln_b_.w.data(), n_.data(), mean_.data(), rstd_.data(), M, H, c_.ln_eps);
-    pld::cpu::linear_forward(n_.data(), emb.data(), dec_b_.w.data(), logits_.data(), M, H, V);
+    pld::cpu::linear_forward(gemm_, n_.data(), emb.data(), dec_b_.w.data(), logits_.data(), M, H, V);
     // Softmax cross-entropy; logits_ becomes d(loss)/d(logits) when a backward follows.
     const MlmResult res = sel_.cross_entropy(logits_.data(), V, grad_scale, dhidden != nullptr, pred_);
     if (!dhidden) return res;
     // Backward: decoder (tied), LayerNorm, GELU, dense; then scatter to the masked rows.
     dn_.resize(MH);
-    pld::cpu::linear_backward(logits_.data(), n_.data(), emb.data(), dn_.data(), emb_grad.data(), dec_b_.g.data(), M, H, V);
+    pld::cpu::linear_backward(gemm_, logits_.data(), n_.data(), emb.data(), dn_.data(), emb_grad.data(), dec_b_.g.data(), M, H, V);
     da_.resize(MH);
     pld::cpu::layer_norm_backward(dn_.data(), a_.data(), mean_.data(), rstd_.data(), ln_w_.w.data(), da_.data(), ln_w_.g.data(), ln_b_.g.data(), M, H);
     pld::cpu::gelu_backward(da_.data(), z_.data(), z_.data(), MH, pld::cpu::GeluForm::erf);  // z_ becomes dz
-    pld::cpu::linear_backward(z_.data(), h.data(), dense_w_.w.data(), dn_.data(), dense_w_.g.data(), dense_b_.g.data(), M, H, H);
+    pld::cpu::linear_backward(gemm_, z_.data(), h.data(), dense_w_.w.data(), dn_.data(), dense_w_.g.data(), dense_b_.g.data(), M, H, H);
     sel_.scatter(dn_, H, *dhidden);
     return res;
   }
 
  private:
   ModelConfig c_;
+  pld::cpu::Gemm gemm_;
   Tensor dense_w_, dense_b_, ln_w_, ln_b_, dec_b_;
   LabelledRows sel_;
   std::vector<int> pred_;

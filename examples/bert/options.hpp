@@ -7,8 +7,11 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -97,7 +100,8 @@ class Options {
     errno = 0;
     char* end = nullptr;
     const long long x = std::strtoll(v.c_str(), &end, 10);
-    if (v.empty() || *end != '\0' || errno == ERANGE) pld::detail::throw_error("--", name, " must be an integer; got '", v, "'");
+    if (v.empty() || *end != '\0') pld::detail::throw_error("--", name, " must be an integer; got '", v, "'");
+    if (errno == ERANGE) pld::detail::throw_error("--", name, " must be in ", lo, "..", hi, "; got ", v);
     if (x < lo || x > hi) pld::detail::throw_error("--", name, " must be in ", lo, "..", hi, "; got ", x);
     return x;
   }
@@ -138,20 +142,43 @@ class Options {
   }
 
   void load_json(const std::string& file) {
-    std::ifstream in(file);
+    std::error_code ec;
+    if (std::filesystem::is_directory(file, ec)) pld::detail::throw_error("config file ", file, " is a directory");
+    std::ifstream in(file, std::ios::binary);
     if (!in) pld::detail::throw_error("cannot read config file ", file);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    load_json_text(text, file);
+  }
+
+ public:
+  // The config's values from JSON text (`what` names it in errors): one flat object of option
+  // names; a key given twice is an error (JSON parsers keep the last one without a word).
+  void load_json_text(const std::string& text, const std::string& what) {
+    const std::string& file = what;
     nlohmann::json j;
+    std::string duplicate;
     try {
-      in >> j;
+      std::vector<std::set<std::string>> keys;  // the keys seen in each open object
+      j = nlohmann::json::parse(text, [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+        (void)depth;
+        if (event == nlohmann::json::parse_event_t::object_start) keys.emplace_back();
+        else if (event == nlohmann::json::parse_event_t::object_end && !keys.empty()) keys.pop_back();
+        else if (event == nlohmann::json::parse_event_t::key && !keys.empty() && !keys.back().insert(parsed.get<std::string>()).second &&
+                 duplicate.empty())
+          duplicate = parsed.get<std::string>();
+        return true;
+      });
     } catch (const std::exception& e) {
       pld::detail::throw_error("config file ", file, " is not valid JSON: ", e.what());
     }
+    if (!duplicate.empty()) pld::detail::throw_error("config file ", file, " gives '", duplicate, "' more than once");
     if (!j.is_object()) pld::detail::throw_error("config file ", file, " must hold one JSON object");
     for (const auto& [k, v] : j.items()) {
       spec(k);
       if (k == "config") pld::detail::throw_error("config file ", file, " may not name another config");
       if (v.is_string()) values_[k] = v.get<std::string>();
       else if (v.is_boolean()) values_[k] = v.get<bool>() ? "true" : "false";
+      else if (v.is_number_unsigned()) values_[k] = std::to_string(v.get<unsigned long long>());
       else if (v.is_number_integer()) values_[k] = std::to_string(v.get<long long>());
       else if (v.is_number()) {
         std::ostringstream o;
@@ -161,6 +188,8 @@ class Options {
       } else pld::detail::throw_error("config file ", file, ": value of '", k, "' must be a string, number or boolean");
     }
   }
+
+ private:
 
   std::string command_;
   std::vector<OptionSpec> specs_;

@@ -5,6 +5,7 @@
 #include <omp.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -24,6 +25,7 @@
 #include "model.hpp"
 #include "optimizer.hpp"
 #include "options.hpp"
+#include "run_dir.hpp"
 #include "pld/pld.hpp"
 #include "run_config.hpp"
 #include "tokenizer.hpp"
@@ -36,6 +38,26 @@ inline std::string format_duration(double s) {
   else if (s < 3600) std::snprintf(b, sizeof b, "%dm%02ds", static_cast<int>(s) / 60, static_cast<int>(s) % 60);
   else std::snprintf(b, sizeof b, "%dh%02dm", static_cast<int>(s) / 3600, (static_cast<int>(s) / 60) % 60);
   return b;
+}
+
+// A number in the shortest form that reads well in a message (4 significant digits).
+inline std::string format_number(double x) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.4g", x);
+  return b;
+}
+
+// The products' engine as a line for the log: library, CPU ISA, precision.
+inline std::string engine_line(pld::cpu::Precision p) {
+  return std::string(pld::cpu::has_onednn() ? "oneDNN" : "Eigen") + " products, CPU ISA " + pld::cpu::cpu_isa_name() + ", " +
+         pld::cpu::to_string(p) + " operands, fp32 accumulation";
+}
+
+// The same for options.json and summary.json, with the kernel oneDNN chose for the last product.
+inline nlohmann::json engine_info(BertMlm& model) {
+  const pld::cpu::Gemm& g = model.encoder.layer(0).gemm();
+  return {{"library", pld::cpu::has_onednn() ? "oneDNN" : "Eigen"}, {"isa", pld::cpu::cpu_isa_name()},
+          {"precision", pld::cpu::to_string(g.precision())}, {"kernel", g.last_implementation()}};
 }
 
 struct EvalResult {
@@ -102,7 +124,8 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out)
     return 0;
   }
   namespace fs = std::filesystem;
-  // Every option is validated before anything is read or written.
+  // Every option is validated, the corpus read, the vocabulary built and the checkpoint checked
+  // before anything is written: a refused run leaves no file behind.
   const std::string out_dir = o.str("out");
   const int threads = static_cast<int>(o.integer("threads", 0, 1024));
   const int batch = static_cast<int>(o.integer("batch", 1, 1 << 16));
@@ -116,6 +139,8 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out)
   const double mask_prob = o.real("mask-prob", 0.01, 0.9);
   const auto seed = static_cast<std::uint64_t>(o.integer("seed", 0, std::numeric_limits<std::int64_t>::max()));
   const int vocab_size = static_cast<int>(o.integer("vocab-size", kNumSpecial + 1, 1 << 20));
+  const bool allow_noisy = o.boolean("allow-noisy-corpus");
+  const double max_loss_arg = o.str("max-loss") == "auto" ? -1.0 : o.real("max-loss", 0.0, 1e30);
   const OptimizerConfig opt_cfg = optimizer_config_from(o);
   pld::GateConfig gate_cfg;
   gate_cfg.seed = seed;
@@ -123,37 +148,69 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out)
   gate_cfg.granularity = pld::parse_granularity(o.choice("granularity", {"layer", "sample"}));
   if (gate_cfg.granularity == pld::Granularity::sample && opt_cfg.skip_dropped)
     pld::detail::throw_error("--skip-dropped-updates needs --granularity layer");
-  schedule_spec_from(o, model_config_from(o, kNumSpecial + 1).layers);  // validates model and schedule options early
+  // The model's shape and the schedule, built once here so their errors come first.
+  pld::make_schedule(schedule_spec_from(o, model_config_from(o, kNumSpecial + 1).layers));
   const std::string ckpt_path = out_dir + "/checkpoint.bin";
   std::string resume = o.str("resume");
   if (resume == "auto") resume = fs::exists(ckpt_path) ? ckpt_path : "";
+  const std::string others = present_run_files(out_dir);
   if (resume.empty() && fs::exists(ckpt_path))
     pld::detail::throw_error(ckpt_path, " exists: pass --resume auto to continue that run, or choose another --out (nothing was overwritten)");
+  if (resume.empty() && o.str("resume") != "auto" && !others.empty())
+    pld::detail::throw_error("--out ", out_dir, " holds another run (", others, "): pass --resume auto to continue it, or choose another --out (nothing was overwritten)");
+  if (resume.empty() && fs::exists(out_dir + "/summary.json"))
+    pld::detail::throw_error("--out ", out_dir, " holds a finished run (summary.json) without a checkpoint: choose another --out (nothing was overwritten)");
   std::optional<Checkpoint> ckpt;
   if (!resume.empty()) ckpt = read_checkpoint(resume);  // a corrupt file fails here, before any work
+  if (!resume.empty() && !same_file(resume, ckpt_path) && !others.empty())
+    pld::detail::throw_error("--out ", out_dir, " holds another run (", others, "); resuming ", resume,
+                             " there would overwrite it: choose an --out without one (nothing was overwritten)");
+  if (ckpt && stop_at > 0 && stop_at <= ckpt->step)
+    pld::detail::throw_error("--stop-at ", stop_at, " is not after checkpoint ", resume, "'s step ", ckpt->step, " (nothing to do)");
+  if (ckpt && ckpt->step >= steps) pld::detail::throw_error("checkpoint ", resume, " is at step ", ckpt->step, ", at or past --steps ", steps);
 
   if (threads > 0) omp_set_num_threads(threads);
-  fs::create_directories(out_dir);
-  Data data = load_data(o.str("corpus"), o.str("vocab"), out_dir, vocab_size, out);
+  Data data = load_data(o.str("corpus"), o.str("vocab"), out_dir, vocab_size, out, /*may_train_vocab=*/true, allow_noisy);
   ModelConfig mc = model_config_from(o, data.vocab.size());
   mc.seed = seed;
   const std::vector<Sequence> train = pack_sequences(data.docs, data.split, Split::train, data.vocab, mc.max_len);
   const std::vector<Sequence> valid = pack_sequences(data.docs, data.split, Split::validation, data.vocab, mc.max_len);
   out << "sequences: " << train.size() << " train, " << valid.size() << " validation (max_len " << mc.max_len << ")\n";
   if (valid.empty()) pld::detail::throw_error("the validation split is empty: the corpus needs at least one validation document");
+  const double unk = unk_share(train);
+  check_unk_share(unk, data.vocab_path, allow_noisy);
+  // A step whose loss exceeds this has diverged: twice the loss of a uniform guess over V tokens
+  // (a fresh model starts near ln V; a healthy run only goes down from there).
+  const double max_loss = max_loss_arg < 0 ? 2.0 * std::log(static_cast<double>(data.vocab.size())) : max_loss_arg;
 
   // What a checkpoint must match to be resumed: everything that shapes the numbers.
   std::uint64_t data_hash = 1469598103934665603ull;
   for (const auto& s : train)
     for (int id : s.ids) data_hash = (data_hash ^ static_cast<std::uint64_t>(id)) * 1099511628211ull;
   nlohmann::json key = o.to_json();
+  // Not in the key: how a run is executed rather than what it computes (precision changes the last
+  // bits, not the model: a checkpoint moves between fp32 and bf16 machines, exact only on the same one).
   for (const char* k : {"config", "corpus", "out", "vocab", "steps", "stop-at", "threads", "eval-every", "eval-max-seqs", "log-every",
-                        "checkpoint-every", "resume"})
+                        "checkpoint-every", "resume", "max-loss", "allow-noisy-corpus", "precision"})
     key.erase(k);
   key["vocab_hash"] = std::to_string(data.vocab.hash());
   key["train_data_hash"] = std::to_string(data_hash);
   const std::string key_text = key.dump();
+  if (ckpt && ckpt->key != key_text) {
+    const auto theirs = nlohmann::json::parse(ckpt->key);
+    std::string diff;
+    for (const auto& [k, v] : key.items())
+      if (!theirs.contains(k) || theirs[k] != v) diff += (diff.empty() ? "" : ", ") + k + " (" + (theirs.contains(k) ? theirs[k].dump() : "absent") + " there, " + v.dump() + " here)";
+    pld::detail::throw_error("checkpoint ", resume, " is from another configuration: ", diff.empty() ? "keys differ" : diff);
+  }
 
+  // Everything checked: from here on the run writes.
+  fs::create_directories(out_dir);
+  remove_stale_temp_files(out_dir);
+  if (data.vocab_trained) {
+    data.vocab.save(data.vocab_path);
+    out << "vocabulary saved to " << data.vocab_path << "\n";
+  }
   BertMlm model(mc);
   std::vector<Param>& params = model.params();
   Optimizer opt(opt_cfg, params);
@@ -162,20 +219,12 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out)
   std::int64_t start = 0;
   double elapsed_before = 0.0;
   if (ckpt) {
-    if (ckpt->key != key_text) {
-      const auto theirs = nlohmann::json::parse(ckpt->key);
-      std::string diff;
-      for (const auto& [k, v] : key.items())
-        if (!theirs.contains(k) || theirs[k] != v) diff += (diff.empty() ? "" : ", ") + k + " (" + (theirs.contains(k) ? theirs[k].dump() : "absent") + " there, " + v.dump() + " here)";
-      pld::detail::throw_error("checkpoint ", resume, " is from another configuration: ", diff.empty() ? "keys differ" : diff);
-    }
     restore(*ckpt, params, &opt, resume);
     controller.restore_state(ckpt->controller_state);
     stream.seek(ckpt->data_position);
     start = ckpt->step;
     elapsed_before = ckpt->elapsed_seconds;
     out << "resumed from " << resume << " at step " << start << "\n";
-    if (start >= steps) pld::detail::throw_error("checkpoint ", resume, " is at step ", start, ", at or past --steps ", steps);
   }
   const std::int64_t end = stop_at > 0 ? std::min(stop_at, steps) : steps;
   const std::string metrics_path = out_dir + "/metrics.jsonl";
@@ -185,11 +234,15 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out)
     nlohmann::json opts = o.to_json();
     opts["model"] = {{"vocab", mc.vocab}, {"layers", mc.layers}, {"hidden", mc.hidden}, {"heads", mc.heads}, {"ffn", mc.layer_config().ffn_size()},
                      {"max_len", mc.max_len}, {"parameters", model.num_parameters()}};
+    opts["engine"] = engine_info(model);
     write_file_atomically(out_dir + "/options.json", opts.dump(2) + "\n");
   }
   out << "model: L=" << mc.layers << " H=" << mc.hidden << " heads=" << mc.heads << " F=" << mc.layer_config().ffn_size() << " vocab=" << mc.vocab
       << ", " << model.num_parameters() << " parameters; PLD " << o.str("pld") << ", " << omp_get_max_threads() << " threads\n";
+  out << "engine: " << engine_line(mc.precision) << "\n";
 
+  std::int64_t last_saved = ckpt ? start : -1;  // the step of the newest checkpoint on disk
+  const StopOnSignals stop_on_signals;  // SIGTERM / SIGINT: checkpoint after the current step, then exit
   double train_seconds = 0;  // time in training steps only (no eval, no checkpoint)
   double layer_seconds = 0;  // of which inside the encoder layers
   auto save = [&](std::int64_t step_done, double elapsed) {
@@ -201,6 +254,7 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out)
     c.controller_state = controller.save_state();
     capture(params, opt, c);
     write_file_atomically(ckpt_path, serialize_checkpoint(c));
+    last_saved = step_done;
   };
   auto eval = [&](std::int64_t step_done) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -241,6 +295,16 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out)
       tokens += b.real_tokens;
     }
     const double gnorm = opt.clip(params);
+    if (!std::isfinite(loss) || !std::isfinite(gnorm) || (max_loss > 0 && loss > max_loss)) {
+      metrics.flush();
+      char what[160];
+      std::snprintf(what, sizeof what, "loss %.4g, gradient norm %.4g%s", loss, gnorm,
+                    !std::isfinite(loss) || !std::isfinite(gnorm) ? " (not finite)" : "");
+      pld::detail::throw_error("training diverged at step ", step + 1, ": ", what,
+                               max_loss > 0 && loss > max_loss ? " above --max-loss " + format_number(max_loss) : std::string(), "; ",
+                               last_saved < 0 ? std::string("no checkpoint was written") : "the last checkpoint (step " + std::to_string(last_saved) + ") is kept",
+                               "; try a lower --lr than ", format_number(opt_cfg.lr));
+    }
     const double lr = learning_rate(opt_cfg, step, steps);
     opt.update(params, lr, plan);
     const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -285,13 +349,20 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out)
       evaluated_at_end = last;
     }
     if ((ckpt_every > 0 && done % ckpt_every == 0) || last) save(done, elapsed_before + train_seconds);
+    if (const int sig = StopOnSignals::requested()) {
+      if (last_saved != done) save(done, elapsed_before + train_seconds);
+      metrics.flush();
+      out << "interrupted by " << signal_name(sig) << " after step " << done << ": checkpoint " << ckpt_path
+          << " saved; continue with --resume auto\n" << std::flush;
+      return 128 + sig;
+    }
   }
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
   const pld::ControllerStats& st = controller.stats();
   nlohmann::json summary = {{"steps_done", end}, {"steps_this_process", end - start}, {"wall_s", wall}, {"train_s", train_seconds},
                             {"layer_s", layer_seconds}, {"tokens_per_s", st.tokens_per_second()},
                             {"mean_kept_fraction", (end - start) > 0 ? kept_sum / static_cast<double>(end - start) : 1.0},
-                            {"layer_work_saved", st.layer_work_saved()}, {"checkpoint", ckpt_path}};
+                            {"layer_work_saved", st.layer_work_saved()}, {"checkpoint", ckpt_path}, {"engine", engine_info(model)}};
   out << "done: " << end << "/" << steps << " steps (" << (end - start) << " in this process) in " << format_duration(wall) << " ("
       << format_duration(train_seconds) << " training)\n";
   if (evaluated_at_end) {

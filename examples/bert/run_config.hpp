@@ -29,6 +29,7 @@ inline std::vector<OptionSpec> model_option_specs() {
       {"ffn", "0", "feed-forward size F (0: 4H)"},
       {"max-len", "128", "tokens per sequence including [CLS] and [SEP] (8..4096)"},
       {"dropout", "0.1", "dropout on embeddings, attention probabilities and residual branches"},
+      {"precision", "auto", "operands of every matrix product: fp32, bf16 (fp32 accumulation; needs oneDNN) or auto (bf16 where the CPU multiplies bf16 natively: AMX, AVX512-BF16)"},
   };
 }
 
@@ -72,6 +73,8 @@ inline std::vector<OptionSpec> pretrain_option_specs() {
       {"log-every", "10", "progress line and metrics record every N steps"},
       {"checkpoint-every", "500", "checkpoint every N steps (0: only at the end)"},
       {"resume", "", "continue from a checkpoint: a file, or 'auto' for <out>/checkpoint.bin (fresh start if none)"},
+      {"max-loss", "auto", "stop the run as diverged when a step's loss exceeds this or is not finite ('auto': 2 ln V, twice a uniform guess; 0: never)"},
+      {"allow-noisy-corpus", "false", "train even when the corpus is >1% non-text bytes or >5% of its tokens are [UNK]", true},
   };
   for (auto& x : t) s.push_back(x);
   return s;
@@ -90,6 +93,9 @@ inline ModelConfig model_config_from(const Options& o, int vocab_size) {
   c.max_len = static_cast<int>(o.integer("max-len", 8, 4096));
   c.dropout = static_cast<float>(o.real("dropout", 0.0, 0.9));
   c.vocab = vocab_size;
+  c.precision = pld::cpu::resolve_precision(pld::cpu::parse_precision(o.choice("precision", {"auto", "fp32", "bf16"})));
+  if (c.precision == pld::cpu::Precision::bf16 && !pld::cpu::has_onednn())
+    pld::detail::throw_error("--precision bf16 needs oneDNN: this pld-bert was built without it (install libdnnl-dev and rebuild)");
   if (c.hidden % c.heads != 0) pld::detail::throw_error("--hidden (", c.hidden, ") must be divisible by --heads (", c.heads, ")");
   return c;
 }

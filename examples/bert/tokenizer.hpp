@@ -9,8 +9,12 @@
 // Ties go to the pair whose merged string sorts first, so training is deterministic.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <sstream>
 #include <map>
 #include <queue>
 #include <string>
@@ -18,6 +22,7 @@
 #include <vector>
 
 #include "pld/core/error.hpp"
+#include "pld/hooks/state.hpp"  // detail::fnv1a64
 
 namespace bert {
 
@@ -211,8 +216,17 @@ class Vocab {
   }
 
   static Vocab load(const std::string& path) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) pld::detail::throw_error("vocabulary ", path, " is a directory");
     std::ifstream in(path, std::ios::binary);
     if (!in) pld::detail::throw_error("cannot read vocabulary ", path);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return parse(text, path);
+  }
+
+  // A vocab.txt's text (`path` names it in errors): one token per line, the special tokens first.
+  static Vocab parse(const std::string& text, const std::string& path) {
+    std::istringstream in(text);
     std::vector<std::string> tokens;
     std::string line;
     while (std::getline(in, line)) {

@@ -1,113 +1,129 @@
 // Multi-head scaled dot-product self-attention core on a packed qkv buffer, with a key padding
-// mask and dropout on the attention probabilities. The forward saves the softmax probabilities
-// (pre-dropout); the backward recomputes the dropout mask from its key.
+// mask and dropout on the attention probabilities. The products run batched over (batch, head) on
+// the caller's Gemm, reading the heads in place inside the packed rows (no split or merge copies);
+// softmax, masking and dropout are row loops in between. The forward saves the softmax
+// probabilities (pre-dropout); the backward recomputes the dropout mask from its key.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 
 #include "pld/cpu/dropout.hpp"
-#include "pld/cpu/eigen_maps.hpp"
+#include "pld/cpu/gemm.hpp"
 
 namespace pld::cpu {
 
 struct AttentionShape {
   int batch, seq, hidden, heads;
   int head_dim() const { return hidden / heads; }
+  std::size_t probs_size() const { return static_cast<std::size_t>(batch) * heads * seq * seq; }  // (B, heads, T, T)
 };
 
 namespace detail {
-template <class Scalar>
-using StridedMap = Eigen::Map<MatrixR<Scalar>, 0, Eigen::OuterStride<>>;
-template <class Scalar>
-using ConstStridedMap = Eigen::Map<const MatrixR<Scalar>, 0, Eigen::OuterStride<>>;
+
+// op(X) Y products over (b, h): X and Y are (T, *) blocks either inside the packed qkv / ctx rows
+// (column offset h*d, row stride ld, batch stride T*ld) or (T, T) blocks of a (B, heads, T, T) buffer.
+struct HeadOperand {
+  std::int64_t ld;
+  std::array<std::int64_t, 2> batch;
+};
+inline HeadOperand packed_heads(const AttentionShape& s, std::int64_t ld) {
+  return {ld, {static_cast<std::int64_t>(s.seq) * ld, s.head_dim()}};
+}
+inline HeadOperand square_heads(const AttentionShape& s) {
+  const std::int64_t tt = static_cast<std::int64_t>(s.seq) * s.seq;
+  return {s.seq, {s.heads * tt, tt}};
+}
+inline GemmShape head_product(const AttentionShape& s, int m, int n, int k, bool ta, bool tb, HeadOperand a, HeadOperand b,
+                              HeadOperand c) {
+  GemmShape g;
+  g.m = m;
+  g.n = n;
+  g.k = k;
+  g.trans_a = ta;
+  g.trans_b = tb;
+  g.lda = a.ld;
+  g.ldb = b.ld;
+  g.ldc = c.ld;
+  g.batch = {s.batch, s.heads};
+  g.a_batch = a.batch;
+  g.b_batch = b.batch;
+  g.c_batch = c.batch;
+  return g;
+}
+
 }  // namespace detail
 
 // qkv (B*T, 3H): [q | k | v], head h in columns h*d .. h*d+d of each part.
 // valid (B, T): 1 for real tokens, 0 for padding (null: all real). Keys that are padding get
-// probability exactly 0. probs (B, heads, T, T) saved; ctx (B*T, H) written.
+// probability exactly 0. probs (B, heads, T, T) saved (before dropout); dropped (B, heads, T, T)
+// scratch for the dropped probabilities (unused when dropout is 0); ctx (B*T, H) written.
 template <class Scalar>
-void attention_forward(const Scalar* qkv, const std::uint8_t* valid, Scalar* probs, Scalar* ctx,
+void attention_forward(Gemm& gemm, const Scalar* qkv, const std::uint8_t* valid, Scalar* probs, Scalar* dropped, Scalar* ctx,
                        const AttentionShape& s, float dropout, const DropoutKey& key) {
   const int T = s.seq, H = s.hidden, d = s.head_dim();
-  const Scalar scale = Scalar(1) / std::sqrt(static_cast<Scalar>(d));
-  const std::ptrdiff_t TT = static_cast<std::ptrdiff_t>(T) * T;
-#pragma omp parallel
-  {
-    MatrixR<Scalar> pd(T, T);
-#pragma omp for schedule(static)
-    for (int bh = 0; bh < s.batch * s.heads; ++bh) {
-      const int b = bh / s.heads, h = bh % s.heads;
-      const Scalar* base = qkv + static_cast<std::ptrdiff_t>(b) * T * 3 * H;
-      detail::ConstStridedMap<Scalar> Q(base + h * d, T, d, Eigen::OuterStride<>(3 * H));
-      detail::ConstStridedMap<Scalar> K(base + H + h * d, T, d, Eigen::OuterStride<>(3 * H));
-      detail::ConstStridedMap<Scalar> V(base + 2 * H + h * d, T, d, Eigen::OuterStride<>(3 * H));
-      MapR<Scalar> P(probs + bh * TT, T, T);
-      P.noalias() = (Q * K.transpose()) * scale;
-      const std::uint8_t* vb = valid ? valid + static_cast<std::ptrdiff_t>(b) * T : nullptr;
-      for (int i = 0; i < T; ++i) {
-        Scalar mx = -std::numeric_limits<Scalar>::infinity();
-        for (int j = 0; j < T; ++j)
-          if (!vb || vb[j]) mx = std::max(mx, P(i, j));
-        Scalar sum = 0;
-        for (int j = 0; j < T; ++j) {
-          const Scalar e = (!vb || vb[j]) ? std::exp(P(i, j) - mx) : Scalar(0);
-          P(i, j) = e;
-          sum += e;
-        }
-        P.row(i) /= sum;
-      }
-      dropout_apply(P.data(), pd.data(), static_cast<std::size_t>(TT), static_cast<std::size_t>(bh * TT),
-                    dropout, key);
-      detail::StridedMap<Scalar> C(ctx + static_cast<std::ptrdiff_t>(b) * T * H + h * d, T, d,
-                                   Eigen::OuterStride<>(H));
-      C.noalias() = pd * V;
+  const auto qkv_heads = detail::packed_heads(s, 3 * H), ctx_heads = detail::packed_heads(s, H), sq = detail::square_heads(s);
+  // scores = Q K^T / sqrt(d), into probs
+  gemm.run<Scalar>(detail::head_product(s, T, T, d, false, true, qkv_heads, qkv_heads, sq), qkv, qkv + H, probs,
+                   Scalar(1) / std::sqrt(static_cast<Scalar>(d)));
+  const std::int64_t rows = static_cast<std::int64_t>(s.batch) * s.heads * T;
+#pragma omp parallel for schedule(static)
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const std::uint8_t* vb = valid ? valid + (r / (static_cast<std::int64_t>(s.heads) * T)) * T : nullptr;
+    Scalar* p = probs + r * T;
+    Scalar mx = -std::numeric_limits<Scalar>::infinity();
+    for (int j = 0; j < T; ++j)
+      if (!vb || vb[j]) mx = std::max(mx, p[j]);
+    Scalar sum = 0;
+    for (int j = 0; j < T; ++j) {
+      const Scalar e = (!vb || vb[j]) ? std::exp(p[j] - mx) : Scalar(0);
+      p[j] = e;
+      sum += e;
     }
+    const Scalar inv = Scalar(1) / sum;
+    for (int j = 0; j < T; ++j) p[j] *= inv;
   }
+  const Scalar* pd = probs;
+  if (dropout > 0.0f) {
+    dropout_apply(probs, dropped, s.probs_size(), 0, dropout, key);
+    pd = dropped;
+  }
+  // ctx = dropped P V
+  gemm.run<Scalar>(detail::head_product(s, T, d, T, false, false, sq, qkv_heads, ctx_heads), pd, qkv + 2 * H, ctx);
 }
 
-// dctx (B*T, H) in; dqkv (B*T, 3H) written.
+// dctx (B*T, H) in; dqkv (B*T, 3H) written. dropped and dp: (B, heads, T, T) scratch.
 template <class Scalar>
-void attention_backward(const Scalar* dctx, const Scalar* qkv, const Scalar* probs, Scalar* dqkv,
-                        const AttentionShape& s, float dropout, const DropoutKey& key) {
+void attention_backward(Gemm& gemm, const Scalar* dctx, const Scalar* qkv, const Scalar* probs, Scalar* dropped, Scalar* dp,
+                        Scalar* dqkv, const AttentionShape& s, float dropout, const DropoutKey& key) {
   const int T = s.seq, H = s.hidden, d = s.head_dim();
   const Scalar scale = Scalar(1) / std::sqrt(static_cast<Scalar>(d));
-  const std::ptrdiff_t TT = static_cast<std::ptrdiff_t>(T) * T;
-#pragma omp parallel
-  {
-    MatrixR<Scalar> pd(T, T), dp(T, T);
-#pragma omp for schedule(static)
-    for (int bh = 0; bh < s.batch * s.heads; ++bh) {
-      const int b = bh / s.heads, h = bh % s.heads;
-      const std::ptrdiff_t row0 = static_cast<std::ptrdiff_t>(b) * T;
-      const Scalar* base = qkv + row0 * 3 * H;
-      Scalar* dbase = dqkv + row0 * 3 * H;
-      detail::ConstStridedMap<Scalar> Q(base + h * d, T, d, Eigen::OuterStride<>(3 * H));
-      detail::ConstStridedMap<Scalar> K(base + H + h * d, T, d, Eigen::OuterStride<>(3 * H));
-      detail::ConstStridedMap<Scalar> V(base + 2 * H + h * d, T, d, Eigen::OuterStride<>(3 * H));
-      detail::StridedMap<Scalar> dQ(dbase + h * d, T, d, Eigen::OuterStride<>(3 * H));
-      detail::StridedMap<Scalar> dK(dbase + H + h * d, T, d, Eigen::OuterStride<>(3 * H));
-      detail::StridedMap<Scalar> dV(dbase + 2 * H + h * d, T, d, Eigen::OuterStride<>(3 * H));
-      detail::ConstStridedMap<Scalar> dC(dctx + row0 * H + h * d, T, d, Eigen::OuterStride<>(H));
-      ConstMapR<Scalar> P(probs + bh * TT, T, T);
-      const auto offset = static_cast<std::size_t>(bh * TT);
-      dropout_apply(P.data(), pd.data(), static_cast<std::size_t>(TT), offset, dropout, key);
-      dV.noalias() = pd.transpose() * dC;
-      dp.noalias() = dC * V.transpose();                                   // d(dropped P)
-      dropout_apply(dp.data(), dp.data(), static_cast<std::size_t>(TT), offset, dropout, key);  // dP
-      // Softmax backward: dS = P o (dP - rowsum(dP o P)), then the 1/sqrt(d) of the scores.
-      for (int i = 0; i < T; ++i) {
-        // A plain loop, not Eigen's dot: a vectorised reduction peels by the pointer's alignment,
-        // which would make the bits depend on where the buffers happen to live.
-        Scalar dot = 0;
-        for (int j = 0; j < T; ++j) dot += dp(i, j) * P(i, j);
-        dp.row(i) = (P.row(i).array() * (dp.row(i).array() - dot)).matrix() * scale;
-      }
-      dQ.noalias() = dp * K;
-      dK.noalias() = dp.transpose() * Q;
-    }
+  const auto qkv_heads = detail::packed_heads(s, 3 * H), ctx_heads = detail::packed_heads(s, H), sq = detail::square_heads(s);
+  const Scalar* pd = probs;
+  if (dropout > 0.0f) {
+    dropout_apply(probs, dropped, s.probs_size(), 0, dropout, key);
+    pd = dropped;
   }
+  // dV = Pd^T dC; d(Pd) = dC V^T
+  gemm.run<Scalar>(detail::head_product(s, T, d, T, true, false, sq, ctx_heads, qkv_heads), pd, dctx, dqkv + 2 * H);
+  gemm.run<Scalar>(detail::head_product(s, T, T, d, false, true, ctx_heads, qkv_heads, sq), dctx, qkv + 2 * H, dp);
+  if (dropout > 0.0f) dropout_apply(dp, dp, s.probs_size(), 0, dropout, key);  // dP
+  // Softmax backward: dS = P o (dP - rowsum(dP o P)), then the 1/sqrt(d) of the scores. The dot
+  // is a plain loop in column order: the same bits whatever the buffer's alignment.
+  const std::int64_t rows = static_cast<std::int64_t>(s.batch) * s.heads * T;
+#pragma omp parallel for schedule(static)
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const Scalar* p = probs + r * T;
+    Scalar* g = dp + r * T;
+    Scalar dot = 0;
+    for (int j = 0; j < T; ++j) dot += g[j] * p[j];
+    for (int j = 0; j < T; ++j) g[j] = p[j] * (g[j] - dot) * scale;
+  }
+  // dQ = dS K; dK = dS^T Q
+  gemm.run<Scalar>(detail::head_product(s, T, d, T, false, false, sq, qkv_heads, qkv_heads), dp, qkv + H, dqkv);
+  gemm.run<Scalar>(detail::head_product(s, T, d, T, true, false, sq, qkv_heads, qkv_heads), dp, qkv, dqkv + H);
 }
 
 }  // namespace pld::cpu

@@ -4,7 +4,8 @@
 // g is the layer's gate scale from the LayerPlan (1/p_l when kept). A dropped layer is the
 // identity: no work, no saved activations, gradients pass straight through. In per-sample mode
 // only the kept rows are computed (gather, compute, scatter). Scalar is float for training and
-// double for gradient checks.
+// double for gradient checks. The products run on the layer's own Gemm: oneDNN (fp32, or bf16
+// operands with fp32 accumulation when constructed with Precision::bf16 / native) or Eigen.
 #pragma once
 
 #include <array>
@@ -16,6 +17,7 @@
 #include "pld/cpu/attention.hpp"
 #include "pld/cpu/dropout.hpp"
 #include "pld/cpu/gelu.hpp"
+#include "pld/cpu/gemm.hpp"
 #include "pld/cpu/layer_norm.hpp"
 #include "pld/cpu/layer_params.hpp"
 #include "pld/cpu/linear.hpp"
@@ -31,9 +33,13 @@ class PreLnLayer {
  public:
   // Gradients start at zero (LayerParams' constructor sets LayerNorm weights to 1, right for
   // parameters, wrong for their gradients).
-  explicit PreLnLayer(const LayerConfig& config) : config_((config.validate(), config)), params_(config), grads_(config) {
+  explicit PreLnLayer(const LayerConfig& config, Precision precision = Precision::fp32)
+      : config_((config.validate(), config)), params_(config), grads_(config), gemm_(precision) {
     grads_.zero();
   }
+
+  // The products' engine: its precision and the implementation that ran last.
+  const Gemm& gemm() const { return gemm_; }
 
   const LayerConfig& config() const { return config_; }
   LayerParams<Scalar>& params() { return params_; }
@@ -139,7 +145,7 @@ class PreLnLayer {
       v.shrink_to_fit();
     };
     for (auto* v : activations()) free(*v);
-    for (auto* v : {&tmp_, &dbranch_, &dh_, &dwide_, &dqkv_, &dln_}) free(*v);
+    for (auto* v : {&tmp_, &dbranch_, &dh_, &dwide_, &dqkv_, &dln_, &attn_a_, &attn_b_}) free(*v);
     valid_.clear();
     valid_.shrink_to_fit();
   }
@@ -169,17 +175,19 @@ class PreLnLayer {
     pre_.resize(NF);       // (N, F) before GELU
     act_.resize(NF);       // (N, F) after GELU
     tmp_.resize(NH);
+    if (attn_rate() > 0.0f) attn_a_.resize(shape.probs_size());  // (B, heads, T, T) dropped probabilities
 
     layer_norm_forward(x_.data(), p.norm1_weight.data(), p.norm1_bias.data(), ln1_.data(), mean1_.data(), rstd1_.data(), N, H, config_.ln_eps);
-    linear_forward(ln1_.data(), p.in_proj_weight.data(), p.in_proj_bias.data(), qkv_.data(), N, H, 3 * H);
-    attention_forward(qkv_.data(), valid, probs_.data(), ctx_.data(), shape, attn_rate(), key(DropoutSite::attention_probs));
-    linear_forward(ctx_.data(), p.out_proj_weight.data(), p.out_proj_bias.data(), tmp_.data(), N, H, H);
+    linear_forward(gemm_, ln1_.data(), p.in_proj_weight.data(), p.in_proj_bias.data(), qkv_.data(), N, H, 3 * H);
+    attention_forward(gemm_, qkv_.data(), valid, probs_.data(), attn_a_.data(), ctx_.data(), shape, attn_rate(),
+                      key(DropoutSite::attention_probs));
+    linear_forward(gemm_, ctx_.data(), p.out_proj_weight.data(), p.out_proj_bias.data(), tmp_.data(), N, H, H);
     dropout_apply(tmp_.data(), tmp_.data(), NH, 0, hidden_rate(), key(DropoutSite::attention_out));
     for (std::size_t i = 0; i < NH; ++i) h_[i] = x_[i] + g * tmp_[i];
     layer_norm_forward(h_.data(), p.norm2_weight.data(), p.norm2_bias.data(), ln2_.data(), mean2_.data(), rstd2_.data(), N, H, config_.ln_eps);
-    linear_forward(ln2_.data(), p.linear1_weight.data(), p.linear1_bias.data(), pre_.data(), N, H, F);
+    linear_forward(gemm_, ln2_.data(), p.linear1_weight.data(), p.linear1_bias.data(), pre_.data(), N, H, F);
     gelu_forward(pre_.data(), act_.data(), NF, config_.gelu);
-    linear_forward(act_.data(), p.linear2_weight.data(), p.linear2_bias.data(), tmp_.data(), N, F, H);
+    linear_forward(gemm_, act_.data(), p.linear2_weight.data(), p.linear2_bias.data(), tmp_.data(), N, F, H);
     dropout_apply(tmp_.data(), tmp_.data(), NH, 0, hidden_rate(), key(DropoutSite::ffn_out));
     for (std::size_t i = 0; i < NH; ++i) y[i] = h_[i] + g * tmp_[i];
   }
@@ -197,23 +205,26 @@ class PreLnLayer {
     dwide_.resize(NF);
     dqkv_.resize(3 * NH);
     dln_.resize(NH);
+    attn_a_.resize(shape.probs_size());  // (B, heads, T, T) dropped probabilities
+    attn_b_.resize(shape.probs_size());  // (B, heads, T, T) their gradient, then the scores'
     std::vector<Scalar>&dbranch = dbranch_, &dh = dh_, &dwide = dwide_, &dqkv = dqkv_, &dln = dln_;
 
     // FFN branch: y = h + g * drop(W2 gelu(W1 LN2(h) + b1) + b2).
     for (std::size_t i = 0; i < NH; ++i) dbranch[i] = g * dy[i];
     dropout_apply(dbranch.data(), dbranch.data(), NH, 0, hidden_rate(), key(DropoutSite::ffn_out));
-    linear_backward(dbranch.data(), act_.data(), p.linear2_weight.data(), dwide.data(), d.linear2_weight.data(), d.linear2_bias.data(), N, F, H);
+    linear_backward(gemm_, dbranch.data(), act_.data(), p.linear2_weight.data(), dwide.data(), d.linear2_weight.data(), d.linear2_bias.data(), N, F, H);
     gelu_backward(dwide.data(), pre_.data(), dwide.data(), NF, config_.gelu);
-    linear_backward(dwide.data(), ln2_.data(), p.linear1_weight.data(), dln.data(), d.linear1_weight.data(), d.linear1_bias.data(), N, H, F);
+    linear_backward(gemm_, dwide.data(), ln2_.data(), p.linear1_weight.data(), dln.data(), d.linear1_weight.data(), d.linear1_bias.data(), N, H, F);
     layer_norm_backward(dln.data(), h_.data(), mean2_.data(), rstd2_.data(), p.norm2_weight.data(), dh.data(), d.norm2_weight.data(), d.norm2_bias.data(), N, H);
     for (std::size_t i = 0; i < NH; ++i) dh[i] += dy[i];
 
     // Attention branch: h = x + g * drop(Wo MHA(LN1(x)) + bo).
     for (std::size_t i = 0; i < NH; ++i) dbranch[i] = g * dh[i];
     dropout_apply(dbranch.data(), dbranch.data(), NH, 0, hidden_rate(), key(DropoutSite::attention_out));
-    linear_backward(dbranch.data(), ctx_.data(), p.out_proj_weight.data(), dln.data(), d.out_proj_weight.data(), d.out_proj_bias.data(), N, H, H);
-    attention_backward(dln.data(), qkv_.data(), probs_.data(), dqkv.data(), shape, attn_rate(), key(DropoutSite::attention_probs));
-    linear_backward(dqkv.data(), ln1_.data(), p.in_proj_weight.data(), dln.data(), d.in_proj_weight.data(), d.in_proj_bias.data(), N, H, 3 * H);
+    linear_backward(gemm_, dbranch.data(), ctx_.data(), p.out_proj_weight.data(), dln.data(), d.out_proj_weight.data(), d.out_proj_bias.data(), N, H, H);
+    attention_backward(gemm_, dln.data(), qkv_.data(), probs_.data(), attn_a_.data(), attn_b_.data(), dqkv.data(), shape, attn_rate(),
+                       key(DropoutSite::attention_probs));
+    linear_backward(gemm_, dqkv.data(), ln1_.data(), p.in_proj_weight.data(), dln.data(), d.in_proj_weight.data(), d.in_proj_bias.data(), N, H, 3 * H);
     layer_norm_backward(dln.data(), x_.data(), mean1_.data(), rstd1_.data(), p.norm1_weight.data(), dx, d.norm1_weight.data(), d.norm1_bias.data(), N, H);
     for (std::size_t i = 0; i < NH; ++i) dx[i] += dh[i];
   }
@@ -226,6 +237,8 @@ class PreLnLayer {
   std::vector<int> rows_;
   std::vector<Scalar> x_, ln1_, mean1_, rstd1_, qkv_, probs_, ctx_, h_, ln2_, mean2_, rstd2_, pre_, act_, tmp_;
   std::vector<Scalar> dbranch_, dh_, dwide_, dqkv_, dln_;  // backward scratch
+  std::vector<Scalar> attn_a_, attn_b_;                    // attention scratch (B, heads, T, T)
+  Gemm gemm_;
   std::vector<std::uint8_t> valid_;
   std::vector<Scalar> gather_x_, gather_y_;
   std::vector<std::uint8_t> gather_valid_;

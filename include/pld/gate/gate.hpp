@@ -61,10 +61,12 @@ class Gate {
 
   // Fills `out` for `step`, reusing its storage (no allocation once sized). In evaluation
   // (training = false) every layer is kept with scale 1. `batch` is the number of rows and is
-  // required (> 0) in per-sample mode, ignored otherwise.
+  // required (> 0) in per-sample training, ignored otherwise; an evaluation plan in per-sample
+  // mode without a batch is a per-layer plan (every row runs every layer, so rows need no mask).
   void plan(std::int64_t step, LayerPlan& out, bool training = true, int batch = 0) const {
     if (step < 0) detail::throw_error("step must be >= 0, got ", step);
-    const bool per_sample = config_.granularity == Granularity::sample;
+    if (batch < 0) detail::throw_error("batch must be >= 0, got ", batch);
+    const bool per_sample = config_.granularity == Granularity::sample && (training || batch > 0);
     if (per_sample && batch <= 0)
       detail::throw_error("per-sample gating needs the batch size (> 0), got ", batch);
     const int L = schedule_.num_layers();

@@ -1,0 +1,313 @@
+// The CPU backend's matrix products: row-major, up to two batch dimensions with arbitrary strides
+// (the attention heads live inside the packed QKV rows), an optional bias and C += accumulation.
+// With oneDNN (PLD_HAS_ONEDNN, pld::cpu links it where it is found) a float product runs as a
+// oneDNN matmul, in fp32 or with bf16 operands and fp32 accumulation; the primitive is created
+// once per shape and kept in the Gemm object, which each layer owns (no global state). Without
+// oneDNN, and always for double (gradient checks), Eigen's own GEMM runs.
+//
+// Why oneDNN and not Eigen-on-BLAS: oneDNN picks its kernel from the CPU it runs on (AMX, AVX-512
+// BF16, AVX-512, AVX2) and reports it; Debian's OpenBLAS 0.3.21 mis-detects recent Xeons as a
+// generic core and runs ~5x slower there (docs/cpu_layer.md).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <string>
+#include <tuple>
+#include <unordered_map>
+#include <type_traits>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "pld/core/error.hpp"
+
+#if defined(PLD_HAS_ONEDNN)
+#include <oneapi/dnnl/dnnl.hpp>
+#endif
+
+namespace pld::cpu {
+
+// The operands' type in a float product: fp32, or bf16 (rounded to nearest even from the fp32
+// values) with fp32 accumulation and an fp32 result. `native` picks bf16 where the CPU multiplies
+// bf16 in hardware (AMX or AVX512-BF16), fp32 elsewhere.
+enum class Precision { fp32, bf16, native };
+
+inline const char* to_string(Precision p) {
+  switch (p) {
+    case Precision::fp32: return "fp32";
+    case Precision::bf16: return "bf16";
+    case Precision::native: return "native";
+  }
+  return "?";
+}
+
+inline Precision parse_precision(const std::string& s) {
+  if (s == "fp32") return Precision::fp32;
+  if (s == "bf16") return Precision::bf16;
+  if (s == "native" || s == "auto") return Precision::native;
+  pld::detail::throw_error("precision must be fp32, bf16 or auto; got '", s, "'");
+}
+
+// C (m, n) = alpha * op(A) (m, k) * op(B) (k, n) [+ bias (n) on every row] [+ C when accumulate],
+// for every (i, j) < batch: A at a + i * a_batch[0] + j * a_batch[1], and so on. Rows of the
+// stored matrices are ld* apart; a transposed operand is stored (k, m) for A and (n, k) for B.
+struct GemmShape {
+  int m = 0, n = 0, k = 0;
+  bool trans_a = false, trans_b = false;
+  std::int64_t lda = 0, ldb = 0, ldc = 0;
+  std::array<int, 2> batch{1, 1};
+  std::array<std::int64_t, 2> a_batch{0, 0}, b_batch{0, 0}, c_batch{0, 0};
+
+  // A plain (m, k) x op(B) product, densely stored: C = A B (trans_b: A B^T).
+  static GemmShape plain(int m, int n, int k, bool trans_a, bool trans_b) {
+    GemmShape s;
+    s.m = m;
+    s.n = n;
+    s.k = k;
+    s.trans_a = trans_a;
+    s.trans_b = trans_b;
+    s.lda = trans_a ? m : k;
+    s.ldb = trans_b ? k : n;
+    s.ldc = n;
+    return s;
+  }
+  auto key() const { return std::make_tuple(m, n, k, trans_a, trans_b, lda, ldb, ldc, batch, a_batch, b_batch, c_batch); }
+  double flops() const { return 2.0 * m * n * static_cast<double>(k) * batch[0] * batch[1]; }
+};
+
+inline void check_gemm_shape(const GemmShape& s) {
+  if (s.m <= 0 || s.n <= 0 || s.k <= 0 || s.batch[0] <= 0 || s.batch[1] <= 0)
+    pld::detail::throw_error("gemm: dimensions must be > 0 (m ", s.m, ", n ", s.n, ", k ", s.k, ", batch ", s.batch[0], "x", s.batch[1], ")");
+  if (s.lda < (s.trans_a ? s.m : s.k) || s.ldb < (s.trans_b ? s.k : s.n) || s.ldc < s.n)
+    pld::detail::throw_error("gemm: a leading dimension is smaller than its row (lda ", s.lda, ", ldb ", s.ldb, ", ldc ", s.ldc, ")");
+}
+
+namespace detail {
+
+// fp32 -> bf16 bits, round to nearest even (NaN stays NaN).
+inline std::uint16_t to_bf16_bits(float f) {
+  std::uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<std::uint16_t>((u >> 16) | 0x40u);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<std::uint16_t>(u >> 16);
+}
+
+// Eigen's product, one batch entry at a time: the path for double and for builds without oneDNN.
+template <class Scalar>
+void eigen_gemm(const GemmShape& s, const Scalar* a, const Scalar* b, Scalar* c, Scalar alpha, bool accumulate, const Scalar* bias) {
+  using Mat = Eigen::Matrix<Scalar, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  using CMap = Eigen::Map<const Mat, 0, Eigen::OuterStride<>>;
+  using MMap = Eigen::Map<Mat, 0, Eigen::OuterStride<>>;
+  for (int i = 0; i < s.batch[0]; ++i)
+    for (int j = 0; j < s.batch[1]; ++j) {
+      const Scalar* ai = a + i * s.a_batch[0] + j * s.a_batch[1];
+      const Scalar* bi = b + i * s.b_batch[0] + j * s.b_batch[1];
+      Scalar* ci = c + i * s.c_batch[0] + j * s.c_batch[1];
+      CMap A(ai, s.trans_a ? s.k : s.m, s.trans_a ? s.m : s.k, Eigen::OuterStride<>(s.lda));
+      CMap B(bi, s.trans_b ? s.n : s.k, s.trans_b ? s.k : s.n, Eigen::OuterStride<>(s.ldb));
+      MMap C(ci, s.m, s.n, Eigen::OuterStride<>(s.ldc));
+      auto product = [&](const auto& opa, const auto& opb) {
+        if (accumulate) C.noalias() += alpha * (opa * opb);
+        else if (alpha == Scalar(1)) C.noalias() = opa * opb;
+        else C.noalias() = alpha * (opa * opb);
+      };
+      if (s.trans_a && s.trans_b) product(A.transpose(), B.transpose());
+      else if (s.trans_a) product(A.transpose(), B);
+      else if (s.trans_b) product(A, B.transpose());
+      else product(A, B);
+      if (bias) C.rowwise() += Eigen::Map<const Eigen::Matrix<Scalar, 1, Eigen::Dynamic>>(bias, s.n);
+    }
+}
+
+}  // namespace detail
+
+// Whether this build runs float products on oneDNN.
+constexpr bool has_onednn() {
+#if defined(PLD_HAS_ONEDNN)
+  return true;
+#else
+  return false;
+#endif
+}
+
+// Whether the CPU multiplies bf16 in hardware, as oneDNN sees it (false without oneDNN).
+inline bool cpu_has_native_bf16() {
+#if defined(PLD_HAS_ONEDNN)
+  const auto isa = dnnl::get_effective_cpu_isa();
+  return isa == dnnl::cpu_isa::avx512_core_bf16 || isa == dnnl::cpu_isa::avx512_core_amx;
+#else
+  return false;
+#endif
+}
+
+// The ISA oneDNN dispatches to on this CPU ("eigen" without oneDNN).
+inline std::string cpu_isa_name() {
+#if defined(PLD_HAS_ONEDNN)
+  switch (dnnl::get_effective_cpu_isa()) {
+    case dnnl::cpu_isa::avx512_core_amx: return "avx512_core_amx";
+    case dnnl::cpu_isa::avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl::cpu_isa::avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl::cpu_isa::avx512_core: return "avx512_core";
+    case dnnl::cpu_isa::avx2_vnni: return "avx2_vnni";
+    case dnnl::cpu_isa::avx2: return "avx2";
+    case dnnl::cpu_isa::avx: return "avx";
+    case dnnl::cpu_isa::sse41: return "sse41";
+    default: return "other";
+  }
+#else
+  return "eigen";
+#endif
+}
+
+// `native` resolved on this machine.
+inline Precision resolve_precision(Precision p) {
+  if (p != Precision::native) return p;
+  return cpu_has_native_bf16() ? Precision::bf16 : Precision::fp32;
+}
+
+class Gemm {
+ public:
+  explicit Gemm(Precision precision = Precision::fp32) : precision_(resolve_precision(precision)) {
+    if (precision_ == Precision::bf16 && !has_onednn())
+      pld::detail::throw_error("bf16 products need oneDNN: this build of pld::cpu has none (install libdnnl-dev and reconfigure)");
+  }
+  Gemm(const Gemm&) = delete;
+  Gemm& operator=(const Gemm&) = delete;
+  Gemm(Gemm&&) = default;
+  Gemm& operator=(Gemm&&) = default;
+
+  Precision precision() const { return precision_; }
+
+  // What ran the last float product: "oneDNN brg:avx512_core_amx (bf16)", "Eigen (fp32)", ...
+  const std::string& last_implementation() const { return last_impl_; }
+  // Float products run so far, and their FLOPs.
+  std::int64_t calls() const { return calls_; }
+
+  // C = alpha op(A) op(B) [+ bias] [+ C if accumulate]. Scalar float or double (double: Eigen).
+  template <class Scalar>
+  void run(const GemmShape& s, const Scalar* a, const Scalar* b, Scalar* c, Scalar alpha = Scalar(1), bool accumulate = false,
+           const Scalar* bias = nullptr) {
+    check_gemm_shape(s);
+    ++calls_;
+#if defined(PLD_HAS_ONEDNN)
+    if constexpr (std::is_same<Scalar, float>::value) {
+      run_onednn(s, a, b, c, alpha, accumulate, bias);
+      return;
+    }
+#endif
+    if (std::is_same<Scalar, float>::value && last_impl_.empty()) last_impl_ = "Eigen (fp32)";
+    detail::eigen_gemm(s, a, b, c, alpha, accumulate, bias);
+  }
+
+ private:
+#if defined(PLD_HAS_ONEDNN)
+  using dims = dnnl::memory::dims;
+  using dt = dnnl::memory::data_type;
+
+  struct Plan {
+    dnnl::matmul prim;
+    dnnl::memory::desc a_md, b_md, c_md, bias_md;
+    std::string impl;
+  };
+
+  // dims (b0, b1, rows, cols) with the stored strides; rank 2 when there is no batch.
+  static dnnl::memory::desc desc(const GemmShape& s, int rows, int cols, std::int64_t row_stride, std::int64_t col_stride,
+                                 const std::array<std::int64_t, 2>& batch_strides, dt type) {
+    if (s.batch[0] == 1 && s.batch[1] == 1) return dnnl::memory::desc(dims{rows, cols}, type, dims{row_stride, col_stride});
+    return dnnl::memory::desc(dims{s.batch[0], s.batch[1], rows, cols}, type,
+                              dims{batch_strides[0], batch_strides[1], row_stride, col_stride});
+  }
+
+  // A stored operand (rows x cols with row stride ld, per batch entry) copied to dense bf16.
+  static void to_bf16(const GemmShape& s, const float* src, int rows, int cols, std::int64_t ld, const std::array<std::int64_t, 2>& bs,
+                      std::vector<std::uint16_t>& dst) {
+    const std::int64_t per = static_cast<std::int64_t>(rows) * cols;
+    dst.resize(static_cast<std::size_t>(per * s.batch[0] * s.batch[1]));
+    const int entries = s.batch[0] * s.batch[1];
+#pragma omp parallel for schedule(static) collapse(2) if (per * entries > 32768)
+    for (int e = 0; e < entries; ++e)
+      for (int r = 0; r < rows; ++r) {
+        const float* in = src + (e / s.batch[1]) * bs[0] + (e % s.batch[1]) * bs[1] + r * ld;
+        std::uint16_t* out = dst.data() + e * per + static_cast<std::int64_t>(r) * cols;
+        for (int x = 0; x < cols; ++x) out[x] = detail::to_bf16_bits(in[x]);
+      }
+  }
+
+  void run_onednn(const GemmShape& s, const float* a, const float* b, float* c, float alpha, bool accumulate, const float* bias) {
+    const bool bf16 = precision_ == Precision::bf16;
+    const auto key = std::make_tuple(s.key(), accumulate, bias != nullptr, alpha, bf16);
+    auto it = plans_.find(key);
+    if (it == plans_.end()) it = plans_.emplace(key, make_plan(s, alpha, accumulate, bias != nullptr, bf16)).first;
+    Plan& p = it->second;
+    const int ar = s.trans_a ? s.k : s.m, ac = s.trans_a ? s.m : s.k;  // A as stored
+    const int br = s.trans_b ? s.n : s.k, bc = s.trans_b ? s.k : s.n;  // B as stored
+    void* ap = const_cast<float*>(a);
+    void* bp = const_cast<float*>(b);
+    if (bf16) {
+      to_bf16(s, a, ar, ac, s.lda, s.a_batch, a16_);
+      to_bf16(s, b, br, bc, s.ldb, s.b_batch, b16_);
+      ap = a16_.data();
+      bp = b16_.data();
+    }
+    dnnl::memory am(p.a_md, engine_, ap), bm(p.b_md, engine_, bp), cm(p.c_md, engine_, c);
+    std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}};
+    if (bias) args.emplace(DNNL_ARG_BIAS, dnnl::memory(p.bias_md, engine_, const_cast<float*>(bias)));
+    p.prim.execute(stream_, args);
+    stream_.wait();
+    last_impl_ = p.impl;
+  }
+
+  Plan make_plan(const GemmShape& s, float alpha, bool accumulate, bool has_bias, bool bf16) {
+    const dt in = bf16 ? dt::bf16 : dt::f32;
+    const int ar = s.trans_a ? s.k : s.m, ac = s.trans_a ? s.m : s.k;
+    const int br = s.trans_b ? s.n : s.k, bc = s.trans_b ? s.k : s.n;
+    // bf16 operands are repacked densely (to_bf16), f32 ones are read in place.
+    const std::int64_t lda = bf16 ? ac : s.lda, ldb = bf16 ? bc : s.ldb;
+    const std::array<std::int64_t, 2> abs = bf16 ? std::array<std::int64_t, 2>{static_cast<std::int64_t>(ar) * ac * s.batch[1], static_cast<std::int64_t>(ar) * ac}
+                                                 : s.a_batch;
+    const std::array<std::int64_t, 2> bbs = bf16 ? std::array<std::int64_t, 2>{static_cast<std::int64_t>(br) * bc * s.batch[1], static_cast<std::int64_t>(br) * bc}
+                                                 : s.b_batch;
+    Plan p;
+    // Logical A (m, k) and B (k, n); a transposed operand is the stored one with swapped strides.
+    p.a_md = s.trans_a ? desc(s, s.m, s.k, 1, lda, abs, in) : desc(s, s.m, s.k, lda, 1, abs, in);
+    p.b_md = s.trans_b ? desc(s, s.k, s.n, 1, ldb, bbs, in) : desc(s, s.k, s.n, ldb, 1, bbs, in);
+    p.c_md = desc(s, s.m, s.n, s.ldc, 1, s.c_batch, dt::f32);
+    if (has_bias) {
+      const bool batched = !(s.batch[0] == 1 && s.batch[1] == 1);
+      p.bias_md = batched ? dnnl::memory::desc(dims{1, 1, 1, s.n}, dt::f32, dims{s.n, s.n, s.n, 1})
+                          : dnnl::memory::desc(dims{1, s.n}, dt::f32, dims{s.n, 1});
+    }
+    dnnl::primitive_attr attr;
+    if (alpha != 1.0f) attr.set_output_scales(0, {alpha});
+    if (accumulate) {
+      dnnl::post_ops po;
+      po.append_sum(1.0f);
+      attr.set_post_ops(po);
+    }
+    try {
+      const auto d = has_bias ? dnnl::matmul::desc(p.a_md, p.b_md, p.bias_md, p.c_md) : dnnl::matmul::desc(p.a_md, p.b_md, p.c_md);
+      const dnnl::matmul::primitive_desc pd(d, attr, engine_);
+      p.prim = dnnl::matmul(pd);
+      p.impl = std::string("oneDNN ") + pd.impl_info_str() + (bf16 ? " (bf16)" : " (fp32)");
+    } catch (const dnnl::error& e) {
+      pld::detail::throw_error("gemm: oneDNN has no matmul for m ", s.m, " n ", s.n, " k ", s.k, " batch ", s.batch[0], "x", s.batch[1], " (",
+                          e.what(), ")");
+    }
+    return p;
+  }
+
+  dnnl::engine engine_{dnnl::engine::kind::cpu, 0};
+  dnnl::stream stream_{engine_};
+  std::map<std::tuple<decltype(GemmShape{}.key()), bool, bool, float, bool>, Plan> plans_;
+  std::vector<std::uint16_t> a16_, b16_;
+#endif
+  Precision precision_;
+  std::string last_impl_;
+  std::int64_t calls_ = 0;
+};
+
+}  // namespace pld::cpu
