@@ -1,13 +1,18 @@
 // What the CPU Pre-LN layer costs: forward, backward, forward+backward at BERT-mini (H=256, N=4),
-// BERT-small (H=512, N=8) and BERT-base (H=768, N=12), T=128, a batch of 16 sequences, float,
-// training mode (dropout 0.1 on all three sites, as BERT). Measured beside them in the same run:
-//  - the ceiling: one plain Eigen float GEMM of the layer's largest shape, (B*T, H) x (H, 4H);
+// BERT-small (H=512, N=8) and BERT-base (H=768, N=12), T=128, a batch of 16 sequences, float
+// activations with fp32 or bf16 products (precision 0 / 1), training mode (dropout 0.1 on all
+// three sites, as BERT). Measured beside them in the same run:
+//  - the ceiling: oneDNN's matmul of the layer's largest shape, (B*T, H) x (H, 4H), with operands
+//    already in the precision (no conversion: the layer pays for its own), fp32 and bf16;
+//    Eigen's product where pld was built without oneDNN;
 //  - a dropped layer (gate says skip), forward+backward, out of place (the copy is all it does).
 // Counters: tokens/s (B*T per iteration) and GFLOP/s (GEMM FLOPs only, PreLnLayer::forward_flops;
 // backward = 2x forward). scripts/bench-cpu-layer.sh turns the JSON into the ratio table.
 #include <benchmark/benchmark.h>
 
 #include <cmath>
+#include <cstring>
+#include <string>
 #include <vector>
 
 #include "pld/cpu.hpp"
@@ -29,11 +34,15 @@ pld::cpu::LayerConfig config_of(int size) {
   return c;
 }
 
+pld::cpu::Precision precision_of(const benchmark::State& state) {
+  return state.range(1) ? pld::cpu::Precision::bf16 : pld::cpu::Precision::fp32;
+}
+
 struct Fixture {
   pld::cpu::PreLnLayer<float> layer;
   std::vector<float> x, y, dy, dx;
   pld::cpu::LayerStep step;
-  explicit Fixture(int size) : layer(config_of(size)) {
+  Fixture(int size, pld::cpu::Precision precision) : layer(config_of(size), precision) {
     layer.params().init_normal(1);
     const std::size_t n = static_cast<std::size_t>(kBatch) * kSeq * kSizes[size].hidden;
     x.resize(n);
@@ -54,8 +63,18 @@ struct Fixture {
   void backward() { layer.backward(dy.data(), dx.data()); }
 };
 
-void set_counters(benchmark::State& state, int size, double flops_per_iter) {
-  state.SetLabel(kSizes[size].name);
+// bf16 needs oneDNN; a build without it reports those cases as skipped.
+bool runnable(benchmark::State& state) {
+  if (precision_of(state) == pld::cpu::Precision::bf16 && !pld::cpu::has_onednn()) {
+    state.SkipWithError("bf16 products need oneDNN (this build has none)");
+    return false;
+  }
+  return true;
+}
+
+void set_counters(benchmark::State& state, double flops_per_iter, const std::string& impl = "") {
+  const int size = static_cast<int>(state.range(0));
+  state.SetLabel(std::string(kSizes[size].name) + " " + pld::cpu::to_string(precision_of(state)) + (impl.empty() ? "" : " " + impl));
   state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(kBatch) * kSeq, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["GFLOP/s"] = benchmark::Counter(flops_per_iter * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
@@ -63,64 +82,94 @@ void set_counters(benchmark::State& state, int size, double flops_per_iter) {
 double fwd_flops(int size) { return pld::cpu::PreLnLayer<float>::forward_flops(config_of(size), kBatch, kSeq); }
 
 void BM_LayerForward(benchmark::State& state) {
+  if (!runnable(state)) return;
   const int size = static_cast<int>(state.range(0));
-  Fixture f(size);
+  Fixture f(size, precision_of(state));
   for (auto _ : state) {
     f.forward();
     benchmark::DoNotOptimize(f.y.data());
   }
-  set_counters(state, size, fwd_flops(size));
+  set_counters(state, fwd_flops(size), f.layer.gemm().last_implementation());
 }
 
 void BM_LayerBackward(benchmark::State& state) {
+  if (!runnable(state)) return;
   const int size = static_cast<int>(state.range(0));
-  Fixture f(size);
+  Fixture f(size, precision_of(state));
   f.forward();
   for (auto _ : state) {
     f.backward();  // gradients accumulate; the saved activations are reused
     benchmark::DoNotOptimize(f.dx.data());
   }
-  set_counters(state, size, 2 * fwd_flops(size));
+  set_counters(state, 2 * fwd_flops(size));
 }
 
 void BM_LayerForwardBackward(benchmark::State& state) {
+  if (!runnable(state)) return;
   const int size = static_cast<int>(state.range(0));
-  Fixture f(size);
+  Fixture f(size, precision_of(state));
   for (auto _ : state) {
     f.forward();
     f.backward();
     benchmark::DoNotOptimize(f.dx.data());
   }
-  set_counters(state, size, 3 * fwd_flops(size));
+  set_counters(state, 3 * fwd_flops(size));
 }
 
 void BM_LayerDropped(benchmark::State& state) {
+  if (!runnable(state)) return;
   const int size = static_cast<int>(state.range(0));
-  Fixture f(size);
+  Fixture f(size, precision_of(state));
   f.step.kept = false;
   for (auto _ : state) {
     f.forward();
     f.backward();
     benchmark::DoNotOptimize(f.dx.data());
   }
-  set_counters(state, size, 0.0);
+  set_counters(state, 0.0);
 }
 
-// The ceiling: the layer's largest GEMM, (B*T, H) x (H, 4H), as one plain Eigen product.
+// The ceiling: the layer's largest GEMM, (B*T, H) x (4H, H)^T, one oneDNN matmul with its operands
+// already in the precision (Eigen's product without oneDNN).
 void BM_GemmCeiling(benchmark::State& state) {
+  if (!runnable(state)) return;
   const int size = static_cast<int>(state.range(0));
   const int M = kBatch * kSeq, K = kSizes[size].hidden, N = 4 * K;
+  std::string impl;
+#if defined(PLD_HAS_ONEDNN)
+  using dt = dnnl::memory::data_type;
+  const dt in = precision_of(state) == pld::cpu::Precision::bf16 ? dt::bf16 : dt::f32;
+  dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  dnnl::stream s(eng);
+  const dnnl::memory::desc a_md({M, K}, in, dnnl::memory::dims{K, 1}), b_md({K, N}, in, dnnl::memory::dims{1, K}),
+      c_md({M, N}, dt::f32, dnnl::memory::dims{N, 1});
+  const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, b_md, c_md), eng);
+  dnnl::matmul mm(pd);
+  dnnl::memory a(a_md, eng), b(b_md, eng), c(c_md, eng);
+  std::memset(a.get_data_handle(), 0x3c, a_md.get_size());  // finite, non-zero operands in either type
+  std::memset(b.get_data_handle(), 0x3c, b_md.get_size());
+  impl = pd.impl_info_str();
+  for (auto _ : state) {
+    mm.execute(s, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}});
+    s.wait();
+  }
+#else
   pld::cpu::MatrixR<float> a = pld::cpu::MatrixR<float>::Random(M, K), b = pld::cpu::MatrixR<float>::Random(N, K), c(M, N);
+  impl = "eigen";
   for (auto _ : state) {
     c.noalias() = a * b.transpose();
     benchmark::DoNotOptimize(c.data());
   }
-  state.SetLabel(kSizes[size].name);
+#endif
+  state.SetLabel(std::string(kSizes[size].name) + " " + pld::cpu::to_string(precision_of(state)) + " " + impl);
   state.counters["GFLOP/s"] = benchmark::Counter(2.0 * M * K * N * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 void sizes(benchmark::internal::Benchmark* b) {
-  b->ArgName("size")->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+  b->ArgNames({"size", "bf16"});
+  for (int p : {0, 1})
+    for (int s : {0, 1, 2}) b->Args({s, p});
+  b->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 
 }  // namespace
@@ -131,4 +180,12 @@ BENCHMARK(BM_LayerBackward)->Apply(sizes);
 BENCHMARK(BM_LayerForwardBackward)->Apply(sizes);
 BENCHMARK(BM_LayerDropped)->Apply(sizes);
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::AddCustomContext("pld_cpu_isa", pld::cpu::cpu_isa_name());
+  benchmark::AddCustomContext("pld_engine", pld::cpu::has_onednn() ? "oneDNN" : "Eigen");
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -3,15 +3,19 @@
 
     python3 benchmarks/cpu_layer_table.py OURS.json [PEER.jsonl]
 
-Every ratio is between figures of the same run: layer GFLOP/s over the GEMM ceiling measured beside
-it, torch time over ours, dropped layer time over kept layer time.
+Every ratio is between figures of the same run: layer GFLOP/s over the GEMM ceiling of the same
+precision measured beside it, torch's time (fp32 and bf16 autocast) over ours, our speedup over
+torch's faster mode, dropped layer time over kept layer time.
 """
 import json
+import re
 import sys
 
 SIZES = ["mini", "small", "base"]
 PHASES = [("forward", "BM_LayerForward"), ("backward", "BM_LayerBackward"),
           ("forward+backward", "BM_LayerForwardBackward")]
+PRECISIONS = ["fp32", "bf16"]
+NAME = re.compile(r"^(BM_\w+)/size:(\d)/bf16:(\d)")
 
 
 def main(argv):
@@ -22,10 +26,11 @@ def main(argv):
         ours = json.load(f)
     rows = {}
     for b in ours["benchmarks"]:
-        if b.get("run_type", "iteration") != "iteration":
+        if b.get("run_type", "iteration") != "iteration" or b.get("error_occurred"):
             continue
-        name = b["name"].split("/")[0]
-        rows[(name, b["label"])] = b
+        m = NAME.match(b["name"])
+        if m:
+            rows[(m.group(1), SIZES[int(m.group(2))], PRECISIONS[int(m.group(3))])] = b
     peer = {}
     if len(argv) > 2:
         with open(argv[2]) as f:
@@ -33,38 +38,41 @@ def main(argv):
                 line = line.strip()
                 if line.startswith("{"):
                     r = json.loads(line)
-                    peer[(r["phase"], r["size"])] = r["ms"]
+                    peer[(r["phase"], r["size"], r.get("precision", "fp32"))] = r["ms"]
 
     def ms(b):
         scale = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}[b["time_unit"]]
         return b["real_time"] * scale
 
     ctx = ours.get("context", {})
-    print("machine: %s CPUs at %s MHz; %s" % (ctx.get("num_cpus"), ctx.get("mhz_per_cpu"), ctx.get("date")))
+    print("machine: %s CPUs at %s MHz; engine %s, ISA %s; %s" % (ctx.get("num_cpus"), ctx.get("mhz_per_cpu"), ctx.get("pld_engine", "?"),
+                                                                ctx.get("pld_cpu_isa", "?"), ctx.get("date")))
     print()
-    print("| size | phase | pld ms | tokens/s | GFLOP/s | % of GEMM ceiling | torch ms | torch / pld |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("| size | products | phase | pld ms | tokens/s | GFLOP/s | % of GEMM ceiling | torch fp32 ms | torch bf16 ms | pld speedup vs torch's best |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for size in SIZES:
-        ceiling = rows.get(("BM_GemmCeiling", size))
-        for phase, bench in PHASES:
-            b = rows.get((bench, size))
-            if not b:
-                continue
-            gf = b["GFLOP/s"]  # the counter is already in GFLOP per second
-            cg = ceiling["GFLOP/s"] if ceiling else None
-            tok = b["tokens/s"]
-            t = peer.get((phase, size))
-            print("| %s | %s | %.1f | %.0f | %.1f | %s | %s | %s |" % (
-                size, phase, ms(b), tok, gf, "%.0f%%" % (100 * gf / cg) if cg else "-",
-                "%.1f" % t if t else "-", "%.2fx" % (t / ms(b)) if t else "-"))
+        for prec in PRECISIONS:
+            ceiling = rows.get(("BM_GemmCeiling", size, prec))
+            for phase, bench in PHASES:
+                b = rows.get((bench, size, prec))
+                if not b:
+                    continue
+                gf = b["GFLOP/s"]  # the counter is already in GFLOP per second
+                cg = ceiling["GFLOP/s"] if ceiling else None
+                t32, t16 = peer.get((phase, size, "fp32")), peer.get((phase, size, "bf16"))
+                best = min(t for t in (t32, t16) if t) if (t32 or t16) else None
+                print("| %s | %s | %s | %.1f | %.0f | %.1f | %s | %s | %s | %s |" % (
+                    size, prec, phase, ms(b), b["tokens/s"], gf, "%.0f%%" % (100 * gf / cg) if cg else "-",
+                    "%.1f" % t32 if t32 else "-", "%.1f" % t16 if t16 else "-", "%.2fx" % (best / ms(b)) if best else "-"))
     print()
-    print("| size | GEMM ceiling GFLOP/s | dropped layer fwd+bwd ms | dropped / kept |")
-    print("|---|---:|---:|---:|")
+    print("| size | products | GEMM ceiling GFLOP/s | kernel | dropped layer fwd+bwd ms | dropped / kept |")
+    print("|---|---|---:|---|---:|---:|")
     for size in SIZES:
-        c, d, k = rows.get(("BM_GemmCeiling", size)), rows.get(("BM_LayerDropped", size)), rows.get(("BM_LayerForwardBackward", size))
-        if c and d and k:
-            cg = c["GFLOP/s"]
-            print("| %s | %.1f | %.3f | %.2f%% |" % (size, cg, ms(d), 100 * ms(d) / ms(k)))
+        for prec in PRECISIONS:
+            c, d, k = (rows.get((n, size, prec)) for n in ("BM_GemmCeiling", "BM_LayerDropped", "BM_LayerForwardBackward"))
+            if c and d and k:
+                kernel = c.get("label", "").split(" ", 2)[-1]
+                print("| %s | %s | %.1f | %s | %.3f | %.2f%% |" % (size, prec, c["GFLOP/s"], kernel, ms(d), 100 * ms(d) / ms(k)))
     return 0
 
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The CPU layer benchmark beside its ceiling and its peer, as one table:
-#   - builds bench_cpu_layer in Release (-O3 -march=native, OpenMP, OpenBLAS when found) in build/bench
+#   - builds bench_cpu_layer in Release (-O3 -march=native, OpenMP, oneDNN when found) in build/bench
 #   - runs it (JSON to build/bench/cpu_layer.json)
 #   - runs benchmarks/peer/torch_cpu_layer.py with the system python that has torch (Debian's
-#     python3-torch; install libopenblas0-openmp too, or torch falls back to a reference BLAS)
+#     python3-torch; fp32 and bf16 autocast) in the same call
 #   - prints the side-by-side table (benchmarks/cpu_layer_table.py)
 # Usage: scripts/bench-cpu-layer.sh [extra Google Benchmark flags]
 set -euo pipefail

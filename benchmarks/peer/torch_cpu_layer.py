@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """The PyTorch peer of bench_cpu_layer: nn.TransformerEncoderLayer(norm_first=True) on the CPU.
 
-Same shapes and mode as benchmarks/bench_cpu_layer.cpp: BERT-mini/small/base, T=128, B=16, float32,
-training (dropout 0.1, GELU), batch_first. Times forward, backward (retained graph) and
-forward+backward; prints one JSON object per line: {"size", "phase", "ms"} (median of the reps).
+Same shapes and mode as benchmarks/bench_cpu_layer.cpp: BERT-mini/small/base, T=128, B=16, float32
+parameters, training (dropout 0.1, GELU), batch_first; in fp32 and under
+torch.cpu.amp.autocast(dtype=torch.bfloat16) (what a user with native bf16 would pick). Times
+forward, backward (retained graph) and forward+backward; prints one JSON object per line:
+{"size", "phase", "precision", "ms"} (median of the reps).
 
-    /usr/bin/python3 benchmarks/peer/torch_cpu_layer.py [--threads N] [--reps R]
+    /usr/bin/python3 benchmarks/peer/torch_cpu_layer.py [--threads N] [--reps R] [--precisions fp32,bf16]
 Needs torch (Debian: apt-get install python3-torch).
 """
 import argparse
@@ -37,6 +39,7 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads (default: all cores)")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--sizes", default="mini,small,base", help="comma-separated subset of mini,small,base")
+    ap.add_argument("--precisions", default="fp32,bf16", help="fp32 and/or bf16 (bf16: CPU autocast)")
     args = ap.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -52,22 +55,29 @@ def main():
         x = torch.randn(B, T, H, requires_grad=True)
         dy = torch.randn(B, T, H) * 1e-3
 
-        def fwd():
-            with torch.no_grad():
-                return layer(x)
+        for precision in args.precisions.split(","):
+            def cast():
+                return torch.cpu.amp.autocast(enabled=precision == "bf16", dtype=torch.bfloat16)
 
-        y = layer(x)
+            def fwd():
+                with torch.no_grad(), cast():
+                    return layer(x)
 
-        def bwd():
-            y.backward(dy, retain_graph=True)
+            with cast():
+                y = layer(x)
 
-        def fwd_bwd():
-            layer(x).backward(dy)
+            def bwd():
+                y.backward(dy, retain_graph=True)
 
-        for phase, fn in (("forward", fwd), ("backward", bwd), ("forward+backward", fwd_bwd)):
-            ms = timed(fn, args.reps)
-            print(json.dumps({"size": name, "phase": phase, "ms": ms,
-                              "threads": torch.get_num_threads(), "torch": torch.__version__}), flush=True)
+            def fwd_bwd():
+                with cast():
+                    out = layer(x)
+                out.backward(dy)
+
+            for phase, fn in (("forward", fwd), ("backward", bwd), ("forward+backward", fwd_bwd)):
+                ms = timed(fn, args.reps)
+                print(json.dumps({"size": name, "phase": phase, "precision": precision, "ms": ms,
+                                  "threads": torch.get_num_threads(), "torch": torch.__version__}), flush=True)
 
 
 if __name__ == "__main__":

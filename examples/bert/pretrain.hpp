@@ -65,6 +65,52 @@ struct EvalResult {
   int predicted = 0;
 };
 
+// The key of the validation masks: fixed, not the run's seed, so every run (and every seed of an
+// ablation row) is evaluated on the same masked tokens and seed spreads are training variance.
+inline constexpr std::uint64_t kValidationMaskKey = 0x5eedULL;
+
+// The validation masks' targets: the tokens an evaluation of the first `max_seqs` sequences
+// predicts (the same positions evaluate_mlm masks).
+inline std::vector<int> validation_targets(const std::vector<Sequence>& seqs, std::size_t max_seqs, int max_len, int vocab_size,
+                                           double mask_prob) {
+  const std::size_t n = max_seqs == 0 ? seqs.size() : std::min(max_seqs, seqs.size());
+  std::vector<int> out;
+  MlmBatch b;
+  b.batch = 1;
+  b.seq = max_len;
+  b.input.resize(static_cast<std::size_t>(max_len));
+  b.target.resize(b.input.size());
+  b.valid.resize(b.input.size());
+  for (std::size_t i = 0; i < n; ++i) {
+    mask_into(seqs[i], kValidationMaskKey, 0, static_cast<std::uint32_t>(i), vocab_size, mask_prob, b, 0);
+    for (int t : b.target)
+      if (t >= 0) out.push_back(t);
+  }
+  return out;
+}
+
+// Reference lines for the validation MLM loss: the cross-entropy of the validation targets under
+// the training split's unigram token frequencies (add-one smoothed over the V - 5 ordinary
+// tokens: what a model that learned only token frequencies scores), and ln V (a uniform guess).
+struct LossReferences {
+  double unigram = 0.0, uniform = 0.0;
+};
+inline LossReferences loss_references(const std::vector<Sequence>& train, const std::vector<int>& targets, int vocab_size) {
+  std::vector<double> count(static_cast<std::size_t>(vocab_size), 0.0);
+  double total = 0.0;
+  for (const auto& s : train)
+    for (std::size_t i = 1; i + 1 < s.ids.size(); ++i) {  // not [CLS] / [SEP]
+      count[static_cast<std::size_t>(s.ids[i])] += 1.0;
+      total += 1.0;
+    }
+  LossReferences r;
+  r.uniform = std::log(static_cast<double>(vocab_size));
+  double ce = 0.0;
+  for (int t : targets) ce -= std::log((count[static_cast<std::size_t>(t)] + 1.0) / (total + static_cast<double>(vocab_size - kNumSpecial)));
+  r.unigram = targets.empty() ? 0.0 : ce / static_cast<double>(targets.size());
+  return r;
+}
+
 // MLM loss and accuracy on validation sequences, all layers kept, no dropout, fixed masking.
 inline EvalResult evaluate_mlm(BertMlm& model, const std::vector<Sequence>& seqs, std::size_t max_seqs, int batch, int max_len,
                                int vocab_size, std::uint64_t seed, double mask_prob, const pld::Gate& gate, std::int64_t step) {
@@ -85,7 +131,7 @@ inline EvalResult evaluate_mlm(BertMlm& model, const std::vector<Sequence>& seqs
     b.masked = 0;
     b.real_tokens = 0;
     for (int k = 0; k < rows; ++k)
-      mask_into(seqs[i + static_cast<std::size_t>(k)], seed ^ 0x5eedULL, 0, static_cast<std::uint32_t>(i + static_cast<std::size_t>(k)), vocab_size,
+      mask_into(seqs[i + static_cast<std::size_t>(k)], kValidationMaskKey, 0, static_cast<std::uint32_t>(i + static_cast<std::size_t>(k)), vocab_size,
                 mask_prob, b, k);
     const MlmResult m = model.step(b, plan, seed, /*backward=*/false);
     loss_sum += m.loss * m.predicted;
@@ -182,6 +228,7 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out)
   // A step whose loss exceeds this has diverged: twice the loss of a uniform guess over V tokens
   // (a fresh model starts near ln V; a healthy run only goes down from there).
   const double max_loss = max_loss_arg < 0 ? 2.0 * std::log(static_cast<double>(data.vocab.size())) : max_loss_arg;
+  const LossReferences refs = loss_references(train, validation_targets(valid, eval_max, mc.max_len, mc.vocab, mask_prob), mc.vocab);
 
   // What a checkpoint must match to be resumed: everything that shapes the numbers.
   std::uint64_t data_hash = 1469598103934665603ull;
@@ -240,6 +287,8 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out)
   out << "model: L=" << mc.layers << " H=" << mc.hidden << " heads=" << mc.heads << " F=" << mc.layer_config().ffn_size() << " vocab=" << mc.vocab
       << ", " << model.num_parameters() << " parameters; PLD " << o.str("pld") << ", " << omp_get_max_threads() << " threads\n";
   out << "engine: " << engine_line(mc.precision) << "\n";
+  out << "reference lines for the validation MLM loss: unigram " << format_number(refs.unigram) << " (training-split token frequencies), uniform ln V "
+      << format_number(refs.uniform) << "\n";
 
   std::int64_t last_saved = ckpt ? start : -1;  // the step of the newest checkpoint on disk
   const StopOnSignals stop_on_signals;  // SIGTERM / SIGINT: checkpoint after the current step, then exit
@@ -263,7 +312,8 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out)
     out << "eval step " << step_done << ": validation MLM loss " << e.loss << ", accuracy " << e.accuracy << " (" << e.predicted
         << " masked tokens, " << format_duration(s) << ")\n";
     metrics << nlohmann::json{{"step", step_done}, {"split", "validation"}, {"mlm_loss", e.loss}, {"mlm_accuracy", e.accuracy},
-                              {"masked_tokens", e.predicted}, {"elapsed_s", elapsed_before + train_seconds}}
+                              {"masked_tokens", e.predicted}, {"elapsed_s", elapsed_before + train_seconds},
+                              {"unigram_loss", refs.unigram}, {"uniform_loss", refs.uniform}}
                    .dump()
             << "\n";
     metrics.flush();
@@ -362,7 +412,8 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out)
   nlohmann::json summary = {{"steps_done", end}, {"steps_this_process", end - start}, {"wall_s", wall}, {"train_s", train_seconds},
                             {"layer_s", layer_seconds}, {"tokens_per_s", st.tokens_per_second()},
                             {"mean_kept_fraction", (end - start) > 0 ? kept_sum / static_cast<double>(end - start) : 1.0},
-                            {"layer_work_saved", st.layer_work_saved()}, {"checkpoint", ckpt_path}, {"engine", engine_info(model)}};
+                            {"layer_work_saved", st.layer_work_saved()}, {"checkpoint", ckpt_path}, {"engine", engine_info(model)},
+                            {"validation_unigram_loss", refs.unigram}, {"validation_uniform_loss", refs.uniform}};
   out << "done: " << end << "/" << steps << " steps (" << (end - start) << " in this process) in " << format_duration(wall) << " ("
       << format_duration(train_seconds) << " training)\n";
   if (evaluated_at_end) {

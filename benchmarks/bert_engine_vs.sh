@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# pld-bert training throughput of this checkout against another revision (default: the last one
+# before oneDNN, 88cd979, whose pld::cpu ran Eigen on OpenBLAS), same configuration, same data, in
+# one run of this script, alternating the two so machine noise hits both:
+#   benchmarks/bert_engine_vs.sh [--rev REV] [--steps N] [--rounds R] [extra pld-bert flags]
+# Defaults: the demo's model (BERT-mini, 16 x 128 tokens, PLD), 60 steps, 2 rounds; this checkout
+# with --precision auto and with --precision fp32. Prints tokens/s per binary and the ratios.
+# The other revision is built in build/bench/rev-REV from a git worktree (needs its dependencies:
+# libopenblas-openmp-dev for 88cd979).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rev=88cd979
+steps=60
+rounds=2
+extra=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rev) rev="$2"; shift 2 ;;
+    --steps) steps="$2"; shift 2 ;;
+    --rounds) rounds="$2"; shift 2 ;;
+    *) extra+=("$1"); shift ;;
+  esac
+done
+bash scripts/setup-deps.sh >/dev/null
+build="${PLD_BUILD_DIR:-build/release}"
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DPLD_BUILD_TESTS=OFF -DPLD_BUILD_BENCHMARKS=OFF >/dev/null
+cmake --build "$build" -j"$(nproc)" --target pld-bert >/dev/null
+old_src=build/bench/src-$rev old_build=build/bench/rev-$rev
+if [ ! -x "$old_build/examples/bert/pld-bert" ]; then
+  rm -rf "$old_src"
+  git worktree add --detach -f "$old_src" "$rev" >/dev/null 2>&1 || { git worktree prune; git worktree add --detach -f "$old_src" "$rev" >/dev/null; }
+  cmake -S "$old_src" -B "$old_build" -DCMAKE_BUILD_TYPE=Release -DPLD_BUILD_TESTS=OFF -DPLD_BUILD_BENCHMARKS=OFF >/dev/null
+  cmake --build "$old_build" -j"$(nproc)" --target pld-bert >/dev/null
+fi
+bash scripts/fetch-brown.sh >/dev/null
+root=build/bench/bert-engine
+rm -rf "$root"
+mkdir -p "$root"
+common=(--size mini --steps "$steps" --pld pld --eval-every 0 --eval-max-seqs 16 --checkpoint-every 0 --log-every 1000)
+for r in $(seq 1 "$rounds"); do
+  for run in old new-auto new-fp32; do
+    case $run in
+      old) bin="$old_build/examples/bert/pld-bert"; flags=() ;;
+      new-auto) bin="$build/examples/bert/pld-bert"; flags=(--precision auto) ;;
+      new-fp32) bin="$build/examples/bert/pld-bert"; flags=(--precision fp32) ;;
+    esac
+    out="$root/$run-$r"
+    "$bin" pretrain "${common[@]}" "${flags[@]}" "${extra[@]}" --out "$out" >"$out.log" 2>&1 || { tail -3 "$out.log"; exit 1; }
+    echo "round $r $run: $(python3 -c "import json; print('%.0f tokens/s' % json.load(open('$out/summary.json'))['tokens_per_s'])")"
+  done
+done
+python3 - "$root" "$rounds" "$rev" <<'PY'
+import json, sys, statistics, subprocess
+root, rounds, rev = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+tps = {run: [json.load(open(f"{root}/{run}-{r}/summary.json"))["tokens_per_s"] for r in range(1, rounds + 1)]
+       for run in ("old", "new-auto", "new-fp32")}
+engine = json.load(open(f"{root}/new-auto-1/summary.json")).get("engine", {})
+cpu = subprocess.run(["sh", "-c", "lscpu | sed -n 's/^Model name: *//p'"], capture_output=True, text=True).stdout.strip()
+print()
+print(f"machine: {cpu}; new engine: {engine}")
+print("| binary | tokens/s (median of %d) | vs %s |" % (rounds, rev))
+print("|---|---:|---:|")
+base = statistics.median(tps["old"])
+for run, v in tps.items():
+    m = statistics.median(v)
+    print(f"| {run} | {m:.0f} | {m / base:.2f}x |")
+PY
