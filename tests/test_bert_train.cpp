@@ -54,6 +54,8 @@ TEST_CASE("BERT model gradients match directional finite differences, tensor by 
   mc.hidden = 16;
   mc.heads = 2;
   mc.dropout = 0.0f;
+  mc.norm = GENERATE(pld::NormPosition::pre, pld::NormPosition::post);  // Post-LN: no final LayerNorm
+  INFO("norm " << pld::to_string(mc.norm));
   bert::BertMlm model(mc);
   const auto seqs = bert::pack_sequences(docs, split, bert::Split::train, vocab, mc.max_len);
   bert::MlmStream stream(&seqs, mc.max_len, mc.vocab, 5, 0.3);

@@ -68,8 +68,10 @@ TEST_CASE("CPU layer gradients match finite differences in double", "[cpu][gradc
   const float dropout = GENERATE(0.0f, 0.2f);
   const bool padded = GENERATE(false, true);
   const auto gelu = GENERATE(pld::cpu::GeluForm::erf, pld::cpu::GeluForm::tanh);
+  const auto norm = GENERATE(pld::NormPosition::pre, pld::NormPosition::post);
   LayerConfig cfg = small_config(dropout);
   cfg.gelu = gelu;
+  cfg.norm = norm;
   PreLnLayer<double> layer(cfg);
   randomize(layer, 7);
   const std::size_t n = static_cast<std::size_t>(B) * T * cfg.hidden;
@@ -81,7 +83,7 @@ TEST_CASE("CPU layer gradients match finite differences in double", "[cpu][gradc
   s.seed = 5;
   s.step = 11;
   s.layer = 3;
-  INFO("dropout " << dropout << " padded " << padded);
+  INFO("dropout " << dropout << " padded " << padded << " norm " << pld::to_string(norm));
 
   std::vector<double> y(n), dx(n);
   layer.grads().zero();

@@ -1,5 +1,6 @@
 // The CPU layer against PyTorch: golden files made by tests/reference/make_fixtures.py from
-// nn.TransformerEncoderLayer(norm_first=True, activation="gelu", dropout=0) in float64, and the
+// nn.TransformerEncoderLayer(norm_first=True, and False for Post-LN, activation="gelu", dropout=0)
+// in float64, and the
 // "scale 1 == ungated" invariance against an independent composition of the building blocks.
 //
 // Tolerance rule for the golden files: both sides compute in double from the same inputs; they
@@ -78,8 +79,9 @@ void check_tensor(const std::vector<double>& ours, const std::vector<double>& re
 
 }  // namespace
 
-TEST_CASE("CPU layer matches PyTorch TransformerEncoderLayer(norm_first) in double", "[cpu][reference]") {
-  const std::string name = GENERATE(as<std::string>{}, "h8_n2_f32", "h8_n2_f32_padded", "h12_n3_f20_padded");
+TEST_CASE("CPU layer matches PyTorch TransformerEncoderLayer (norm_first true and false) in double", "[cpu][reference]") {
+  const std::string name = GENERATE(as<std::string>{}, "h8_n2_f32", "h8_n2_f32_padded", "h12_n3_f20_padded", "post_h8_n2_f32_padded",
+                                    "post_h12_n3_f20_padded");
   INFO("fixture " << name);
   const Fixture f = load_fixture(name);
   const auto& cfgv = f.at("config");
@@ -91,6 +93,7 @@ TEST_CASE("CPU layer matches PyTorch TransformerEncoderLayer(norm_first) in doub
   cfg.ffn = static_cast<int>(cfgv[4]);
   cfg.ln_eps = f.at("ln_eps").at(0);
   cfg.attention_dropout = cfg.hidden_dropout = 0.0f;
+  cfg.norm = name.rfind("post_", 0) == 0 ? pld::NormPosition::post : pld::NormPosition::pre;
   PreLnLayer<double> layer(cfg);
   for (auto& t : layer.params().tensors()) {
     const auto& v = f.at("param." + t.name);

@@ -182,6 +182,9 @@ TEST_CASE("Problems the CUDA layer cannot run are one clear error", "[cuda-host]
   bad = c;
   bad.hidden = 1 << 16;
   CHECK_THROWS_WITH(pc::check_layer_problem(bad, 1024, 1024), Contains("32-bit"));
+  bad = c;
+  bad.norm = pld::NormPosition::post;  // Post-LN runs on pld::cpu only
+  CHECK_THROWS_WITH(pc::check_layer_problem(bad, 4, 16), Contains("Pre-LN only"));
 }
 
 TEST_CASE("Column sums launch within CUDA's grid limits for any row count", "[cuda-host]") {

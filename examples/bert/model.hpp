@@ -1,5 +1,6 @@
 // BERT for masked-language-model pretraining on pld::cpu: token and position embeddings,
-// embedding LayerNorm and dropout, L gated Pre-LN layers, a final LayerNorm (the Pre-LN encoder's
+// embedding LayerNorm and dropout, L gated Pre-LN (or Post-LN: --norm post, then no final
+// LayerNorm, as BERT's original) layers, a final LayerNorm (the Pre-LN encoder's
 // output norm), and the MLM head (dense, GELU, LayerNorm, decoder tied to the token embeddings
 // plus a bias). The head runs only on the masked positions; the loss is their mean cross-entropy.
 // The encoder part (embeddings .. final LayerNorm) is separate so fine-tuning heads reuse it.
@@ -29,6 +30,7 @@ struct ModelConfig {
   double ln_eps = 1e-12;  // BERT's
   std::uint64_t seed = 1;
   pld::cpu::Precision precision = pld::cpu::Precision::fp32;  // of every product's operands (fp32 accumulation)
+  pld::NormPosition norm = pld::NormPosition::pre;            // post: BERT's Post-LN layers, no final LayerNorm
 
   pld::cpu::LayerConfig layer_config() const {
     pld::cpu::LayerConfig c;
@@ -38,6 +40,7 @@ struct ModelConfig {
     c.ln_eps = ln_eps;
     c.attention_dropout = dropout;
     c.hidden_dropout = dropout;
+    c.norm = norm;
     return c;
   }
 };
@@ -108,6 +111,7 @@ class Encoder {
                        static_cast<float*>(gs[t].data), ps[t].size, l, decay});
       }
     }
+    if (c_.norm == pld::NormPosition::post) return;  // Post-LN layers end in a LayerNorm already
     out.push_back({"encoder.LayerNorm.weight", out_ln_w_.w.data(), out_ln_w_.g.data(), out_ln_w_.w.size(), -1, false});
     out.push_back({"encoder.LayerNorm.bias", out_ln_b_.w.data(), out_ln_b_.g.data(), out_ln_b_.w.size(), -1, false});
   }
@@ -147,6 +151,10 @@ class Encoder {
                                                     pld::cpu::LayerStep::from_plan(plan, l, seed));
     layer_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     hidden.resize(NH);
+    if (c_.norm == pld::NormPosition::post) {  // BERT's encoder: the last layer's LN2 is the output
+      std::copy(x_.begin(), x_.end(), hidden.begin());
+      return;
+    }
     out_mean_.resize(static_cast<std::size_t>(N));
     out_rstd_.resize(static_cast<std::size_t>(N));
     pld::cpu::layer_norm_forward(x_.data(), out_ln_w_.w.data(), out_ln_b_.w.data(), hidden.data(), out_mean_.data(), out_rstd_.data(), N, H, c_.ln_eps);
@@ -157,8 +165,12 @@ class Encoder {
     const int H = c_.hidden, N = B_ * T_;
     const auto NH = static_cast<std::size_t>(N) * static_cast<std::size_t>(H);
     dx_.resize(NH);
-    pld::cpu::layer_norm_backward(dhidden.data(), x_.data(), out_mean_.data(), out_rstd_.data(), out_ln_w_.w.data(), dx_.data(),
-                                  out_ln_w_.g.data(), out_ln_b_.g.data(), N, H);
+    if (c_.norm == pld::NormPosition::post) {
+      std::copy(dhidden.begin(), dhidden.end(), dx_.begin());
+    } else {
+      pld::cpu::layer_norm_backward(dhidden.data(), x_.data(), out_mean_.data(), out_rstd_.data(), out_ln_w_.w.data(), dx_.data(),
+                                    out_ln_w_.g.data(), out_ln_b_.g.data(), N, H);
+    }
     const auto t0 = std::chrono::steady_clock::now();
     for (int l = c_.layers - 1; l >= 0; --l) layers_[static_cast<std::size_t>(l)]->backward(dx_.data(), dx_.data());
     layer_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

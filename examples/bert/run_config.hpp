@@ -29,6 +29,7 @@ inline std::vector<OptionSpec> model_option_specs() {
       {"ffn", "0", "feed-forward size F (0: 4H)"},
       {"max-len", "128", "tokens per sequence including [CLS] and [SEP] (8..4096)"},
       {"dropout", "0.1", "dropout on embeddings, attention probabilities and residual branches"},
+      {"norm", "pre", "LayerNorm position: pre (Pre-LN, PLD's layer, with a final LayerNorm) or post (Post-LN, BERT's original layer)"},
       {"precision", "auto", "operands of every matrix product: fp32, bf16 (fp32 accumulation; needs oneDNN) or auto (bf16 where the CPU multiplies bf16 natively: AMX, AVX512-BF16)"},
   };
 }
@@ -92,6 +93,7 @@ inline ModelConfig model_config_from(const Options& o, int vocab_size) {
   c.ffn = static_cast<int>(o.integer("ffn", 0, 1 << 20));
   c.max_len = static_cast<int>(o.integer("max-len", 8, 4096));
   c.dropout = static_cast<float>(o.real("dropout", 0.0, 0.9));
+  c.norm = pld::parse_norm_position(o.choice("norm", {"pre", "post"}));
   c.vocab = vocab_size;
   c.precision = pld::cpu::resolve_precision(pld::cpu::parse_precision(o.choice("precision", {"auto", "fp32", "bf16"})));
   if (c.precision == pld::cpu::Precision::bf16 && !pld::cpu::has_onednn())

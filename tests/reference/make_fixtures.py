@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Golden data for the CPU Pre-LN layer, from PyTorch.
+"""Golden data for the CPU layer (Pre-LN and Post-LN), from PyTorch.
 
-Builds torch.nn.TransformerEncoderLayer(norm_first=True, activation="gelu", dropout=0,
-batch_first=True) in float64 with weights and inputs drawn here, runs forward and backward of
+Builds torch.nn.TransformerEncoderLayer(norm_first=True, or False for the post_* cases,
+activation="gelu", dropout=0, batch_first=True) in float64 with weights and inputs drawn here, runs forward and backward of
 loss = sum(y * dy), and writes the output, the input gradient and every parameter gradient to a
 small text file per case under tests/reference/fixtures/. The C++ test
 (tests/test_cpu_reference.cpp) loads the same weights and inputs from the file, runs
@@ -23,11 +23,13 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "fixtures")
 
-# (name, B, T, H, heads, F, padding lengths or None, ln_eps)
+# (name, B, T, H, heads, F, padding lengths or None, ln_eps); names starting with post_ are Post-LN
 CASES = [
     ("h8_n2_f32", 2, 5, 8, 2, 32, None, 1e-5),
     ("h8_n2_f32_padded", 2, 5, 8, 2, 32, [3, 5], 1e-5),
     ("h12_n3_f20_padded", 3, 4, 12, 3, 20, [4, 1, 2], 1e-12),
+    ("post_h8_n2_f32_padded", 2, 5, 8, 2, 32, [3, 5], 1e-5),
+    ("post_h12_n3_f20_padded", 3, 4, 12, 3, 20, [4, 1, 2], 1e-12),
 ]
 
 
@@ -42,7 +44,7 @@ def make_case(name, B, T, H, heads, F, lengths, eps):
     gen = torch.Generator().manual_seed(sum(map(ord, name)))  # fixed per case, stable across runs
     layer = torch.nn.TransformerEncoderLayer(
         d_model=H, nhead=heads, dim_feedforward=F, dropout=0.0, activation="gelu",
-        layer_norm_eps=eps, batch_first=True, norm_first=True).to(torch.float64)
+        layer_norm_eps=eps, batch_first=True, norm_first=not name.startswith("post_")).to(torch.float64)
     layer.train()
     with torch.no_grad():
         for pname, p in layer.named_parameters():

@@ -1,6 +1,9 @@
-// The Pre-LN Transformer encoder layer on the CPU, gate-aware:
+// The Transformer encoder layer on the CPU, gate-aware, Pre-LN (the default):
 //   h = x + g * Dropout(Wo MHA(LN1(x), mask) + bo)
 //   y = h + g * Dropout(W2 GELU(W1 LN2(h) + b1) + b2)
+// or Post-LN (LayerConfig::norm = post, BERT's original layer):
+//   h = LN1(x + g * Dropout(Wo MHA(x, mask) + bo))
+//   y = LN2(h + g * Dropout(W2 GELU(W1 h + b1) + b2))
 // g is the layer's gate scale from the LayerPlan (1/p_l when kept). A dropped layer is the
 // identity: no work, no saved activations, gradients pass straight through. In per-sample mode
 // only the kept rows are computed (gather, compute, scatter). Scalar is float for training and
@@ -27,6 +30,7 @@
 namespace pld::cpu {
 
 using pld::LayerStep;
+using pld::NormPosition;
 
 template <class Scalar>
 class PreLnLayer {
@@ -155,78 +159,163 @@ class PreLnLayer {
   float hidden_rate() const { return step_.training ? config_.hidden_dropout : 0.0f; }
 
   void core_forward(const Scalar* x, Scalar* y, int batch, const std::uint8_t* valid) {
-    const int T = seq_, H = config_.hidden, F = config_.ffn_size(), N = batch * T;
-    const auto NH = static_cast<std::size_t>(N) * H, NF = static_cast<std::size_t>(N) * F;
-    const auto g = static_cast<Scalar>(step_.scale);
-    const AttentionShape shape{batch, T, H, config_.heads};
-    const LayerParams<Scalar>& p = params_;
-    x_.assign(x, x + NH);  // (N, H) the input, for LN1's backward
-    if (valid) valid_.assign(valid, valid + static_cast<std::size_t>(N)); else valid_.clear();
-    ln1_.resize(NH);       // (N, H)
-    mean1_.resize(static_cast<std::size_t>(N));
-    rstd1_.resize(static_cast<std::size_t>(N));
-    qkv_.resize(3 * NH);   // (N, 3H)
-    probs_.resize(static_cast<std::size_t>(batch) * config_.heads * T * T);  // (B, heads, T, T)
-    ctx_.resize(NH);       // (N, H)
-    h_.resize(NH);         // (N, H) after the attention residual
-    ln2_.resize(NH);
-    mean2_.resize(static_cast<std::size_t>(N));
-    rstd2_.resize(static_cast<std::size_t>(N));
-    pre_.resize(NF);       // (N, F) before GELU
-    act_.resize(NF);       // (N, F) after GELU
-    tmp_.resize(NH);
-    if (attn_rate() > 0.0f) attn_a_.resize(shape.probs_size());  // (B, heads, T, T) dropped probabilities
-
-    layer_norm_forward(x_.data(), p.norm1_weight.data(), p.norm1_bias.data(), ln1_.data(), mean1_.data(), rstd1_.data(), N, H, config_.ln_eps);
-    linear_forward(gemm_, ln1_.data(), p.in_proj_weight.data(), p.in_proj_bias.data(), qkv_.data(), N, H, 3 * H);
-    attention_forward(gemm_, qkv_.data(), valid, probs_.data(), attn_a_.data(), ctx_.data(), shape, attn_rate(),
-                      key(DropoutSite::attention_probs));
-    linear_forward(gemm_, ctx_.data(), p.out_proj_weight.data(), p.out_proj_bias.data(), tmp_.data(), N, H, H);
-    dropout_apply(tmp_.data(), tmp_.data(), NH, 0, hidden_rate(), key(DropoutSite::attention_out));
-    for (std::size_t i = 0; i < NH; ++i) h_[i] = x_[i] + g * tmp_[i];
-    layer_norm_forward(h_.data(), p.norm2_weight.data(), p.norm2_bias.data(), ln2_.data(), mean2_.data(), rstd2_.data(), N, H, config_.ln_eps);
-    linear_forward(gemm_, ln2_.data(), p.linear1_weight.data(), p.linear1_bias.data(), pre_.data(), N, H, F);
-    gelu_forward(pre_.data(), act_.data(), NF, config_.gelu);
-    linear_forward(gemm_, act_.data(), p.linear2_weight.data(), p.linear2_bias.data(), tmp_.data(), N, F, H);
-    dropout_apply(tmp_.data(), tmp_.data(), NH, 0, hidden_rate(), key(DropoutSite::ffn_out));
-    for (std::size_t i = 0; i < NH; ++i) y[i] = h_[i] + g * tmp_[i];
+    prepare_forward(x, batch, valid);
+    if (config_.norm == NormPosition::post) post_forward(y, batch, valid);
+    else pre_forward(y, batch, valid);
+  }
+  void core_backward(const Scalar* dy, Scalar* dx, int batch) {
+    prepare_backward(batch);
+    if (config_.norm == NormPosition::post) post_backward(dy, dx, batch);
+    else pre_backward(dy, dx, batch);
   }
 
-  void core_backward(const Scalar* dy, Scalar* dx, int batch) {
-    const int T = seq_, H = config_.hidden, F = config_.ffn_size(), N = batch * T;
-    const auto NH = static_cast<std::size_t>(N) * H, NF = static_cast<std::size_t>(N) * F;
-    const auto g = static_cast<Scalar>(step_.scale);
-    const AttentionShape shape{batch, T, H, config_.heads};
+  // The sizes of one step over (batch, T) rows: N tokens, the attention's shape, the gate scale.
+  struct Dims {
+    int T, H, F, N;
+    std::size_t NH, NF;
+    Scalar g;
+    AttentionShape shape;
+  };
+  Dims dims(int batch) const {
+    const int T = seq_, H = config_.hidden, F = config_.ffn_size();
+    return Dims{T, H, F, batch * T, static_cast<std::size_t>(batch) * T * H, static_cast<std::size_t>(batch) * T * F,
+                static_cast<Scalar>(step_.scale), AttentionShape{batch, T, H, config_.heads}};
+  }
+
+  // Saves the input and sizes every buffer. What the buffers hold, Pre-LN / Post-LN:
+  // ln1_ LN1(x) / x + g t1 (LN1's input); h_ x + g t1 / LN1's output; ln2_ LN2(h) / h + g t2.
+  void prepare_forward(const Scalar* x, int batch, const std::uint8_t* valid) {
+    const Dims D = dims(batch);
+    x_.assign(x, x + D.NH);  // (N, H) the input
+    if (valid) valid_.assign(valid, valid + static_cast<std::size_t>(D.N)); else valid_.clear();
+    ln1_.resize(D.NH);       // (N, H)
+    mean1_.resize(static_cast<std::size_t>(D.N));
+    rstd1_.resize(static_cast<std::size_t>(D.N));
+    qkv_.resize(3 * D.NH);   // (N, 3H)
+    probs_.resize(D.shape.probs_size());  // (B, heads, T, T)
+    ctx_.resize(D.NH);       // (N, H)
+    h_.resize(D.NH);         // (N, H)
+    ln2_.resize(D.NH);       // (N, H)
+    mean2_.resize(static_cast<std::size_t>(D.N));
+    rstd2_.resize(static_cast<std::size_t>(D.N));
+    pre_.resize(D.NF);       // (N, F) before GELU
+    act_.resize(D.NF);       // (N, F) after GELU
+    tmp_.resize(D.NH);
+    if (attn_rate() > 0.0f) attn_a_.resize(D.shape.probs_size());  // (B, heads, T, T) dropped probabilities
+  }
+
+  // Scratch kept between calls so the backward does not allocate every step.
+  void prepare_backward(int batch) {
+    const Dims D = dims(batch);
+    dbranch_.resize(D.NH);
+    dh_.resize(D.NH);
+    dwide_.resize(D.NF);
+    dqkv_.resize(3 * D.NH);
+    dln_.resize(D.NH);
+    attn_a_.resize(D.shape.probs_size());  // (B, heads, T, T) dropped probabilities
+    attn_b_.resize(D.shape.probs_size());  // (B, heads, T, T) their gradient, then the scores'
+  }
+
+  // t1 = Drop(Wo MHA(in) + bo) into tmp_, from the attention input `in` (N, H).
+  void attention_branch(const Dims& D, const Scalar* in, const std::uint8_t* valid) {
+    const LayerParams<Scalar>& p = params_;
+    linear_forward(gemm_, in, p.in_proj_weight.data(), p.in_proj_bias.data(), qkv_.data(), D.N, D.H, 3 * D.H);
+    attention_forward(gemm_, qkv_.data(), valid, probs_.data(), attn_a_.data(), ctx_.data(), D.shape, attn_rate(),
+                      key(DropoutSite::attention_probs));
+    linear_forward(gemm_, ctx_.data(), p.out_proj_weight.data(), p.out_proj_bias.data(), tmp_.data(), D.N, D.H, D.H);
+    dropout_apply(tmp_.data(), tmp_.data(), D.NH, 0, hidden_rate(), key(DropoutSite::attention_out));
+  }
+  // t2 = Drop(W2 GELU(W1 in + b1) + b2) into tmp_.
+  void ffn_branch(const Dims& D, const Scalar* in) {
+    const LayerParams<Scalar>& p = params_;
+    linear_forward(gemm_, in, p.linear1_weight.data(), p.linear1_bias.data(), pre_.data(), D.N, D.H, D.F);
+    gelu_forward(pre_.data(), act_.data(), D.NF, config_.gelu);
+    linear_forward(gemm_, act_.data(), p.linear2_weight.data(), p.linear2_bias.data(), tmp_.data(), D.N, D.F, D.H);
+    dropout_apply(tmp_.data(), tmp_.data(), D.NH, 0, hidden_rate(), key(DropoutSite::ffn_out));
+  }
+  // The FFN branch's backward from dbranch_ = g * dL/d(out): parameter gradients, and d(in) into dln_.
+  void ffn_branch_backward(const Dims& D, const Scalar* in) {
     const LayerParams<Scalar>& p = params_;
     LayerParams<Scalar>& d = grads_;
-    // Scratch kept between calls so the backward does not allocate every step.
-    dbranch_.resize(NH);
-    dh_.resize(NH);
-    dwide_.resize(NF);
-    dqkv_.resize(3 * NH);
-    dln_.resize(NH);
-    attn_a_.resize(shape.probs_size());  // (B, heads, T, T) dropped probabilities
-    attn_b_.resize(shape.probs_size());  // (B, heads, T, T) their gradient, then the scores'
-    std::vector<Scalar>&dbranch = dbranch_, &dh = dh_, &dwide = dwide_, &dqkv = dqkv_, &dln = dln_;
-
-    // FFN branch: y = h + g * drop(W2 gelu(W1 LN2(h) + b1) + b2).
-    for (std::size_t i = 0; i < NH; ++i) dbranch[i] = g * dy[i];
-    dropout_apply(dbranch.data(), dbranch.data(), NH, 0, hidden_rate(), key(DropoutSite::ffn_out));
-    linear_backward(gemm_, dbranch.data(), act_.data(), p.linear2_weight.data(), dwide.data(), d.linear2_weight.data(), d.linear2_bias.data(), N, F, H);
-    gelu_backward(dwide.data(), pre_.data(), dwide.data(), NF, config_.gelu);
-    linear_backward(gemm_, dwide.data(), ln2_.data(), p.linear1_weight.data(), dln.data(), d.linear1_weight.data(), d.linear1_bias.data(), N, H, F);
-    layer_norm_backward(dln.data(), h_.data(), mean2_.data(), rstd2_.data(), p.norm2_weight.data(), dh.data(), d.norm2_weight.data(), d.norm2_bias.data(), N, H);
-    for (std::size_t i = 0; i < NH; ++i) dh[i] += dy[i];
-
-    // Attention branch: h = x + g * drop(Wo MHA(LN1(x)) + bo).
-    for (std::size_t i = 0; i < NH; ++i) dbranch[i] = g * dh[i];
-    dropout_apply(dbranch.data(), dbranch.data(), NH, 0, hidden_rate(), key(DropoutSite::attention_out));
-    linear_backward(gemm_, dbranch.data(), ctx_.data(), p.out_proj_weight.data(), dln.data(), d.out_proj_weight.data(), d.out_proj_bias.data(), N, H, H);
-    attention_backward(gemm_, dln.data(), qkv_.data(), probs_.data(), attn_a_.data(), attn_b_.data(), dqkv.data(), shape, attn_rate(),
+    dropout_apply(dbranch_.data(), dbranch_.data(), D.NH, 0, hidden_rate(), key(DropoutSite::ffn_out));
+    linear_backward(gemm_, dbranch_.data(), act_.data(), p.linear2_weight.data(), dwide_.data(), d.linear2_weight.data(), d.linear2_bias.data(),
+                    D.N, D.F, D.H);
+    gelu_backward(dwide_.data(), pre_.data(), dwide_.data(), D.NF, config_.gelu);
+    linear_backward(gemm_, dwide_.data(), in, p.linear1_weight.data(), dln_.data(), d.linear1_weight.data(), d.linear1_bias.data(), D.N,
+                    D.H, D.F);
+  }
+  // The attention branch's backward from dbranch_: parameter gradients, and d(in) into dln_.
+  void attention_branch_backward(const Dims& D, const Scalar* in) {
+    const LayerParams<Scalar>& p = params_;
+    LayerParams<Scalar>& d = grads_;
+    dropout_apply(dbranch_.data(), dbranch_.data(), D.NH, 0, hidden_rate(), key(DropoutSite::attention_out));
+    linear_backward(gemm_, dbranch_.data(), ctx_.data(), p.out_proj_weight.data(), dln_.data(), d.out_proj_weight.data(),
+                    d.out_proj_bias.data(), D.N, D.H, D.H);
+    attention_backward(gemm_, dln_.data(), qkv_.data(), probs_.data(), attn_a_.data(), attn_b_.data(), dqkv_.data(), D.shape, attn_rate(),
                        key(DropoutSite::attention_probs));
-    linear_backward(gemm_, dqkv.data(), ln1_.data(), p.in_proj_weight.data(), dln.data(), d.in_proj_weight.data(), d.in_proj_bias.data(), N, H, 3 * H);
-    layer_norm_backward(dln.data(), x_.data(), mean1_.data(), rstd1_.data(), p.norm1_weight.data(), dx, d.norm1_weight.data(), d.norm1_bias.data(), N, H);
-    for (std::size_t i = 0; i < NH; ++i) dx[i] += dh[i];
+    linear_backward(gemm_, dqkv_.data(), in, p.in_proj_weight.data(), dln_.data(), d.in_proj_weight.data(), d.in_proj_bias.data(), D.N,
+                    D.H, 3 * D.H);
+  }
+
+  // Pre-LN: h = x + g t1(LN1 x), y = h + g t2(LN2 h).
+  void pre_forward(Scalar* y, int batch, const std::uint8_t* valid) {
+    const Dims D = dims(batch);
+    const LayerParams<Scalar>& p = params_;
+    layer_norm_forward(x_.data(), p.norm1_weight.data(), p.norm1_bias.data(), ln1_.data(), mean1_.data(), rstd1_.data(), D.N, D.H,
+                       config_.ln_eps);
+    attention_branch(D, ln1_.data(), valid);
+    for (std::size_t i = 0; i < D.NH; ++i) h_[i] = x_[i] + D.g * tmp_[i];
+    layer_norm_forward(h_.data(), p.norm2_weight.data(), p.norm2_bias.data(), ln2_.data(), mean2_.data(), rstd2_.data(), D.N, D.H,
+                       config_.ln_eps);
+    ffn_branch(D, ln2_.data());
+    for (std::size_t i = 0; i < D.NH; ++i) y[i] = h_[i] + D.g * tmp_[i];
+  }
+
+  void pre_backward(const Scalar* dy, Scalar* dx, int batch) {
+    const Dims D = dims(batch);
+    const LayerParams<Scalar>& p = params_;
+    LayerParams<Scalar>& d = grads_;
+    for (std::size_t i = 0; i < D.NH; ++i) dbranch_[i] = D.g * dy[i];
+    ffn_branch_backward(D, ln2_.data());
+    layer_norm_backward(dln_.data(), h_.data(), mean2_.data(), rstd2_.data(), p.norm2_weight.data(), dh_.data(), d.norm2_weight.data(),
+                        d.norm2_bias.data(), D.N, D.H);
+    for (std::size_t i = 0; i < D.NH; ++i) dh_[i] += dy[i];
+    for (std::size_t i = 0; i < D.NH; ++i) dbranch_[i] = D.g * dh_[i];
+    attention_branch_backward(D, ln1_.data());
+    layer_norm_backward(dln_.data(), x_.data(), mean1_.data(), rstd1_.data(), p.norm1_weight.data(), dx, d.norm1_weight.data(),
+                        d.norm1_bias.data(), D.N, D.H);
+    for (std::size_t i = 0; i < D.NH; ++i) dx[i] += dh_[i];
+  }
+
+  // Post-LN: h = LN1(x + g t1(x)), y = LN2(h + g t2(h)).
+  void post_forward(Scalar* y, int batch, const std::uint8_t* valid) {
+    const Dims D = dims(batch);
+    const LayerParams<Scalar>& p = params_;
+    attention_branch(D, x_.data(), valid);
+    for (std::size_t i = 0; i < D.NH; ++i) ln1_[i] = x_[i] + D.g * tmp_[i];
+    layer_norm_forward(ln1_.data(), p.norm1_weight.data(), p.norm1_bias.data(), h_.data(), mean1_.data(), rstd1_.data(), D.N, D.H,
+                       config_.ln_eps);
+    ffn_branch(D, h_.data());
+    for (std::size_t i = 0; i < D.NH; ++i) ln2_[i] = h_[i] + D.g * tmp_[i];
+    layer_norm_forward(ln2_.data(), p.norm2_weight.data(), p.norm2_bias.data(), y, mean2_.data(), rstd2_.data(), D.N, D.H, config_.ln_eps);
+  }
+
+  void post_backward(const Scalar* dy, Scalar* dx, int batch) {
+    const Dims D = dims(batch);
+    const LayerParams<Scalar>& p = params_;
+    LayerParams<Scalar>& d = grads_;
+    // ds2 = LN2'(dy) into dh_; the FFN branch sees g ds2; dL/dh = ds2 + the branch's d(in).
+    layer_norm_backward(dy, ln2_.data(), mean2_.data(), rstd2_.data(), p.norm2_weight.data(), dh_.data(), d.norm2_weight.data(),
+                        d.norm2_bias.data(), D.N, D.H);
+    for (std::size_t i = 0; i < D.NH; ++i) dbranch_[i] = D.g * dh_[i];
+    ffn_branch_backward(D, h_.data());
+    for (std::size_t i = 0; i < D.NH; ++i) dh_[i] += dln_[i];
+    // ds1 = LN1'(dh) into dx (dy is not read again: dx may equal dy); then the attention branch.
+    layer_norm_backward(dh_.data(), ln1_.data(), mean1_.data(), rstd1_.data(), p.norm1_weight.data(), dx, d.norm1_weight.data(),
+                        d.norm1_bias.data(), D.N, D.H);
+    for (std::size_t i = 0; i < D.NH; ++i) dbranch_[i] = D.g * dx[i];
+    attention_branch_backward(D, x_.data());
+    for (std::size_t i = 0; i < D.NH; ++i) dx[i] += dln_[i];
   }
 
   LayerConfig config_;

@@ -1,5 +1,5 @@
-// The shape and hyperparameters of one Pre-LN encoder layer, shared by every backend (pld::cpu,
-// pld::cuda): hidden size, heads, FFN width, LayerNorm epsilon, GELU form and dropout rates.
+// The shape and hyperparameters of one encoder layer, shared by every backend (pld::cpu,
+// pld::cuda): hidden size, heads, FFN width, LayerNorm epsilon and position, GELU form, dropout rates.
 #pragma once
 
 #include <array>
@@ -15,6 +15,21 @@ namespace pld {
 // (PyTorch's approximate='tanh', and the form cuBLASLt's GELU epilogues compute).
 enum class GeluForm { erf, tanh };
 
+// Where the LayerNorms sit. pre (Pre-LN, the PLD paper's layer and pld's default):
+//   h = x + g Drop(Attn(LN1(x))),  y = h + g Drop(FFN(LN2(h)));
+// post (Post-LN, BERT's original layer; PyTorch's norm_first=False):
+//   h = LN1(x + g Drop(Attn(x))),  y = LN2(h + g Drop(FFN(h))).
+// The CPU backend runs both; the CUDA backend runs pre and refuses post.
+enum class NormPosition { pre, post };
+
+inline const char* to_string(NormPosition n) { return n == NormPosition::pre ? "pre" : "post"; }
+
+inline NormPosition parse_norm_position(const std::string& s) {
+  if (s == "pre") return NormPosition::pre;
+  if (s == "post") return NormPosition::post;
+  detail::throw_error("norm position must be pre or post; got '", s, "'");
+}
+
 struct LayerConfig {
   int hidden = 256;                 // H
   int heads = 4;                    // N; H % N == 0
@@ -23,6 +38,7 @@ struct LayerConfig {
   GeluForm gelu = GeluForm::erf;
   float attention_dropout = 0.1f;   // on the softmax probabilities
   float hidden_dropout = 0.1f;      // on both residual branches
+  NormPosition norm = NormPosition::pre;
 
   int ffn_size() const { return ffn > 0 ? ffn : 4 * hidden; }
   int head_dim() const { return hidden / heads; }
