@@ -1,20 +1,27 @@
 #!/usr/bin/env bash
 # The PLD ablation at small scale, on real data: every row pretrains the same model for the same
 # number of steps with several seeds, then fine-tunes genre classification and POS tagging from
-# each checkpoint; scripts/ablation_report.py writes the table and the plots.
+# each checkpoint; scripts/ablation_report.py writes the table (final loss, time-to-target,
+# fine-tuning) and the plots. Resumable: finished runs are skipped, interrupted ones continue
+# from their last checkpoint (runs checkpoint every 1/20 of their steps; SIGTERM checkpoints too),
+# so a long ablation can run in the background, be stopped and go on later; the report is built
+# from whatever has finished and marks the rest.
 #
-#   scripts/ablation.sh            full run: BERT-mini, 400 steps x 16 x 128, 3 seeds (~1h45, 2 cores)
+#   scripts/ablation.sh            full run (see the defaults below; docs/results.md says what it cost)
 #   scripts/ablation.sh --quick    a tiny model on the committed Brown slice, 2 seeds (~1 minute)
 # Options: --seeds N  --steps N  --out DIR (runs; default build/ablation[-quick])
 #          --doc FILE (the results page; default docs/results.md, quick: DIR/results.md)
-#          --corpus DIR  --build DIR  --skip-existing (reuse finished runs in DIR)
+#          --corpus DIR  --build DIR  --fresh (delete DIR's runs first)  --report-only
+#          --rows "preln_lr pld ..." (a subset of the rows, in that order)
+#          --model "pld-bert model flags" --lr X --lr-large X --gamma X (override the defaults)
 # Rows (Zhang & He 2020, Table 1, at this scale): PreLN with the base lr, PreLN with the large lr,
-# Shallow (3/4 of the layers), Random (fixed keep ratio = PLD's mean over the run), TD only,
-# DD only, PLD; all but the first use the large lr. Speedups are pretraining time against PreLN.
+# Post-LN (BERT's layer) with the base lr, Shallow (3/4 of the layers), Random (fixed keep ratio =
+# PLD's mean over the run), TD only, DD only, PLD; all but PreLN/Post-LN base use the large lr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-quick=0; seeds=""; steps=""; out=""; doc=""; corpus=""; build="${PLD_BUILD_DIR:-build/release}"; skip=0
+quick=0; seeds=""; steps=""; out=""; doc=""; corpus=""; build="${PLD_BUILD_DIR:-build/release}"; fresh=0; report_only=0
+only_rows=""; model_arg=""; lr_arg=""; lr_large_arg=""; gamma_arg=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1; shift ;;
@@ -24,8 +31,15 @@ while [ $# -gt 0 ]; do
     --doc) doc="$2"; shift 2 ;;
     --corpus) corpus="$2"; shift 2 ;;
     --build) build="$2"; shift 2 ;;
-    --skip-existing) skip=1; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    --fresh) fresh=1; shift ;;
+    --skip-existing) shift ;;  # the default now (kept for old command lines)
+    --report-only) report_only=1; shift ;;
+    --rows) only_rows="$2"; shift 2 ;;
+    --model) model_arg="$2"; shift 2 ;;
+    --lr) lr_arg="$2"; shift 2 ;;
+    --lr-large) lr_large_arg="$2"; shift 2 ;;
+    --gamma) gamma_arg="$2"; shift 2 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "ablation: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -35,20 +49,33 @@ if [ "$quick" = 1 ]; then
   corpus="${corpus:-tests/data/brown-slice}"
   model=(--layers 4 --hidden 32 --heads 2 --max-len 32 --batch 8 --vocab-size 400)
   shallow_layers=3; lr=2e-3; lr_large=4e-3; gamma=0.05
-  pre_extra=(--eval-every 20 --eval-max-seqs 64 --warmup 6 --log-every 10)
+  pre_extra=(--eval-max-seqs 64 --warmup 6 --log-every 3)
   ft_genre=(--epochs 8 --batch 8 --lr 3e-3 --log-every 1000)
   ft_pos=(--epochs 8 --batch 8 --lr 3e-3 --log-every 1000)
 else
   seeds="${seeds:-3}"; steps="${steps:-400}"; out="${out:-build/ablation}"; doc="${doc:-docs/results.md}"
   model=(--size mini --max-len 128 --batch 16)
   shallow_layers=3; lr=5e-4; lr_large=1e-3; gamma=0.01
-  pre_extra=(--eval-every 100 --eval-max-seqs 256 --warmup 40 --log-every 25)
+  pre_extra=(--eval-max-seqs 256 --warmup 40 --log-every 5)
   # Fine-tuning on a subset of the held-out training passages keeps each row's cost down: genre
   # needs a few passes to leave the majority class; POS learns within one.
   ft_genre=(--epochs 2 --batch 16 --lr 1e-3 --log-every 50 --max-train-seqs 1000)
   ft_pos=(--epochs 1 --batch 16 --lr 1e-3 --log-every 50 --max-train-seqs 600)
 fi
 
+[ -n "$model_arg" ] && read -r -a model <<<"$model_arg"
+[ -n "$lr_arg" ] && lr=$lr_arg
+[ -n "$lr_large_arg" ] && lr_large=$lr_large_arg
+[ -n "$gamma_arg" ] && gamma=$gamma_arg
+# At least 20 evaluations per run (time-to-target is read off the measured curve) and a checkpoint
+# at each, so an interrupted run loses at most 1/20 of its steps.
+every=$(( steps / 20 > 0 ? steps / 20 : 1 ))
+pre_extra+=(--eval-every "$every" --checkpoint-every "$every")
+
+if [ "$report_only" = 1 ]; then
+  python3 scripts/ablation_report.py "$out" "$doc"
+  exit $?
+fi
 bash scripts/setup-deps.sh >/dev/null
 if [ -z "$corpus" ]; then
   bash scripts/fetch-brown.sh
@@ -64,41 +91,62 @@ bert="$build/examples/bert/pld-bert"
 rows=(
   "preln_lr|--pld none --lr $lr"
   "preln_large_lr|--pld none --lr $lr_large"
+  "postln|--pld none --norm post --lr $lr"
   "shallow|--pld none --lr $lr_large --layers $shallow_layers"
   "random|--pld random --keep-ratio pld-mean --theta-bar 0.5 --gamma $gamma --lr $lr_large"
   "td_only|--pld td_only --theta-bar 0.5 --gamma $gamma --lr $lr_large"
   "dd_only|--pld dd_only --theta-bar 0.5 --lr $lr_large"
   "pld|--pld pld --theta-bar 0.5 --gamma $gamma --lr $lr_large"
 )
+if [ -n "$only_rows" ]; then
+  selected=()
+  for want in $only_rows; do
+    found=0
+    for row in "${rows[@]}"; do [ "${row%%|*}" = "$want" ] && { selected+=("$row"); found=1; }; done
+    [ "$found" = 1 ] || { echo "ablation: unknown row $want" >&2; exit 2; }
+  done
+  rows=("${selected[@]}")
+fi
+[ "$fresh" = 1 ] && rm -rf "$out"
 mkdir -p "$out"
 start=$(date +%s)
-{
-  echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
-  echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem/{print $2}') GiB"
-  echo "command: scripts/ablation.sh $([ "$quick" = 1 ] && echo --quick) --seeds $seeds --steps $steps"
-  echo "corpus: $corpus"
-  echo "model: ${model[*]}"
-} >"$out/run-info.txt"
+if [ ! -f "$out/run-info.txt" ]; then
+  {
+    echo "started: $(date -u +%Y-%m-%dT%H:%MZ)"
+    echo "machine: $(nproc --all) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem/{print $2}') GiB"
+    echo "command: scripts/ablation.sh $([ "$quick" = 1 ] && echo --quick) --seeds $seeds --steps $steps"
+    echo "corpus: $corpus"
+    echo "model: ${model[*]}; lr $lr, large lr $lr_large, gamma $gamma"
+  } >"$out/run-info.txt"
+fi
+
+# Whether a run's pretraining finished all its steps.
+finished() { python3 -c "import json,sys; sys.exit(0 if json.load(open(sys.argv[1])).get('steps_done') == int(sys.argv[2]) else 1)" "$1" "$steps" 2>/dev/null; }
+
 for row in "${rows[@]}"; do
   name="${row%%|*}"
   read -r -a flags <<<"${row#*|}"
   for seed in $(seq 1 "$seeds"); do
     dir="$out/$name/seed$seed"
-    if [ "$skip" = 1 ] && [ -f "$dir/pos/summary.json" ]; then continue; fi
-    rm -rf "$dir"
+    if [ -f "$dir/pos/summary.json" ]; then continue; fi
     mkdir -p "$dir"
     echo "== $name seed $seed ($(( ($(date +%s) - start) / 60 )) min so far)"
-    # The model flags come first so a row's own --layers (Shallow) overrides them.
-    "$bert" pretrain --corpus "$corpus" --out "$dir/pretrain" "${model[@]}" "${pre_extra[@]}" \
-      --steps "$steps" --seed "$seed" --checkpoint-every 0 "${flags[@]}" >"$dir/pretrain.log"
-    grep -E "^(validation|time per step)" "$dir/pretrain.log" || true
-    "$bert" finetune --task genre --corpus "$corpus" --checkpoint "$dir/pretrain/checkpoint.bin" \
-      --out "$dir/genre" --seed "$seed" "${ft_genre[@]}" >"$dir/genre.log"
-    tail -n 1 "$dir/genre.log"
-    "$bert" finetune --task pos --corpus "$corpus" --checkpoint "$dir/pretrain/checkpoint.bin" \
-      --out "$dir/pos" --seed "$seed" "${ft_pos[@]}" >"$dir/pos.log"
-    tail -n 1 "$dir/pos.log"
+    if ! finished "$dir/pretrain/summary.json"; then
+      # The model flags come first so a row's own --layers (Shallow) overrides them. --resume auto
+      # continues an interrupted run from its checkpoint (or starts it).
+      "$bert" pretrain --corpus "$corpus" --out "$dir/pretrain" "${model[@]}" "${pre_extra[@]}" \
+        --steps "$steps" --seed "$seed" --resume auto "${flags[@]}" >>"$dir/pretrain.log"
+      grep -E "^(validation|time:)" "$dir/pretrain.log" | tail -n 2 || true
+    fi
+    for task in genre pos; do
+      [ -f "$dir/$task/summary.json" ] && continue
+      rm -rf "$dir/$task"  # an interrupted fine-tuning starts over (it is short)
+      if [ "$task" = genre ]; then ft=("${ft_genre[@]}"); else ft=("${ft_pos[@]}"); fi
+      "$bert" finetune --task "$task" --corpus "$corpus" --checkpoint "$dir/pretrain/checkpoint.bin" \
+        --out "$dir/$task" --seed "$seed" "${ft[@]}" >"$dir/$task.log"
+      tail -n 1 "$dir/$task.log"
+    done
   done
 done
-echo "total: $(( ($(date +%s) - start) / 60 )) min" >>"$out/run-info.txt"
+echo "invocation ending $(date -u +%Y-%m-%dT%H:%MZ): $(( ($(date +%s) - start) / 60 )) min" >>"$out/run-info.txt"
 python3 scripts/ablation_report.py "$out" "$doc"
