@@ -338,3 +338,22 @@ TEST_CASE("the float layer with fp32 and bf16 products against the double layer"
   std::printf("cpu layer %s vs double: worst relative error %.3e (%s)\n", pld::cpu::to_string(precision), worst,
               layer.gemm().last_implementation().c_str());
 }
+
+TEST_CASE("dropout: the vectorized mask is pld::dropout_block's, at any offset and length", "[cpu][dropout]") {
+  // dropout_apply draws whole groups of 16 Philox blocks at once and the ragged ends block by
+  // block; element e must keep exactly when dropout_keeps(word e % 4 of block e / 4).
+  const pld::cpu::DropoutKey key{0x1234abcdULL, 77, 5, pld::DropoutSite::ffn_out};
+  const float rate = 0.3f;
+  for (std::size_t offset : {std::size_t(0), std::size_t(1), std::size_t(63), std::size_t(64), std::size_t(67), std::size_t(1000)})
+    for (std::size_t n : {std::size_t(1), std::size_t(5), std::size_t(64), std::size_t(129), std::size_t(3000)}) {
+      std::vector<float> x(n, 2.0f), y(n, -1.0f);
+      pld::cpu::dropout_apply(x.data(), y.data(), n, offset, rate, key);
+      for (std::size_t i = 0; i < n; ++i) {
+        const std::size_t e = offset + i;
+        const pld::U32x4 r = pld::dropout_block(key.seed, 77, static_cast<std::uint32_t>(key.site), key.layer, e / 4);
+        const float expect = pld::dropout_keeps(r.v[e % 4], rate) ? 2.0f * (1.0f / (1.0f - rate)) : 0.0f;
+        INFO("offset " << offset << " n " << n << " element " << i);
+        REQUIRE(y[i] == expect);
+      }
+    }
+}

@@ -109,7 +109,15 @@ void attention_backward(Gemm& gemm, const Scalar* dctx, const Scalar* qkv, const
   // dV = Pd^T dC; d(Pd) = dC V^T
   gemm.run<Scalar>(detail::head_product(s, T, d, T, true, false, sq, ctx_heads, qkv_heads), pd, dctx, dqkv + 2 * H);
   gemm.run<Scalar>(detail::head_product(s, T, T, d, false, true, ctx_heads, qkv_heads, sq), dctx, qkv + 2 * H, dp);
-  if (dropout > 0.0f) dropout_apply(dp, dp, s.probs_size(), 0, dropout, key);  // dP
+  if (dropout > 0.0f) {
+    // dP = the mask times d(Pd) / (1 - p), the mask read off Pd instead of drawn again: where P is
+    // not 0, Pd != 0 exactly when the element was kept; where P is 0, dS = P (dP - dot) is 0 and
+    // dP does not matter (nor enters the dot). dS has the bits of redrawing the mask.
+    const Scalar keep_scale = Scalar(1) / (Scalar(1) - static_cast<Scalar>(dropout));
+    const std::int64_t n = static_cast<std::int64_t>(s.probs_size());
+#pragma omp parallel for simd schedule(static)
+    for (std::int64_t i = 0; i < n; ++i) dp[i] = dropped[i] != Scalar(0) ? dp[i] * keep_scale : Scalar(0);
+  }
   // Softmax backward: dS = P o (dP - rowsum(dP o P)), then the 1/sqrt(d) of the scores. The dot
   // is a plain loop in column order: the same bits whatever the buffer's alignment.
   const std::int64_t rows = static_cast<std::int64_t>(s.batch) * s.heads * T;
