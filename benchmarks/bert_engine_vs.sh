@@ -4,7 +4,9 @@
 # one run of this script, alternating the two so machine noise hits both:
 #   benchmarks/bert_engine_vs.sh [--rev REV] [--steps N] [--rounds R] [extra pld-bert flags]
 # Defaults: the demo's model (BERT-mini, 16 x 128 tokens, PLD), 60 steps, 2 rounds; this checkout
-# with --precision auto and with --precision fp32. Prints tokens/s per binary and the ratios.
+# with --precision auto and with --precision fp32; the old binary as OpenBLAS runs it here and
+# with OPENBLAS_CORETYPE=Prescott, the generic core Debian's OpenBLAS 0.3.21 picks on the Xeons it
+# mis-detects (issue 13), so both cases show up in one run. Prints tokens/s and the ratios.
 # The other revision is built in build/bench/rev-REV from a git worktree (needs its dependencies:
 # libopenblas-openmp-dev for 88cd979).
 set -euo pipefail
@@ -38,14 +40,16 @@ rm -rf "$root"
 mkdir -p "$root"
 common=(--size mini --steps "$steps" --pld pld --eval-every 0 --eval-max-seqs 16 --checkpoint-every 0 --log-every 1000)
 for r in $(seq 1 "$rounds"); do
-  for run in old new-auto new-fp32; do
+  for run in old old-prescott new-auto new-fp32; do
+    envs=()
     case $run in
       old) bin="$old_build/examples/bert/pld-bert"; flags=() ;;
+      old-prescott) bin="$old_build/examples/bert/pld-bert"; flags=(); envs=(OPENBLAS_CORETYPE=Prescott) ;;
       new-auto) bin="$build/examples/bert/pld-bert"; flags=(--precision auto) ;;
       new-fp32) bin="$build/examples/bert/pld-bert"; flags=(--precision fp32) ;;
     esac
     out="$root/$run-$r"
-    "$bin" pretrain "${common[@]}" "${flags[@]}" "${extra[@]}" --out "$out" >"$out.log" 2>&1 || { tail -3 "$out.log"; exit 1; }
+    env "${envs[@]}" "$bin" pretrain "${common[@]}" "${flags[@]}" "${extra[@]}" --out "$out" >"$out.log" 2>&1 || { tail -3 "$out.log"; exit 1; }
     echo "round $r $run: $(python3 -c "import json; print('%.0f tokens/s' % json.load(open('$out/summary.json'))['tokens_per_s'])")"
   done
 done
@@ -53,11 +57,14 @@ python3 - "$root" "$rounds" "$rev" <<'PY'
 import json, sys, statistics, subprocess
 root, rounds, rev = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 tps = {run: [json.load(open(f"{root}/{run}-{r}/summary.json"))["tokens_per_s"] for r in range(1, rounds + 1)]
-       for run in ("old", "new-auto", "new-fp32")}
+       for run in ("old", "old-prescott", "new-auto", "new-fp32")}
 engine = json.load(open(f"{root}/new-auto-1/summary.json")).get("engine", {})
 cpu = subprocess.run(["sh", "-c", "lscpu | sed -n 's/^Model name: *//p'"], capture_output=True, text=True).stdout.strip()
+core = subprocess.run(["python3", "-c", "import ctypes, glob; l = ctypes.CDLL(sorted(glob.glob('/usr/lib/x86_64-linux-gnu/openblas*/libopenblas*.so*'))[0]); "
+                       "l.openblas_get_corename.restype = ctypes.c_char_p; print(l.openblas_get_corename().decode())"],
+                      capture_output=True, text=True).stdout.strip() or "?"
 print()
-print(f"machine: {cpu}; new engine: {engine}")
+print(f"machine: {cpu}; OpenBLAS detects the core as {core}; new engine: {engine}")
 print("| binary | tokens/s (median of %d) | vs %s |" % (rounds, rev))
 print("|---|---:|---:|")
 base = statistics.median(tps["old"])
