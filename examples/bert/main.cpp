@@ -11,11 +11,15 @@
 #endif
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "finetune.hpp"
 #include "pretrain.hpp"
+#if defined(PLD_BERT_MPI)
+#include "pld/dist/mpi.hpp"
+#endif
 
 namespace {
 
@@ -80,8 +84,37 @@ void flush_denormals() {
 #endif
 }
 
+// Whether an MPI launcher (mpirun, srun) started this process: then pretraining runs data
+// parallel over MPI_COMM_WORLD. A plain start never initialises MPI.
+bool launched_by_mpi() {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"})
+    if (std::getenv(v)) return true;
+  return false;
+}
+
 int main(int argc, char** argv) {
   if (!std::getenv("PLD_KEEP_DENORMALS")) flush_denormals();
+#if defined(PLD_BERT_MPI)
+  std::optional<pld::dist::MpiSession> mpi;
+  std::optional<pld::dist::MpiCommunicator> comm;
+  if (launched_by_mpi()) {
+    mpi.emplace(&argc, &argv);
+    comm.emplace();
+  }
+  pld::dist::Communicator* ranks = comm ? &*comm : nullptr;
+  // An error on one rank ends the whole job at once (the others may wait in an all-reduce).
+  auto fail = [&](int code) {
+    if (comm && comm->size() > 1) {
+      std::cout.flush();
+      std::cerr.flush();
+      MPI_Abort(MPI_COMM_WORLD, code);
+    }
+    return code;
+  };
+#else
+  pld::dist::Communicator* ranks = nullptr;
+  auto fail = [](int code) { return code; };
+#endif
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     std::cout << kUsage;
@@ -89,8 +122,12 @@ int main(int argc, char** argv) {
   }
   const std::string cmd = args[0];
   args.erase(args.begin());
+  if (ranks && ranks->size() > 1 && cmd != "pretrain") {
+    if (ranks->rank() == 0) std::cerr << "pld-bert: error: only 'pretrain' runs data parallel; run '" << cmd << "' without mpirun\n";
+    return fail(2);
+  }
   try {
-    if (cmd == "pretrain") return bert::run_pretrain(args, std::cout);
+    if (cmd == "pretrain") return bert::run_pretrain(args, std::cout, ranks);
     if (cmd == "finetune") return bert::run_finetune(args, std::cout);
     if (cmd == "vocab") return run_vocab(args, std::cout);
     if (cmd == "tokenize") return run_tokenize(args, std::cout);
@@ -99,6 +136,6 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     std::cout.flush();
     std::cerr << "pld-bert: error: " << e.what() << "\n";
-    return 1;
+    return fail(1);
   }
 }

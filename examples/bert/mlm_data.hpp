@@ -82,6 +82,23 @@ struct MlmBatch {
   std::vector<std::uint8_t> valid; // (B, T)
   std::int64_t real_tokens = 0;
   int masked = 0;
+
+  // Rows [first, first + rows) as a batch of their own (a data-parallel rank's shard).
+  void slice_into(int first, int rows, MlmBatch& out) const {
+    const auto T = static_cast<std::size_t>(seq);
+    const auto a = static_cast<std::size_t>(first) * T, n = static_cast<std::size_t>(rows) * T;
+    out.batch = rows;
+    out.seq = seq;
+    out.input.assign(input.begin() + static_cast<std::ptrdiff_t>(a), input.begin() + static_cast<std::ptrdiff_t>(a + n));
+    out.target.assign(target.begin() + static_cast<std::ptrdiff_t>(a), target.begin() + static_cast<std::ptrdiff_t>(a + n));
+    out.valid.assign(valid.begin() + static_cast<std::ptrdiff_t>(a), valid.begin() + static_cast<std::ptrdiff_t>(a + n));
+    out.real_tokens = 0;
+    out.masked = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      out.real_tokens += out.valid[i];
+      out.masked += out.target[i] >= 0 ? 1 : 0;
+    }
+  }
 };
 
 // BERT's masking of sequence `s` into row `row` of `b`, keyed by (seed, epoch, sequence id).

@@ -118,8 +118,10 @@ class Encoder {
 
   // hidden (B*T, H) written. `plan` decides which layers run (and their scale); `seed`/`step`
   // key the dropout masks; plan.training turns dropout on.
+  // `row_offset`: in a data-parallel run the plan is the global batch's and these B rows start at
+  // global row row_offset (per-sample plans pick this shard's rows).
   void forward(const std::vector<int>& ids, const std::vector<std::uint8_t>& valid, int B, int T, const pld::LayerPlan& plan,
-               std::uint64_t seed, std::vector<float>& hidden) {
+               std::uint64_t seed, std::vector<float>& hidden, int row_offset = 0) {
     const int H = c_.hidden, N = B * T;
     if (T > c_.max_len) pld::detail::throw_error("sequence length ", T, " exceeds max_len ", c_.max_len);
     if (plan.num_layers() != c_.layers) pld::detail::throw_error("plan has ", plan.num_layers(), " layers, model ", c_.layers);
@@ -146,9 +148,11 @@ class Encoder {
     pld::cpu::dropout_apply(x_.data(), x_.data(), NH, 0, training_ ? c_.dropout : 0.0f, emb_key());
     // The layers run in place on x_.
     const auto t0 = std::chrono::steady_clock::now();
-    for (int l = 0; l < c_.layers; ++l)
-      layers_[static_cast<std::size_t>(l)]->forward(x_.data(), x_.data(), B, T, valid.data(),
-                                                    pld::cpu::LayerStep::from_plan(plan, l, seed));
+    for (int l = 0; l < c_.layers; ++l) {
+      pld::cpu::LayerStep s = pld::cpu::LayerStep::from_plan(plan, l, seed);
+      if (s.rows) s.rows += row_offset;
+      layers_[static_cast<std::size_t>(l)]->forward(x_.data(), x_.data(), B, T, valid.data(), s);
+    }
     layer_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     hidden.resize(NH);
     if (c_.norm == pld::NormPosition::post) {  // BERT's encoder: the last layer's LN2 is the output
@@ -365,8 +369,9 @@ class BertMlm {
   }
 
   // One micro-batch: forward, loss, and (when `backward`) the gradients, scaled by grad_scale.
-  MlmResult step(const MlmBatch& b, const pld::LayerPlan& plan, std::uint64_t seed, bool backward, double grad_scale = 1.0) {
-    encoder.forward(b.input, b.valid, b.batch, b.seq, plan, seed, hidden_);
+  MlmResult step(const MlmBatch& b, const pld::LayerPlan& plan, std::uint64_t seed, bool backward, double grad_scale = 1.0,
+                 int row_offset = 0) {
+    encoder.forward(b.input, b.valid, b.batch, b.seq, plan, seed, hidden_, row_offset);
     const MlmResult r = head.forward_backward(hidden_, b.target, encoder.token_embedding(), encoder.token_embedding_grad(), grad_scale,
                                               backward ? &dhidden_ : nullptr);
     if (backward) encoder.backward(dhidden_);

@@ -26,6 +26,7 @@
 #include "optimizer.hpp"
 #include "options.hpp"
 #include "run_dir.hpp"
+#include "pld/dist/reducer.hpp"
 #include "pld/pld.hpp"
 #include "run_config.hpp"
 #include "tokenizer.hpp"
@@ -162,19 +163,32 @@ inline void truncate_metrics(const std::string& path, std::int64_t step) {
   write_file_atomically(path, kept);
 }
 
-inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out) {
+// `comm`: the ranks of a data-parallel run (mpirun -np N pld-bert pretrain ...); null or one rank
+// is the ordinary run. Every rank runs the same checks and holds the whole model; each global
+// batch of --batch sequences is split into equal shards; the gradients are averaged through
+// pld::dist::GradientReducer (a layer the plan dropped sends nothing); rank 0 alone logs and writes.
+inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_arg, pld::dist::Communicator* comm_arg = nullptr) {
   Options o("pretrain", pretrain_option_specs());
   o.parse(args);
   if (o.help_requested()) {
-    out << "Pretrains BERT with masked-language modelling and progressive layer dropping on the CPU.\n\n" << o.help();
+    out_arg << "Pretrains BERT with masked-language modelling and progressive layer dropping on the CPU.\n\n" << o.help();
     return 0;
   }
+  pld::dist::LocalCommunicator local;
+  pld::dist::Communicator& comm = comm_arg ? *comm_arg : local;
+  const int world = comm.size(), rank = comm.rank();
+  const bool root = rank == 0;
+  NullStream quiet;
+  std::ostream& out = root ? out_arg : quiet;
   namespace fs = std::filesystem;
   // Every option is validated, the corpus read, the vocabulary built and the checkpoint checked
   // before anything is written: a refused run leaves no file behind.
   const std::string out_dir = o.str("out");
   const int threads = static_cast<int>(o.integer("threads", 0, 1024));
   const int batch = static_cast<int>(o.integer("batch", 1, 1 << 16));
+  if (batch % world != 0)
+    pld::detail::throw_error("--batch ", batch, " is the global batch and must divide evenly over the ", world, " ranks");
+  const int shard = batch / world, first_row = rank * shard;  // this rank's rows of every global batch
   const int accum = static_cast<int>(o.integer("accum", 1, 1 << 16));
   const std::int64_t steps = o.integer("steps", 1, std::int64_t(1) << 40);
   const std::int64_t stop_at = o.integer("stop-at", 0, std::int64_t(1) << 40);
@@ -251,13 +265,24 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out)
     pld::detail::throw_error("checkpoint ", resume, " is from another configuration: ", diff.empty() ? "keys differ" : diff);
   }
 
-  // Everything checked: from here on the run writes.
-  fs::create_directories(out_dir);
-  remove_stale_temp_files(out_dir);
-  if (data.vocab_trained) {
-    data.vocab.save(data.vocab_path);
-    out << "vocabulary saved to " << data.vocab_path << "\n";
+  // Everything checked: from here on the run writes (rank 0 alone).
+  if (root) {
+    fs::create_directories(out_dir);
+    remove_stale_temp_files(out_dir);
+    if (data.vocab_trained) {
+      data.vocab.save(data.vocab_path);
+      out << "vocabulary saved to " << data.vocab_path << "\n";
+    }
   }
+  const int ranks_before = [&] {  // the world size that wrote the run being resumed, if recorded
+    if (!ckpt) return 0;
+    try {
+      std::ifstream in(out_dir + "/options.json");
+      return nlohmann::json::parse(in).value("ranks", 1);
+    } catch (const std::exception&) {
+      return 0;
+    }
+  }();
   BertMlm model(mc);
   std::vector<Param>& params = model.params();
   Optimizer opt(opt_cfg, params);
@@ -272,18 +297,28 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out)
     start = ckpt->step;
     elapsed_before = ckpt->elapsed_seconds;
     out << "resumed from " << resume << " at step " << start << "\n";
+    if (ranks_before > 0 && ranks_before != world)
+      out << "the checkpoint was written by " << ranks_before << " rank(s), this run has " << world
+          << ": the same global batches from the same data position, other shards\n";
   }
   const std::int64_t end = stop_at > 0 ? std::min(stop_at, steps) : steps;
   const std::string metrics_path = out_dir + "/metrics.jsonl";
-  if (ckpt) truncate_metrics(metrics_path, start); else write_file_atomically(metrics_path, "");
-  std::ofstream metrics(metrics_path, std::ios::app);
-  {
+  if (root) {
+    if (ckpt) truncate_metrics(metrics_path, start); else write_file_atomically(metrics_path, "");
+  }
+  std::ofstream metrics;  // not opened on other ranks: writes to it are no-ops there
+  if (root) metrics.open(metrics_path, std::ios::app);
+  if (root) {
     nlohmann::json opts = o.to_json();
     opts["model"] = {{"vocab", mc.vocab}, {"layers", mc.layers}, {"hidden", mc.hidden}, {"heads", mc.heads}, {"ffn", mc.layer_config().ffn_size()},
                      {"max_len", mc.max_len}, {"parameters", model.num_parameters()}};
     opts["engine"] = engine_info(model);
+    opts["ranks"] = world;
     write_file_atomically(out_dir + "/options.json", opts.dump(2) + "\n");
   }
+  if (world > 1)
+    out << "data parallel: " << world << " ranks over " << comm.name() << ", " << shard << " of the " << batch
+        << " sequences of each global batch per rank\n";
   out << "model: L=" << mc.layers << " H=" << mc.hidden << " heads=" << mc.heads << " F=" << mc.layer_config().ffn_size() << " vocab=" << mc.vocab
       << ", " << model.num_parameters() << " parameters; PLD " << o.str("pld") << ", " << omp_get_max_threads() << " threads\n";
   out << "engine: " << engine_line(mc.precision) << "\n";
@@ -302,9 +337,13 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out)
     c.elapsed_seconds = elapsed;
     c.controller_state = controller.save_state();
     capture(params, opt, c);
-    write_file_atomically(ckpt_path, serialize_checkpoint(c));
+    if (root) write_file_atomically(ckpt_path, serialize_checkpoint(c));
     last_saved = step_done;
   };
+  // One bucket per encoder layer plus one for the embeddings and the head (world > 1 only).
+  pld::dist::GradientReducer reducer(comm, mc.layers);
+  for (const Param& p : params) reducer.add(p.layer, p.grad, p.size);
+  MlmBatch local_batch;
   auto eval = [&](std::int64_t step_done) {
     const auto t0 = std::chrono::steady_clock::now();
     const EvalResult e = evaluate_mlm(model, valid, eval_max, batch, mc.max_len, mc.vocab, seed, mask_prob, controller.gate(), step_done);
@@ -333,16 +372,41 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out)
     const pld::LayerPlan& plan = controller.begin_step(step, gate_cfg.granularity == pld::Granularity::sample ? batch : 0);
     const double layer_before = model.encoder.layer_seconds();
     model.zero_grad();
+    if (world > 1) reducer.begin_step(plan);
     double loss = 0;
     int correct = 0, predicted = 0;
     std::int64_t tokens = 0;
     for (int a = 0; a < accum; ++a) {
-      stream.next(batch, b);
-      const MlmResult r = model.step(b, plan, seed, true, 1.0 / accum);
-      loss += r.loss / accum;
+      stream.next(batch, b);  // the global batch, the same on every rank
+      if (world == 1) {
+        const MlmResult r = model.step(b, plan, seed, true, 1.0 / accum);
+        loss += r.loss / accum;
+        correct += r.correct;
+        predicted += r.predicted;
+        tokens += b.real_tokens;
+        continue;
+      }
+      // This rank's shard. The loss is the mean over the global batch's masked tokens, so a
+      // shard's gradient weighs by its share of them (ranks see different numbers of masks):
+      // scale world * masked_here / masked_global, and the reducer's average divides by world.
+      b.slice_into(first_row, shard, local_batch);
+      const double share = b.masked > 0 ? static_cast<double>(local_batch.masked) / b.masked : 0.0;
+      const MlmResult r = model.step(local_batch, plan, seed, true, world * share / accum, first_row);
+      loss += r.loss * share / accum;  // summed over ranks below: the global mean
       correct += r.correct;
       predicted += r.predicted;
-      tokens += b.real_tokens;
+      tokens += local_batch.real_tokens;
+    }
+    if (world > 1) {
+      reducer.finish();
+      double sums[5] = {loss, static_cast<double>(correct), static_cast<double>(predicted), static_cast<double>(tokens),
+                        static_cast<double>(StopOnSignals::requested())};
+      comm.sum_now(sums, 5);  // the step's loss and counts, and whether any rank was asked to stop
+      loss = sums[0];
+      correct = static_cast<int>(sums[1]);
+      predicted = static_cast<int>(sums[2]);
+      tokens = static_cast<std::int64_t>(sums[3]);
+      if (sums[4] > 0 && StopOnSignals::requested() == 0) stop_signal() = SIGTERM;  // stop together
     }
     const double gnorm = opt.clip(params);
     if (!std::isfinite(loss) || !std::isfinite(gnorm) || (max_loss > 0 && loss > max_loss)) {
@@ -438,7 +502,8 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out)
         << full / train_seconds << "x from " << 100.0 * (1.0 - kept_sum / static_cast<double>(end - start))
         << "% of layer-steps dropped\n";
   }
-  write_file_atomically(out_dir + "/summary.json", summary.dump(2) + "\n");
+  summary["ranks"] = world;
+  if (root) write_file_atomically(out_dir + "/summary.json", summary.dump(2) + "\n");
   out << "checkpoint: " << ckpt_path << ", metrics: " << metrics_path << "\n";
   return 0;
 }

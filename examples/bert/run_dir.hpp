@@ -6,6 +6,8 @@
 #include <atomic>
 #include <csignal>
 #include <filesystem>
+#include <ostream>
+#include <streambuf>
 #include <string>
 #include <vector>
 
@@ -84,6 +86,17 @@ class StopOnSignals {
 
  private:
   struct sigaction old_term_ {}, old_int_ {};
+};
+
+// An ostream that discards everything: the log of ranks other than 0.
+class NullStream : public std::ostream {
+ public:
+  NullStream() : std::ostream(&buf_) {}
+
+ private:
+  struct Discard : std::streambuf {
+    int overflow(int c) override { return c; }
+  } buf_;
 };
 
 inline const char* signal_name(int sig) { return sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "a signal"; }
