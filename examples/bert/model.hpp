@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -165,7 +166,9 @@ class Encoder {
   }
 
   // dhidden (B*T, H) of the last forward in; parameter gradients accumulate.
-  void backward(std::vector<float>& dhidden) {
+  // `layer_done(l)`, when given, runs right after layer l's backward: its gradients are final
+  // for this micro-batch (a data-parallel run starts their all-reduce there).
+  void backward(std::vector<float>& dhidden, const std::function<void(int)>& layer_done = nullptr) {
     const int H = c_.hidden, N = B_ * T_;
     const auto NH = static_cast<std::size_t>(N) * static_cast<std::size_t>(H);
     dx_.resize(NH);
@@ -176,7 +179,10 @@ class Encoder {
                                     out_ln_w_.g.data(), out_ln_b_.g.data(), N, H);
     }
     const auto t0 = std::chrono::steady_clock::now();
-    for (int l = c_.layers - 1; l >= 0; --l) layers_[static_cast<std::size_t>(l)]->backward(dx_.data(), dx_.data());
+    for (int l = c_.layers - 1; l >= 0; --l) {
+      layers_[static_cast<std::size_t>(l)]->backward(dx_.data(), dx_.data());
+      if (layer_done) layer_done(l);
+    }
     layer_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     pld::cpu::dropout_apply(dx_.data(), dx_.data(), NH, 0, training_ ? c_.dropout : 0.0f, emb_key());
     demb_.resize(NH);
@@ -370,11 +376,11 @@ class BertMlm {
 
   // One micro-batch: forward, loss, and (when `backward`) the gradients, scaled by grad_scale.
   MlmResult step(const MlmBatch& b, const pld::LayerPlan& plan, std::uint64_t seed, bool backward, double grad_scale = 1.0,
-                 int row_offset = 0) {
+                 int row_offset = 0, const std::function<void(int)>& layer_done = nullptr) {
     encoder.forward(b.input, b.valid, b.batch, b.seq, plan, seed, hidden_, row_offset);
     const MlmResult r = head.forward_backward(hidden_, b.target, encoder.token_embedding(), encoder.token_embedding_grad(), grad_scale,
                                               backward ? &dhidden_ : nullptr);
-    if (backward) encoder.backward(dhidden_);
+    if (backward) encoder.backward(dhidden_, layer_done);
     return r;
   }
 

@@ -391,7 +391,11 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
       // scale world * masked_here / masked_global, and the reducer's average divides by world.
       b.slice_into(first_row, shard, local_batch);
       const double share = b.masked > 0 ? static_cast<double>(local_batch.masked) / b.masked : 0.0;
-      const MlmResult r = model.step(local_batch, plan, seed, true, world * share / accum, first_row);
+      // On the last micro-batch each layer's all-reduce starts as soon as its backward is done,
+      // overlapping the backward of the layers below it.
+      const auto done = [&](int l) { reducer.layer_done(l); };
+      const MlmResult r = model.step(local_batch, plan, seed, true, world * share / accum, first_row,
+                                     a + 1 == accum ? std::function<void(int)>(done) : std::function<void(int)>());
       loss += r.loss * share / accum;  // summed over ranks below: the global mean
       correct += r.correct;
       predicted += r.predicted;

@@ -8,8 +8,9 @@ PLD with a fast decay so layers drop within the run):
      two; measured ~1e-7), the data position and the controller's decisions are identical, and
      the logged losses agree to 1e-9; in layer and in per-sample granularity;
   2. the 2-rank run twice gives the same bits;
-  3. 2 ranks stopped at step 5 and resumed by 1 rank end where the uninterrupted 1-rank run ends
-     (same bound), and the resumed run says the checkpoint was written by 2 ranks.
+  3. 2 ranks stopped at step 5 and resumed by 2 ranks end bit for bit where the uninterrupted
+     2-rank run ends; resumed by 1 rank they end where the uninterrupted 1-rank run ends (same
+     bound), and the resumed run says the checkpoint was written by 2 ranks.
 
   bert_mpi.py MPIRUN PLD_BERT CORPUS WORK_DIR
 """
@@ -81,6 +82,14 @@ def main():
             "two 2-rank runs differ"
         print(f"{granularity}: 2 ranks == 1 rank within {e:.2e} (steps with a layer dropped: {dropped}); reruns bitwise equal")
         assert granularity == "sample" or dropped > 0, "no layer was dropped: the test would not exercise PLD"
+
+    # 2 ranks to step 5, then 2 ranks to the end: the uninterrupted 2-rank run, bit for bit.
+    cut2 = os.path.join(work, "cut2")
+    run(mpi + [bert], cut2, ["--stop-at", "5"])
+    run(mpi + [bert], cut2, ["--resume", "auto"])
+    assert parse_checkpoint(os.path.join(work, "layer-two", "checkpoint.bin"))["tensors"] == \
+        parse_checkpoint(os.path.join(cut2, "checkpoint.bin"))["tensors"], "2-rank resume is not bit-exact"
+    print("2 ranks to step 5 + 2 ranks to step 10 == 2 ranks throughout, bit for bit")
 
     # 2 ranks to step 5, then 1 rank to the end.
     cut = os.path.join(work, "cut")
