@@ -6,7 +6,8 @@ set -euo pipefail
 # libdnnl-dev: oneDNN, the GEMMs of pld::cpu in fp32 and bf16 (see PLD_CPU_ONEDNN in CMakeLists.txt).
 # nlohmann-json3-dev: pld-bert's config files and metrics.
 # python3: the report and plot scripts (scripts/ablation_report.py).
-packages=(g++ make cmake git python3 libeigen3-dev catch2 libbenchmark-dev libdnnl-dev nlohmann-json3-dev)
+# libopenmpi-dev, openmpi-bin: data parallelism (pld::mpi, mpirun -np N pld-bert) and its tests.
+packages=(g++ make cmake git python3 libeigen3-dev catch2 libbenchmark-dev libdnnl-dev nlohmann-json3-dev libopenmpi-dev openmpi-bin)
 
 missing=()
 for p in "${packages[@]}"; do
