@@ -340,9 +340,13 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
     if (root) write_file_atomically(ckpt_path, serialize_checkpoint(c));
     last_saved = step_done;
   };
-  // One bucket per encoder layer plus one for the embeddings and the head (world > 1 only).
-  pld::dist::GradientReducer reducer(comm, mc.layers);
-  for (const Param& p : params) reducer.add(p.layer, p.grad, p.size);
+  // One bucket per encoder layer plus one for the embeddings and the head (world > 1 only: the
+  // buckets' staging memory is as large as the gradients).
+  std::optional<pld::dist::GradientReducer> reducer;
+  if (world > 1) {
+    reducer.emplace(comm, mc.layers);
+    for (const Param& p : params) reducer->add(p.layer, p.grad, p.size);
+  }
   MlmBatch local_batch;
   auto eval = [&](std::int64_t step_done) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -372,7 +376,7 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
     const pld::LayerPlan& plan = controller.begin_step(step, gate_cfg.granularity == pld::Granularity::sample ? batch : 0);
     const double layer_before = model.encoder.layer_seconds();
     model.zero_grad();
-    if (world > 1) reducer.begin_step(plan);
+    if (reducer) reducer->begin_step(plan);
     double loss = 0;
     int correct = 0, predicted = 0;
     std::int64_t tokens = 0;
@@ -393,7 +397,7 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
       const double share = b.masked > 0 ? static_cast<double>(local_batch.masked) / b.masked : 0.0;
       // On the last micro-batch each layer's all-reduce starts as soon as its backward is done,
       // overlapping the backward of the layers below it.
-      const auto done = [&](int l) { reducer.layer_done(l); };
+      const auto done = [&](int l) { reducer->layer_done(l); };
       const MlmResult r = model.step(local_batch, plan, seed, true, world * share / accum, first_row,
                                      a + 1 == accum ? std::function<void(int)>(done) : std::function<void(int)>());
       loss += r.loss * share / accum;  // summed over ranks below: the global mean
@@ -401,8 +405,8 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
       predicted += r.predicted;
       tokens += local_batch.real_tokens;
     }
-    if (world > 1) {
-      reducer.finish();
+    if (reducer) {
+      reducer->finish();
       double sums[5] = {loss, static_cast<double>(correct), static_cast<double>(predicted), static_cast<double>(tokens),
                         static_cast<double>(StopOnSignals::requested())};
       comm.sum_now(sums, 5);  // the step's loss and counts, and whether any rank was asked to stop
