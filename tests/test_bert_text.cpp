@@ -8,6 +8,7 @@
 
 #include "dataset.hpp"
 #include "mlm_data.hpp"
+#include "bert_test_util.hpp"
 #include "tokenizer.hpp"
 
 #ifndef PLD_TEST_DATA_DIR
@@ -18,7 +19,7 @@ namespace {
 const std::string kSlice = std::string(PLD_TEST_DATA_DIR) + "/brown-slice";
 
 std::string temp_path(const std::string& name) {
-  const auto dir = std::filesystem::temp_directory_path() / "pld-bert-tests";
+  const auto dir = std::filesystem::path(bert_test::fresh_dir("text")).parent_path();  // this process's own
   std::filesystem::create_directories(dir);
   return (dir / name).string();
 }

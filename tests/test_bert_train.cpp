@@ -347,7 +347,7 @@ TEST_CASE("a checkpoint with an empty tensor round-trips (a fuzzing finding)", "
   CHECK(bert::serialize_checkpoint(back) == bytes);
 }
 
-TEST_CASE("validation masks do not depend on the run's seed; the loss reference lines", "[bert][ablation]") {
+TEST_CASE("validation masks do not depend on the run's seed, and the loss reference lines", "[bert][ablation]") {
   // Two seeds evaluate the same masked tokens (seed spreads are then training variance alone).
   const std::string a = fresh_dir("valkey-a"), b = fresh_dir("valkey-b");
   REQUIRE(pretrain(tiny_args(a, {"--steps", "3", "--seed", "1"})) == 0);

@@ -137,7 +137,7 @@ pld::LayerConfig small_config() {
 }
 }  // namespace
 
-TEST_CASE("Workspace: a dropped layer needs none; a kept one what its buffers add up to", "[cuda-host]") {
+TEST_CASE("Workspace: a dropped layer needs none, a kept one what its buffers add up to", "[cuda-host]") {
   const pld::LayerConfig c = small_config();
   pld::LayerStep kept;
   pld::LayerStep dropped;

@@ -166,7 +166,7 @@ TEST_CASE("the same run twice gives the same bits", "[dist][mpi]") {
   CHECK(a == b);
 }
 
-TEST_CASE("bytes sent per step are the kept layers' gradient bytes; a dropped layer sends none", "[dist][mpi]") {
+TEST_CASE("bytes sent per step are the kept layers' gradient bytes, a dropped layer sends none", "[dist][mpi]") {
   std::vector<pld::dist::StepTraffic> traffic;
   std::vector<pld::LayerPlan> plans;
   run_sharded(pld::Granularity::layer, 10, &traffic, &plans);
