@@ -371,6 +371,7 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
   const auto run_start = std::chrono::steady_clock::now();
   EvalResult last_eval;
   bool evaluated_at_end = false;
+  int agreed_stop = 0;  // data-parallel runs: the stop request all ranks agreed on this step
   for (std::int64_t step = start; step < end; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
     const pld::LayerPlan& plan = controller.begin_step(step, gate_cfg.granularity == pld::Granularity::sample ? batch : 0);
@@ -414,7 +415,9 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
       correct = static_cast<int>(sums[1]);
       predicted = static_cast<int>(sums[2]);
       tokens = static_cast<std::int64_t>(sums[3]);
-      if (sums[4] > 0 && StopOnSignals::requested() == 0) stop_signal() = SIGTERM;  // stop together
+      // Stop together: the ranks act on the summed flag, never on their own (a signal arriving
+      // after this sum is counted in the next step's), so no rank leaves the others waiting.
+      agreed_stop = sums[4] > 0 ? (StopOnSignals::requested() ? StopOnSignals::requested() : SIGTERM) : 0;
     }
     const double gnorm = opt.clip(params);
     if (!std::isfinite(loss) || !std::isfinite(gnorm) || (max_loss > 0 && loss > max_loss)) {
@@ -471,7 +474,7 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
       evaluated_at_end = last;
     }
     if ((ckpt_every > 0 && done % ckpt_every == 0) || last) save(done, elapsed_before + train_seconds);
-    if (const int sig = StopOnSignals::requested()) {
+    if (const int sig = reducer ? agreed_stop : StopOnSignals::requested()) {
       if (last_saved != done) save(done, elapsed_before + train_seconds);
       metrics.flush();
       out << "interrupted by " << signal_name(sig) << " after step " << done << ": checkpoint " << ckpt_path

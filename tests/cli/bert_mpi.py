@@ -10,14 +10,17 @@ PLD with a fast decay so layers drop within the run):
   2. the 2-rank run twice gives the same bits;
   3. 2 ranks stopped at step 5 and resumed by 2 ranks end bit for bit where the uninterrupted
      2-rank run ends; resumed by 1 rank they end where the uninterrupted 1-rank run ends (same
-     bound), and the resumed run says the checkpoint was written by 2 ranks.
+     bound), and the resumed run says the checkpoint was written by 2 ranks;
+  4. SIGTERM to mpirun stops both ranks after the same step with rank 0's checkpoint of it.
 
   bert_mpi.py MPIRUN PLD_BERT CORPUS WORK_DIR
 """
 import json
 import math
 import os
+import re
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -98,6 +101,26 @@ def main():
     assert "written by 2 rank(s), this run has 1" in log, log
     e = compare(os.path.join(work, "layer-one", "checkpoint.bin"), os.path.join(cut, "checkpoint.bin"), "resume with another world size")
     print(f"2 ranks to step 5 + 1 rank to step 10 == 1 rank throughout within {e:.2e}")
+
+    # SIGTERM to mpirun (a cluster's preemption): every rank stops after the same step, rank 0
+    # writes the checkpoint of that step, and nothing hangs.
+    term = os.path.join(work, "term")
+    long_run = [a if a != "10" else "100000" for a in base]
+    p = subprocess.Popen(mpi + [bert] + long_run + ["--log-every", "50", "--out", term], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, env=env)
+    seen = ""
+    while "step " not in seen:
+        line = p.stdout.readline()
+        assert line, "the run ended before training:\n" + seen
+        seen += line
+    p.send_signal(signal.SIGTERM)
+    rest, _ = p.communicate(timeout=120)
+    seen += rest
+    m = re.search(r"interrupted by SIGTERM after step (\d+): checkpoint .* saved", seen)
+    assert m, "no clean stop after SIGTERM:\n" + seen[-2000:]
+    ck = parse_checkpoint(os.path.join(term, "checkpoint.bin"))
+    assert ck["step"] == int(m.group(1)), (ck["step"], m.group(1))
+    print(f"SIGTERM to mpirun: both ranks stopped after step {ck['step']}, checkpoint written")
     return 0
 
 
