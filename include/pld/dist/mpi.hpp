@@ -95,11 +95,9 @@ class MpiCommunicator final : public Communicator {
                                  " s; another rank has probably died or stopped");
       std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
-    if (static_cast<std::size_t>(handle) + 1 == requests_.size()) {  // all done: recycle the slots
-      bool all = true;
-      for (MPI_Request q : requests_) all = all && q == MPI_REQUEST_NULL;
-      if (all) requests_.clear();
-    }
+    bool all = true;  // every started sum waited for: the slots are recycled (handles restart at 0)
+    for (MPI_Request q : requests_) all = all && q == MPI_REQUEST_NULL;
+    if (all) requests_.clear();
   }
 
   void sum_now(double* data, std::size_t n) override {

@@ -83,9 +83,10 @@ class NcclCommunicator final : public Communicator {
     }
     // The compute stream must not touch the reduced gradients before the all-reduce is done.
     pld::cuda::check(cudaStreamWaitEvent(compute_, pending_[static_cast<std::size_t>(handle)], 0), "cudaStreamWaitEvent");
-    if (static_cast<std::size_t>(handle) + 1 == pending_.size()) {
+    if (++waited_ == pending_.size()) {  // every started sum waited for: recycle the events
       for (auto e : pending_) free_.push_back(e);
       pending_.clear();
+      waited_ = 0;
     }
   }
 
@@ -134,6 +135,7 @@ class NcclCommunicator final : public Communicator {
   std::chrono::seconds timeout_;
   int rank_ = 0, size_ = 1;
   std::vector<cudaEvent_t> events_, free_, pending_;
+  std::size_t waited_ = 0;
 };
 
 }  // namespace pld::dist
