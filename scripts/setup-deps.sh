@@ -7,7 +7,9 @@ set -euo pipefail
 # nlohmann-json3-dev: pld-bert's config files and metrics.
 # python3: the report and plot scripts (scripts/ablation_report.py).
 # libopenmpi-dev, openmpi-bin: data parallelism (pld::mpi, mpirun -np N pld-bert) and its tests.
-packages=(g++ make cmake git python3 libeigen3-dev catch2 libbenchmark-dev libdnnl-dev nlohmann-json3-dev libopenmpi-dev openmpi-bin)
+# libtorch-dev: the LibTorch adapter (pld::torch), its tests and examples/libtorch.
+packages=(g++ make cmake git python3 libeigen3-dev catch2 libbenchmark-dev libdnnl-dev nlohmann-json3-dev libopenmpi-dev openmpi-bin
+          libtorch-dev)
 
 missing=()
 for p in "${packages[@]}"; do

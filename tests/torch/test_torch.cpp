@@ -413,6 +413,16 @@ TEST_CASE("libtorch checkpoints resume the same plans and refuse bad input with 
     in.load_from(dir.file("edited.pt"));
     CHECK_THROWS_AS(pld::libtorch::restore_controller(in, fresh), pld::Error);
 
+    // A model of another width: LibTorch's own load would take the stored tensors as they are.
+    pld::LayerConfig wide = cfg;
+    wide.hidden = 32;
+    torch::nn::ModuleList model3;
+    for (int i = 0; i < 3; ++i) model3->push_back(EncoderLayer(wide));
+    torch::optim::AdamW opt3(model3->parameters(), torch::optim::AdamWOptions(1e-3));
+    const at::Tensor w_before = model3->parameters()[0].clone();
+    CHECK_THROWS_WITH(pld::libtorch::load_checkpoint(path, *model3, opt3, fresh), Catch::Contains("another model configuration"));
+    CHECK(torch::equal(model3->parameters()[0], w_before));
+
     // A checkpoint without the counter asked for.
     pld::libtorch::CheckpointCounters want;
     want.values["not_saved"] = 0;

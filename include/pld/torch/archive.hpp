@@ -39,6 +39,30 @@ inline void restore_controller(torch::serialize::InputArchive& archive, Controll
   controller.restore_state(v.toStringRef());
 }
 
+namespace detail {
+using pld::detail::throw_error;
+// Module::load() replaces each parameter with the stored tensor whatever its shape (LibTorch 1.13:
+// a hidden-32 checkpoint loads into a hidden-64 model and fails later, far from the cause), so the
+// structure is compared first: every parameter and buffer, recursively, same name, shape and type.
+inline void check_module_archive(const torch::nn::Module& module, torch::serialize::InputArchive& archive, const std::string& where) {
+  auto check = [&](const std::string& name, const at::Tensor& want, bool is_buffer) {
+    at::Tensor got;
+    if (!archive.try_read(name, got, is_buffer))
+      pld::detail::throw_error("the checkpoint's model has no ", is_buffer ? "buffer " : "parameter ", where, name);
+    if (got.sizes() != want.sizes() || got.scalar_type() != want.scalar_type())
+      pld::detail::throw_error("the checkpoint's ", where, name, " is ", got.sizes(), " ", got.scalar_type(), ", the model's ", want.sizes(), " ",
+                               want.scalar_type(), " (another model configuration?)");
+  };
+  for (const auto& p : module.named_parameters(/*recurse=*/false)) check(p.key(), p.value(), false);
+  for (const auto& b : module.named_buffers(/*recurse=*/false)) check(b.key(), b.value(), true);
+  for (const auto& c : module.named_children()) {
+    torch::serialize::InputArchive child;
+    if (!archive.try_read(c.key(), child)) pld::detail::throw_error("the checkpoint's model has no module ", where, c.key());
+    check_module_archive(*c.value(), child, where + c.key() + ".");
+  }
+}
+}  // namespace detail
+
 // A training checkpoint in one file: the model's parameters and buffers, the optimizer's state,
 // the controller's state and named integer counters of the loop (data position, ...). Written to
 // `path`.tmp and renamed over `path`, so a crash while saving leaves the previous checkpoint.
@@ -72,9 +96,10 @@ inline void save_checkpoint(const std::string& path, const torch::nn::Module& mo
 
 // Loads a checkpoint of save_checkpoint into a model and optimizer of the same structure and a
 // controller of the same configuration; `counters` gets the names it asks for (each must exist).
-// The file, the counters and the controller's state (checksum, schedule, gate) are checked before
-// anything changes; then LibTorch loads the model and optimizer (it refuses another structure,
-// possibly after loading part of it: do not train on after an error), and the controller last.
+// The file, the counters, the controller's state (checksum, schedule, gate) and the model's
+// structure (every parameter and buffer: name, shape, type) are checked before anything changes;
+// then LibTorch loads the model and the optimizer (whose state it checks itself, possibly after
+// loading part of it: do not train on after an error), and the controller last.
 inline void load_checkpoint(const std::string& path, torch::nn::Module& model, torch::optim::Optimizer& optimizer,
                             Controller& controller, CheckpointCounters* counters = nullptr) {
   if (!std::filesystem::is_regular_file(path)) detail::throw_error("checkpoint ", path, " does not exist or is not a file");
@@ -96,6 +121,7 @@ inline void load_checkpoint(const std::string& path, torch::nn::Module& model, t
       }
     Controller trial = controller;  // restore_state checks the state against this configuration
     restore_controller(root, trial);
+    detail::check_module_archive(model, m, "");
     model.load(m);
     optimizer.load(o);
     restore_controller(root, controller);
