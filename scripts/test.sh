@@ -21,12 +21,13 @@ if [ "${PLD_SANITIZE:-1}" != 0 ]; then
   # Every C++ test program, pld-bert, pld-schedule and the minimal example built with ASan + UBSan
   # (any report fails the test: -fno-sanitize-recover, halt_on_error). Not here: the CUDA device
   # tests and benchmark (nvcc links them), the packaging and device-check tests (they drive other
-  # builds), and the MPI tests (Open MPI's own allocations at exit read as leaks).
+  # builds), the MPI tests (Open MPI's own allocations at exit read as leaks), and the LibTorch
+  # adapter (Debian's LibTorch is not built with ASan; PLD_ENABLE_TORCH=OFF there).
   san="${PLD_SANITIZE_BUILD_DIR:-build/sanitize}"
   echo "== 2/3 tests under AddressSanitizer + UndefinedBehaviorSanitizer ($san)"
   sanitize="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
   cmake -S . -B "$san" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS="$sanitize" \
-    -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" -DPLD_BUILD_BENCHMARKS=OFF -DPLD_WARNINGS_AS_ERRORS=OFF >/dev/null
+    -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" -DPLD_BUILD_BENCHMARKS=OFF -DPLD_WARNINGS_AS_ERRORS=OFF -DPLD_ENABLE_TORCH=OFF >/dev/null
   targets=(pld_tests pld_cpu_tests pld_bert_tests pld-bert pld-schedule pld_minimal)
   # The CUDA host-side tests (and the real kernels on the SIMT emulator) where nvcc was found.
   grep -q '^CMAKE_CUDA_COMPILER:[A-Z]*=.*nvcc' "$san/CMakeCache.txt" && targets+=(pld_cuda_host_tests pld_cuda_simt_tests)
