@@ -30,7 +30,7 @@ if [ "${PLD_SANITIZE:-1}" != 0 ]; then
     -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" -DPLD_BUILD_BENCHMARKS=OFF -DPLD_WARNINGS_AS_ERRORS=OFF -DPLD_ENABLE_TORCH=OFF >/dev/null
   targets=(pld_tests pld_cpu_tests pld_bert_tests pld-bert pld-schedule pld_minimal)
   # The CUDA host-side tests (and the real kernels on the SIMT emulator) where nvcc was found.
-  grep -q '^CMAKE_CUDA_COMPILER:[A-Z]*=.*nvcc' "$san/CMakeCache.txt" && targets+=(pld_cuda_host_tests pld_cuda_simt_tests)
+  grep -q '^CMAKE_CUDA_COMPILER:[A-Z]*=.*nvcc' "$san/CMakeCache.txt" && targets+=(pld_cuda_host_tests pld_cuda_simt_tests pld_cuda_train_simt_tests)
   cmake --build "$san" -j"$jobs" --target "${targets[@]}"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir "$san" --output-on-failure -j"$jobs" \

@@ -53,6 +53,8 @@ class WarpPool {
     done_.wait(l, [this] { return remaining_ == 0; });
     job_ = nullptr;
   }
+  // __syncwarp: every lane arrives before any goes on.
+  void sync() { barrier(); }
   // The lanes' exchange: every lane publishes v, all wait, each reads its partner, all wait.
   float shuffle_xor(float v, int lane_mask) {
     slots_[tl_lane] = v;
@@ -145,5 +147,6 @@ auto launch(G grid_arg, B block_arg, void (*kernel)(P...)) {
 #define gridDim (::pld::cuda::emulation::tl_grid_dim)
 
 inline float __shfl_xor_sync(unsigned, float v, int lane_mask) { return ::pld::cuda::emulation::pool().shuffle_xor(v, lane_mask); }
+inline void __syncwarp(unsigned = 0xffffffffu) { ::pld::cuda::emulation::pool().sync(); }
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
 inline int min(int a, int b) { return a < b ? a : b; }
