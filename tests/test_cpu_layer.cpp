@@ -357,3 +357,37 @@ TEST_CASE("dropout: the vectorized mask is pld::dropout_block's, at any offset a
       }
     }
 }
+
+TEST_CASE("fast float exp and erf (the vectorized GELU) stay within their stated error", "[cpu]") {
+  double worst_erf = 0.0, worst_exp = 0.0;
+  for (double x = -10.0; x <= 10.0; x += 1.0 / 4096) {
+    const float f = static_cast<float>(x);
+    worst_erf = std::max(worst_erf, std::abs(pld::cpu::fast::erf(f) - std::erf(static_cast<double>(f))));
+  }
+  for (double x = -87.0; x <= 88.0; x += 1.0 / 1024) {
+    const float f = static_cast<float>(x);
+    worst_exp = std::max(worst_exp, std::abs(pld::cpu::fast::exp(f) / std::exp(static_cast<double>(f)) - 1.0));
+  }
+  CHECK(worst_erf <= 6e-7);
+  CHECK(worst_exp <= 1.2e-7);
+  CHECK(pld::cpu::fast::erf(0.0f) == 0.0f);
+  CHECK(pld::cpu::fast::erf(-20.0f) == -1.0f);
+  CHECK(pld::cpu::fast::exp(-1000.0f) > 0.0f);  // clamped, never 0 or a denormal
+  // GELU in float against GELU in double, forward and backward, over [-8, 8].
+  std::vector<float> x, dy;
+  for (double v = -8.0; v <= 8.0; v += 1.0 / 256) {
+    x.push_back(static_cast<float>(v));
+    dy.push_back(1.0f);
+  }
+  std::vector<double> xd(x.begin(), x.end()), dyd(dy.begin(), dy.end()), yd(x.size()), dxd(x.size());
+  std::vector<float> y(x.size()), dx(x.size());
+  pld::cpu::gelu_forward(x.data(), y.data(), x.size(), pld::GeluForm::erf);
+  pld::cpu::gelu_backward(dy.data(), x.data(), dx.data(), x.size(), pld::GeluForm::erf);
+  pld::cpu::gelu_forward(xd.data(), yd.data(), xd.size(), pld::GeluForm::erf);
+  pld::cpu::gelu_backward(dyd.data(), xd.data(), dxd.data(), xd.size(), pld::GeluForm::erf);
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    INFO("x = " << x[i]);
+    REQUIRE(std::abs(y[i] - yd[i]) <= 1e-6 * std::max(1.0, std::abs(yd[i])));
+    REQUIRE(std::abs(dx[i] - dxd[i]) <= 1e-6);
+  }
+}
