@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <random>
 #include <cstring>
 #include <vector>
 
@@ -390,4 +391,69 @@ TEST_CASE("fast float exp and erf (the vectorized GELU) stay within their stated
     REQUIRE(std::abs(y[i] - yd[i]) <= 1e-6 * std::max(1.0, std::abs(yd[i])));
     REQUIRE(std::abs(dx[i] - dxd[i]) <= 1e-6);
   }
+}
+
+TEST_CASE("bf16 products convert each weight and each linear dy once per step, and never reuse a stale copy", "[cpu][precision]") {
+  if (!pld::cpu::has_onednn()) return;  // bf16 needs oneDNN
+  const auto norm = GENERATE(pld::NormPosition::pre, pld::NormPosition::post);
+  const bool per_sample = GENERATE(false, true);
+  LayerConfig c;
+  c.hidden = 32;
+  c.heads = 2;
+  c.norm = norm;
+  const int B = 3, T = 8;
+  const std::size_t n = static_cast<std::size_t>(B) * T * c.hidden;
+  std::vector<std::uint8_t> rows = {1, 0, 1};
+  LayerStep s;
+  s.scale = 1.25;
+  s.seed = 9;
+  s.step = 4;
+  if (per_sample) s.rows = rows.data();
+  auto init = [&](PreLnLayer<float>& l, std::uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> d(0.0f, 0.1f);
+    for (auto& t : l.params().tensors())
+      for (std::size_t i = 0; i < t.size; ++i) static_cast<float*>(t.data)[i] += d(rng);
+  };
+  std::vector<float> x(n), dy(n);
+  std::mt19937_64 rng(2);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  for (auto& v : x) v = d(rng);
+  for (auto& v : dy) v = d(rng);
+  auto step = [&](PreLnLayer<float>& l, std::vector<float>& y, std::vector<float>& dx) {
+    y.assign(n, 0.0f);
+    dx.assign(n, 0.0f);
+    l.grads().zero();
+    l.forward(x.data(), y.data(), B, T, nullptr, s);
+    l.backward(dy.data(), dx.data());
+  };
+  PreLnLayer<float> layer(c, pld::cpu::Precision::bf16);
+  init(layer, 1);
+  std::vector<float> y1, dx1;
+  const auto before = layer.gemm().conversions();
+  const auto calls0 = layer.gemm().calls();
+  step(layer, y1, dx1);
+  const auto conversions = layer.gemm().conversions() - before, products = layer.gemm().calls() - calls0;
+  // Two operands per product, less the four weights' second use (backward dx products) and the
+  // four linear backwards' second use of dy.
+  CHECK(conversions == 2 * products - 8);
+
+  // Change every weight (as an optimizer step does), run again: the result must equal a fresh
+  // layer's with the new weights, bit for bit (a stale bf16 copy would not).
+  for (auto& t : layer.params().tensors())
+    for (std::size_t i = 0; i < t.size; ++i) static_cast<float*>(t.data)[i] *= 1.5f;
+  PreLnLayer<float> fresh(c, pld::cpu::Precision::bf16);
+  auto src = layer.params().tensors(), dst = fresh.params().tensors();
+  for (std::size_t t = 0; t < src.size(); ++t) std::memcpy(dst[t].data, src[t].data, src[t].size * sizeof(float));
+  std::vector<float> y2, dx2, y3, dx3;
+  step(layer, y2, dx2);
+  step(fresh, y3, dx3);
+  CHECK(y2 == y3);
+  CHECK(dx2 == dx3);
+  auto g2 = layer.grads().tensors(), g3 = fresh.grads().tensors();
+  for (std::size_t t = 0; t < g2.size(); ++t) {
+    INFO(g2[t].name);
+    CHECK(std::memcmp(g2[t].data, g3[t].data, g2[t].size * sizeof(float)) == 0);
+  }
+  CHECK(y2 != y1);
 }

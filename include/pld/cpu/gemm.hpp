@@ -188,6 +188,22 @@ class Gemm {
   // Float products run so far, and their FLOPs.
   std::int64_t calls() const { return calls_; }
 
+  // Stable operands (bf16 products): a float buffer the caller promises not to change until it
+  // is released has its bf16 copy made at its first product and reused by the later ones with
+  // the same stored layout (a weight in the forward and in the backward's dx product; dy in both
+  // products of a linear backward). Nothing changes for fp32 or Eigen products. Buffers keep
+  // their memory between steps (layers use the same addresses every step).
+  void keep_converted(const float* p) { converted_[p].stable = true; }
+  void release_converted(const float* p) {
+    auto it = converted_.find(p);
+    if (it != converted_.end()) it->second.stable = it->second.valid = false;
+  }
+  void release_all_converted() {
+    for (auto& e : converted_) e.second.stable = e.second.valid = false;
+  }
+  // bf16 conversions made so far (a test counts them: a stable operand is converted once).
+  std::int64_t conversions() const { return conversions_; }
+
   // C = alpha op(A) op(B) [+ bias] [+ C if accumulate]. Scalar float or double (double: Eigen).
   template <class Scalar>
   void run(const GemmShape& s, const Scalar* a, const Scalar* b, Scalar* c, Scalar alpha = Scalar(1), bool accumulate = false,
@@ -239,6 +255,27 @@ class Gemm {
       }
   }
 
+  // The operand's bf16 copy: the stable one when src is kept and its copy has this layout,
+  // else a fresh conversion into `scratch`.
+  void* converted(const GemmShape& s, const float* src, int rows, int cols, std::int64_t ld, const std::array<std::int64_t, 2>& bs,
+                  std::vector<std::uint16_t>& scratch) {
+    const auto layout = std::make_tuple(rows, cols, ld, s.batch[0], s.batch[1], bs[0], bs[1]);
+    auto it = converted_.find(src);
+    if (it != converted_.end() && it->second.stable) {
+      Converted& e = it->second;
+      if (!e.valid || e.layout != layout) {
+        to_bf16(s, src, rows, cols, ld, bs, e.data);
+        ++conversions_;
+        e.layout = layout;
+        e.valid = true;
+      }
+      return e.data.data();
+    }
+    to_bf16(s, src, rows, cols, ld, bs, scratch);
+    ++conversions_;
+    return scratch.data();
+  }
+
   void run_onednn(const GemmShape& s, const float* a, const float* b, float* c, float alpha, bool accumulate, const float* bias) {
     const bool bf16 = precision_ == Precision::bf16;
     const auto key = std::make_tuple(s.key(), accumulate, bias != nullptr, alpha, bf16);
@@ -250,10 +287,8 @@ class Gemm {
     void* ap = const_cast<float*>(a);
     void* bp = const_cast<float*>(b);
     if (bf16) {
-      to_bf16(s, a, ar, ac, s.lda, s.a_batch, a16_);
-      to_bf16(s, b, br, bc, s.ldb, s.b_batch, b16_);
-      ap = a16_.data();
-      bp = b16_.data();
+      ap = converted(s, a, ar, ac, s.lda, s.a_batch, a16_);
+      bp = converted(s, b, br, bc, s.ldb, s.b_batch, b16_);
     }
     dnnl::memory am(p.a_md, engine_, ap), bm(p.b_md, engine_, bp), cm(p.c_md, engine_, c);
     std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}};
@@ -306,7 +341,19 @@ class Gemm {
   dnnl::stream stream_{engine_};
   std::map<std::tuple<decltype(GemmShape{}.key()), bool, bool, float, bool>, Plan> plans_;
   std::vector<std::uint16_t> a16_, b16_;
+  struct Converted {
+    bool stable = false, valid = false;
+    std::tuple<int, int, std::int64_t, int, int, std::int64_t, std::int64_t> layout{};
+    std::vector<std::uint16_t> data;
+  };
+  std::map<const float*, Converted> converted_;
+#else
+  struct Converted {
+    bool stable = false, valid = false;
+  };
+  std::map<const float*, Converted> converted_;
 #endif
+  std::int64_t conversions_ = 0;
   Precision precision_;
   std::string last_impl_;
   std::int64_t calls_ = 0;

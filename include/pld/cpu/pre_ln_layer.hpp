@@ -14,6 +14,7 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "pld/core/error.hpp"
@@ -186,6 +187,14 @@ class PreLnLayer {
   // ln1_ LN1(x) / x + g t1 (LN1's input); h_ x + g t1 / LN1's output; ln2_ LN2(h) / h + g t2.
   void prepare_forward(const Scalar* x, int batch, const std::uint8_t* valid) {
     const Dims D = dims(batch);
+    if constexpr (std::is_same_v<Scalar, float>) {
+      // With bf16 products each weight is converted once per forward and reused by the backward
+      // (the weights do not change in between; the next forward converts them again).
+      gemm_.release_all_converted();
+      for (const Scalar* w : {params_.in_proj_weight.data(), params_.out_proj_weight.data(), params_.linear1_weight.data(),
+                              params_.linear2_weight.data()})
+        gemm_.keep_converted(w);
+    }
     x_.assign(x, x + D.NH);  // (N, H) the input
     if (valid) valid_.assign(valid, valid + static_cast<std::size_t>(D.N)); else valid_.clear();
     ln1_.resize(D.NH);       // (N, H)
