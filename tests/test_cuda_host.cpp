@@ -17,6 +17,7 @@
 #include "pld/cuda/elementwise_math.hpp"
 #include "pld/cuda/error.hpp"
 #include "pld/cuda/launch.hpp"
+#include "pld/cuda/loss_scale.hpp"
 #include "pld/cuda/memory.hpp"
 #include "pld/cuda/storage.hpp"
 #include "pld/cuda/workspace.hpp"
@@ -333,4 +334,46 @@ TEST_CASE("GEMM builders: batched head products in cuBLASLt's column-major terms
           REQUIRE_THAT(rm(G, d, j, e, b * Td), Catch::Matchers::WithinAbs(s, 1e-12));
         }
   }
+}
+
+TEST_CASE("Dynamic loss scale: backoff on overflow, growth after the interval, bounds, state", "[cuda-host]") {
+  pld::cuda::LossScaleConfig c;
+  c.initial = 1024.0;
+  c.growth_interval = 3;
+  c.min_scale = 1.0;
+  c.max_scale = 4096.0;
+  pld::cuda::DynamicLossScale s(c);
+  CHECK(s.scale() == 1024.0f);
+  CHECK(s.inverse() == 1.0f / 1024.0f);
+  CHECK(s.update(false));
+  CHECK(s.update(false));
+  CHECK(s.scale() == 1024.0f);
+  CHECK(s.update(false));  // third good step in a row: grows
+  CHECK(s.scale() == 2048.0f);
+  CHECK(!s.update(true));  // overflow: skipped, halves, the run of good steps restarts
+  CHECK(s.scale() == 1024.0f);
+  CHECK(s.overflows() == 1);
+  CHECK(s.good_in_a_row() == 0);
+  for (int i = 0; i < 9; ++i) s.update(false);
+  CHECK(s.scale() == 4096.0f);  // capped at max
+  const std::string state = s.save_state();
+  pld::cuda::DynamicLossScale r(c);
+  r.restore_state(state);
+  CHECK(r.save_state() == state);
+  CHECK(r.scale() == 4096.0f);
+  CHECK_THROWS_WITH(r.restore_state("pld-loss-scale 1 8192 0 0"), Catch::Contains("out of range"));
+  CHECK_THROWS_WITH(r.restore_state("pld-loss-scale 2 1024 0 0"), Catch::Contains("not a pld loss-scale state"));
+  CHECK_THROWS_WITH(r.restore_state("pld-loss-scale 1 1024 0 0 extra"), Catch::Contains("not a pld loss-scale state"));
+  CHECK(r.save_state() == state);  // refused states leave it unchanged
+  // Down to the minimum, then an overflow there is divergence.
+  pld::cuda::DynamicLossScale d(c);
+  for (int i = 0; i < 10; ++i) d.update(true);
+  CHECK(d.scale() == 1.0f);
+  CHECK_THROWS_WITH(d.update(true), Catch::Contains("training diverged"));
+  pld::cuda::LossScaleConfig bad = c;
+  bad.backoff = 1.0;
+  CHECK_THROWS_AS(pld::cuda::DynamicLossScale(bad), pld::Error);
+  bad = c;
+  bad.initial = 8192.0;
+  CHECK_THROWS_WITH(pld::cuda::DynamicLossScale(bad), Catch::Contains("outside"));
 }
