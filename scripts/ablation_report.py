@@ -157,19 +157,24 @@ def svg_bars(path, title, ylabel, bars, width=780, height=380):
         f.write("\n".join(o) + "\n")
 
 
+def layer_steps_until(train, step, layers):
+    """Layer-steps run up to `step`, from the training records' kept fractions per logging window."""
+    done, prev = 0.0, 0
+    for t in train:
+        if t["step"] > step:
+            break
+        done += t["kept_fraction"] * (t["step"] - prev) * layers
+        prev = t["step"]
+    return done
+
+
 def time_to(run, target):
     """(pretraining seconds, layer-steps) at the first evaluation with loss <= target, or None."""
     layers = run["options"].get("model", {}).get("layers", 0)
     train = [m for m in run["metrics"] if m.get("split") == "train"]
     for m in run["metrics"]:
         if m.get("split") == "validation" and m["mlm_loss"] <= target:
-            done, prev = 0.0, 0
-            for t in train:
-                if t["step"] > m["step"]:
-                    break
-                done += t["kept_fraction"] * (t["step"] - prev) * layers
-                prev = t["step"]
-            return m["elapsed_s"], done
+            return m["elapsed_s"], layer_steps_until(train, m["step"], layers)
     return None
 
 

@@ -12,7 +12,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ablation_report import load_jsonl, svg_plot  # noqa: E402
+from ablation_report import layer_steps_until, load_jsonl, svg_plot  # noqa: E402
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 
@@ -42,15 +42,8 @@ def curve(run_dir):
     layers = opts.get("model", {}).get("layers") or opts.get("layers") or 0
     train = [m for m in metrics if m.get("split") == "train"]
     evals = [m for m in metrics if m.get("split") == "validation"]
-    pts = []
-    for e in evals:
-        done, prev = 0.0, 0
-        for t in train:
-            if t["step"] > e["step"]:
-                break
-            done += t["kept_fraction"] * (t["step"] - prev) * layers
-            prev = t["step"]
-        pts.append((e["step"], e["elapsed_s"], done, e["mlm_loss"], e.get("mlm_accuracy", float("nan"))))
+    pts = [(e["step"], e["elapsed_s"], layer_steps_until(train, e["step"], layers), e["mlm_loss"], e.get("mlm_accuracy", float("nan")))
+           for e in evals]
     return pts, layers
 
 

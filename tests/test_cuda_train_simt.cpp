@@ -13,6 +13,7 @@
 #include <random>
 #include <vector>
 
+#include "cuda/train_data.hpp"
 #include "optimizer.hpp"  // examples/bert: the CPU optimizer the GPU one must equal
 #include "pld/cuda/embedding.cuh"
 #include "pld/cuda/mlm_loss.cuh"
@@ -22,24 +23,13 @@ namespace pc = pld::cuda;
 
 namespace {
 
-template <class T>
-std::vector<T> to_storage(const std::vector<float>& v) {
-  std::vector<T> out(v.size());
-  for (std::size_t i = 0; i < v.size(); ++i) out[i] = pc::from_float<T>(v[i]);
-  return out;
-}
+using pld::test::in_storage;
 template <class T>
 float as_float(T v) {
   return pc::to_float(v);
 }
 
-std::vector<float> randn(std::size_t n, std::uint64_t seed, float sd = 1.0f) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> d(0.0f, sd);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
+using pld::test::float_normals;
 
 // The storage type's rounding of one value, as a relative bound for comparisons.
 template <class T>
@@ -54,10 +44,10 @@ double storage_eps() {
 TEMPLATE_TEST_CASE("SIMT embedding forward and deterministic backward equal the CPU sums", "[cuda-simt][train]", float, pc::bf16) {
   using T = TestType;
   const int B = 3, S = 5, H = 40, V = 11;  // H > 32: every lane has columns, some two
-  const std::vector<float> tok = randn(static_cast<std::size_t>(V) * H, 1), pos = randn(static_cast<std::size_t>(S) * H, 2);
+  const std::vector<float> tok = float_normals(static_cast<std::size_t>(V) * H, 1), pos = float_normals(static_cast<std::size_t>(S) * H, 2);
   std::vector<int> ids = {3, 7, 3, 0, 10, 7, 7, 1, 3, 3, 5, 0, 2, 10, 4};  // repeats: the scatter must sum them
   REQUIRE(ids.size() == static_cast<std::size_t>(B * S));
-  const auto tok_s = to_storage<T>(tok), pos_s = to_storage<T>(pos);
+  const auto tok_s = in_storage<T>(tok), pos_s = in_storage<T>(pos);
   std::vector<T> y(static_cast<std::size_t>(B) * S * H);
   pc::LaunchCounts counts;
   pc::embedding_forward(ids.data(), tok_s.data(), pos_s.data(), y.data(), B, S, H, nullptr, counts);
@@ -67,8 +57,8 @@ TEMPLATE_TEST_CASE("SIMT embedding forward and deterministic backward equal the 
       REQUIRE(std::abs(as_float(y[static_cast<std::size_t>(r) * H + c]) - want) <= storage_eps<T>() * (std::abs(want) + 1e-3));
     }
 
-  const std::vector<float> dy_f = randn(y.size(), 3);
-  const auto dy = to_storage<T>(dy_f);
+  const std::vector<float> dy_f = float_normals(y.size(), 3);
+  const auto dy = in_storage<T>(dy_f);
   const pc::EmbeddingGradPlan plan = pc::EmbeddingGradPlan::build(ids.data(), B * S, V);
   CHECK(plan.groups() == 8);  // distinct ids above
   auto backward = [&] {
@@ -100,12 +90,12 @@ TEMPLATE_TEST_CASE("SIMT embedding forward and deterministic backward equal the 
 TEMPLATE_TEST_CASE("SIMT softmax cross-entropy: loss, gradient and argmax against double", "[cuda-simt][train]", float, pc::bf16) {
   using T = TestType;
   const int R = 5, V = 75;  // V > 64: three columns on some lanes
-  std::vector<float> x = randn(static_cast<std::size_t>(R) * V, 9, 3.0f);
+  std::vector<float> x = float_normals(static_cast<std::size_t>(R) * V, 9, 3.0f);
   std::vector<int> targets = {4, 74, -1, 0, 33};
   // Row 3: a tie for the maximum at columns 10 and 60: the first one counts as the prediction.
   x[3 * V + 10] = x[3 * V + 60] = 50.0f;
   targets[3] = 10;
-  auto logits = to_storage<T>(x);
+  auto logits = in_storage<T>(x);
   const auto in = logits;
   std::vector<float> loss(R, -1.0f);
   std::vector<int> correct(R, -1);
@@ -151,7 +141,7 @@ struct OptCase {
   explicit OptCase(std::uint64_t seed) {
     const std::vector<std::size_t> sizes = {5000, 37, 2048, 1};
     for (std::size_t t = 0; t < sizes.size(); ++t) {
-      w.push_back(randn(sizes[t], seed + t, 0.5f));
+      w.push_back(float_normals(sizes[t], seed + t, 0.5f));
       g.emplace_back(sizes[t], 0.0f);
     }
     for (std::size_t t = 0; t < sizes.size(); ++t)
@@ -159,7 +149,7 @@ struct OptCase {
   }
   void set_grads(std::uint64_t seed, float sd) {
     for (std::size_t t = 0; t < g.size(); ++t) {  // in place: params point into g
-      const std::vector<float> r = randn(g[t].size(), seed * 31 + t, sd);
+      const std::vector<float> r = float_normals(g[t].size(), seed * 31 + t, sd);
       std::copy(r.begin(), r.end(), g[t].begin());
     }
   }

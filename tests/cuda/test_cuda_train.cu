@@ -10,30 +10,16 @@
 #include <vector>
 
 #include "pld/cuda.hpp"
+#include "train_data.hpp"
 #include "pld/cuda/embedding.cuh"
 #include "pld/cuda/mlm_loss.cuh"
 #include "pld/cuda/optimizer.cuh"
 
 namespace pc = pld::cuda;
 
-namespace {
+using pld::test::in_storage;
 
-std::vector<float> randn_f(std::size_t n, std::uint64_t seed, float sd = 1.0f) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> d(0.0f, sd);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
-
-template <class T>
-std::vector<T> storage(const std::vector<float>& v) {
-  std::vector<T> out(v.size());
-  for (std::size_t i = 0; i < v.size(); ++i) out[i] = pc::from_float<T>(v[i]);
-  return out;
-}
-
-}  // namespace
+using pld::test::float_normals;
 
 TEST_CASE("GPU embedding forward and deterministic backward equal double sums (bf16 tables)", "[cuda][train]") {
   using T = pc::bf16;
@@ -43,8 +29,8 @@ TEST_CASE("GPU embedding forward and deterministic backward equal double sums (b
   std::mt19937 rng(4);
   std::vector<int> ids(static_cast<std::size_t>(B) * S);
   for (int& i : ids) i = static_cast<int>(rng() % V);
-  const auto tok = storage<T>(randn_f(static_cast<std::size_t>(V) * H, 1)), pos = storage<T>(randn_f(static_cast<std::size_t>(S) * H, 2));
-  const auto dy = storage<T>(randn_f(ids.size() * H, 3));
+  const auto tok = in_storage<T>(float_normals(static_cast<std::size_t>(V) * H, 1)), pos = in_storage<T>(float_normals(static_cast<std::size_t>(S) * H, 2));
+  const auto dy = in_storage<T>(float_normals(ids.size() * H, 3));
   auto d_ids = pc::to_device(ids, st);
   auto d_tok = pc::to_device(tok, st), d_pos = pc::to_device(pos, st), d_dy = pc::to_device(dy, st);
   pc::DeviceArray<T> d_y(ids.size() * H);
@@ -82,7 +68,7 @@ TEST_CASE("GPU softmax cross-entropy equals double (fp32 logits, vocabulary 3052
   const int R = 37, V = 30522;
   pc::Stream stream;
   cudaStream_t st = stream.get();
-  const std::vector<float> x = randn_f(static_cast<std::size_t>(R) * V, 7, 2.0f);
+  const std::vector<float> x = float_normals(static_cast<std::size_t>(R) * V, 7, 2.0f);
   std::vector<int> t(R);
   for (int r = 0; r < R; ++r) t[r] = r == 5 ? -1 : (r * 7919) % V;
   auto d_x = pc::to_device(x, st);
@@ -119,8 +105,8 @@ TEST_CASE("GPU fused AdamW: one clipped step equals the formula in double, bf16 
   std::vector<pc::OptimizerTensor> tensors;
   double sq = 0.0;
   for (std::size_t t = 0; t < sizes.size(); ++t) {
-    w.push_back(randn_f(sizes[t], 10 + t, 0.1f));
-    g.push_back(randn_f(sizes[t], 20 + t, 0.01f));
+    w.push_back(float_normals(sizes[t], 10 + t, 0.1f));
+    g.push_back(float_normals(sizes[t], 20 + t, 0.01f));
     for (float v : g.back()) sq += static_cast<double>(v) * v;
     dw.push_back(pc::to_device(w.back(), st));
     dg.push_back(pc::to_device(g.back(), st));

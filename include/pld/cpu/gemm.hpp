@@ -341,18 +341,14 @@ class Gemm {
   dnnl::stream stream_{engine_};
   std::map<std::tuple<decltype(GemmShape{}.key()), bool, bool, float, bool>, Plan> plans_;
   std::vector<std::uint16_t> a16_, b16_;
+#endif
+  // Stable operands' bf16 copies (only filled by oneDNN's bf16 products).
   struct Converted {
     bool stable = false, valid = false;
     std::tuple<int, int, std::int64_t, int, int, std::int64_t, std::int64_t> layout{};
     std::vector<std::uint16_t> data;
   };
   std::map<const float*, Converted> converted_;
-#else
-  struct Converted {
-    bool stable = false, valid = false;
-  };
-  std::map<const float*, Converted> converted_;
-#endif
   std::int64_t conversions_ = 0;
   Precision precision_;
   std::string last_impl_;
