@@ -180,7 +180,22 @@ TEST_CASE("bad input gives one clear error and keeps a good checkpoint", "[bert]
   fails_with(tiny_args(out, {"--steps", "8"}), "exists: pass --resume auto");
   fails_with(tiny_args(out, {"--steps", "8", "--resume", "auto", "--hidden", "64"}), "another configuration: hidden");
   fails_with(tiny_args(out, {"--steps", "8", "--resume", "auto", "--pld", "random"}), "another configuration: pld");
-  fails_with(tiny_args(out, {"--steps", "4", "--resume", "auto"}), "at or past --steps");
+  fails_with(tiny_args(out, {"--steps", "3", "--resume", "auto"}), "at step 4, past --steps 3");
+  {
+    // At exactly --steps the run is finished, not refused (a kill between the last checkpoint and
+    // the summary): no step, the logged final evaluation, a summary, the checkpoint untouched.
+    const std::string summary_path = out + "/summary.json";
+    const auto before = nlohmann::json::parse(read_bytes(summary_path));
+    fs::remove(summary_path);
+    std::string log;
+    REQUIRE(pretrain(tiny_args(out, {"--steps", "4", "--resume", "auto"}), &log) == 0);
+    CHECK_THAT(log, Catch::Matchers::Contains("no training left"));
+    CHECK(read_bytes(ckpt) == good);
+    const auto after = nlohmann::json::parse(read_bytes(summary_path));
+    CHECK(after.at("steps_done") == 4);
+    CHECK(after.at("steps_this_process") == 0);
+    CHECK(after.at("validation_mlm_loss").get<double>() == before.at("validation_mlm_loss").get<double>());
+  }
   // Nonsense flag values and unknown options.
   fails_with(tiny_args(other, {"--batch", "0"}), "--batch must be in 1..");
   fails_with(tiny_args(other, {"--lr", "abc"}), "--lr must be a number");

@@ -163,6 +163,27 @@ inline void truncate_metrics(const std::string& path, std::int64_t step) {
   write_file_atomically(path, kept);
 }
 
+// The validation result logged in metrics.jsonl at `step`, if there is one.
+inline std::optional<EvalResult> logged_evaluation(const std::string& path, std::int64_t step) {
+  std::ifstream in(path);
+  std::string line;
+  std::optional<EvalResult> found;
+  while (std::getline(in, line)) {
+    try {
+      const auto j = nlohmann::json::parse(line);
+      if (j.value("split", "") != "validation" || j.value("step", std::int64_t(-1)) != step) continue;
+      EvalResult e;
+      e.loss = j.at("mlm_loss").get<double>();
+      e.accuracy = j.at("mlm_accuracy").get<double>();
+      e.predicted = j.at("masked_tokens").get<decltype(e.predicted)>();
+      found = e;
+    } catch (const std::exception&) {
+      // a torn or foreign line: not a logged evaluation
+    }
+  }
+  return found;
+}
+
 // `comm`: the ranks of a data-parallel run (mpirun -np N pld-bert pretrain ...); null or one rank
 // is the ordinary run. Every rank runs the same checks and holds the whole model; each global
 // batch of --batch sequences is split into equal shards; the gradients are averaged through
@@ -227,7 +248,9 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
                              " there would overwrite it: choose an --out without one (nothing was overwritten)");
   if (ckpt && stop_at > 0 && stop_at <= ckpt->step)
     pld::detail::throw_error("--stop-at ", stop_at, " is not after checkpoint ", resume, "'s step ", ckpt->step, " (nothing to do)");
-  if (ckpt && ckpt->step >= steps) pld::detail::throw_error("checkpoint ", resume, " is at step ", ckpt->step, ", at or past --steps ", steps);
+  // A checkpoint at exactly --steps is a run whose training is done but which may have stopped
+  // before its summary (a kill between the last checkpoint and the end): it is finished, not refused.
+  if (ckpt && ckpt->step > steps) pld::detail::throw_error("checkpoint ", resume, " is at step ", ckpt->step, ", past --steps ", steps);
 
   if (threads > 0) omp_set_num_threads(threads);
   Data data = load_data(o.str("corpus"), o.str("vocab"), out_dir, vocab_size, out, /*may_train_vocab=*/true, allow_noisy);
@@ -481,6 +504,17 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
           << " saved; continue with --resume auto\n" << std::flush;
       return 128 + sig;
     }
+  }
+  if (start == steps && end == steps) {
+    // Training was already done: the final evaluation is the one logged before the last
+    // checkpoint, or (if the log lost it) made again from the same weights and the fixed key.
+    out << "checkpoint " << resume << " is at the final step " << steps << ": no training left, finishing the run\n";
+    if (const auto logged = logged_evaluation(metrics_path, steps)) {
+      last_eval = *logged;
+    } else {
+      last_eval = eval(steps);
+    }
+    evaluated_at_end = true;
   }
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
   const pld::ControllerStats& st = controller.stats();
