@@ -393,7 +393,7 @@ TEST_CASE("fast float exp and erf (the vectorized GELU) stay within their stated
   }
 }
 
-TEST_CASE("bf16 products convert each weight and each linear dy once per step, and never reuse a stale copy", "[cpu][precision]") {
+TEST_CASE("bf16 products convert each operand once per step, and never reuse a stale copy", "[cpu][precision]") {
   if (!pld::cpu::has_onednn()) return;  // bf16 needs oneDNN
   const auto norm = GENERATE(pld::NormPosition::pre, pld::NormPosition::post);
   const bool per_sample = GENERATE(false, true);
@@ -434,9 +434,11 @@ TEST_CASE("bf16 products convert each weight and each linear dy once per step, a
   const auto calls0 = layer.gemm().calls();
   step(layer, y1, dx1);
   const auto conversions = layer.gemm().conversions() - before, products = layer.gemm().calls() - calls0;
-  // Two operands per product, less the four weights' second use (backward dx products) and the
-  // four linear backwards' second use of dy.
-  CHECK(conversions == 2 * products - 8);
+  // The forward's 6 products convert their 12 operands (4 weights, 8 activations); the backward's
+  // 12 products reuse those and convert only the gradients: each linear's dy (4), the attention
+  // context's gradient and the scores' gradient (each feeds two products): 6.
+  CHECK(products == 18);
+  CHECK(conversions == 12 + 6);
 
   // Change every weight (as an optimizer step does), run again: the result must equal a fresh
   // layer's with the new weights, bit for bit (a stale bf16 copy would not).
@@ -456,4 +458,28 @@ TEST_CASE("bf16 products convert each weight and each linear dy once per step, a
     CHECK(std::memcmp(g2[t].data, g3[t].data, g2[t].size * sizeof(float)) == 0);
   }
   CHECK(y2 != y1);
+
+  // Another input (the activations change, the weights do not): equal to the fresh layer's, bit
+  // for bit (a stale copy of an activation would not be).
+  for (auto& v : x) v = -0.5f * v + 0.25f;
+  std::vector<float> y4, dx4, y5, dx5;
+  step(layer, y4, dx4);
+  step(fresh, y5, dx5);
+  CHECK(y4 == y5);
+  CHECK(dx4 == dx5);
+  g2 = layer.grads().tensors();
+  g3 = fresh.grads().tensors();
+  for (std::size_t t = 0; t < g2.size(); ++t) {
+    INFO(g2[t].name);
+    CHECK(std::memcmp(g2[t].data, g3[t].data, g2[t].size * sizeof(float)) == 0);
+  }
+
+  // A dropped step frees the copies with the activations.
+  CHECK(layer.gemm().converted_bytes() > 0);
+  LayerStep dropped;
+  dropped.kept = false;
+  std::vector<float> yd(n);
+  layer.forward(x.data(), yd.data(), B, T, nullptr, dropped);
+  CHECK(layer.saved_bytes() == 0);
+  CHECK(layer.gemm().converted_bytes() == 0);
 }

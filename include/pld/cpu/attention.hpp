@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include "pld/cpu/dropout.hpp"
 #include "pld/cpu/gemm.hpp"
@@ -106,9 +107,11 @@ void attention_backward(Gemm& gemm, const Scalar* dctx, const Scalar* qkv, const
     dropout_apply(probs, dropped, s.probs_size(), 0, dropout, key);
     pd = dropped;
   }
-  // dV = Pd^T dC; d(Pd) = dC V^T
+  // dV = Pd^T dC; d(Pd) = dC V^T (dC converted once for both with bf16 products)
+  if constexpr (std::is_same_v<Scalar, float>) gemm.keep_converted(dctx);
   gemm.run<Scalar>(detail::head_product(s, T, d, T, true, false, sq, ctx_heads, qkv_heads), pd, dctx, dqkv + 2 * H);
   gemm.run<Scalar>(detail::head_product(s, T, T, d, false, true, ctx_heads, qkv_heads, sq), dctx, qkv + 2 * H, dp);
+  if constexpr (std::is_same_v<Scalar, float>) gemm.release_converted(dctx);
   if (dropout > 0.0f) {
     // dP = the mask times d(Pd) / (1 - p), the mask read off Pd instead of drawn again: where P is
     // not 0, Pd != 0 exactly when the element was kept; where P is 0, dS = P (dP - dot) is 0 and
@@ -129,9 +132,11 @@ void attention_backward(Gemm& gemm, const Scalar* dctx, const Scalar* qkv, const
     for (int j = 0; j < T; ++j) dot += g[j] * p[j];
     for (int j = 0; j < T; ++j) g[j] = p[j] * (g[j] - dot) * scale;
   }
-  // dQ = dS K; dK = dS^T Q
+  // dQ = dS K; dK = dS^T Q (dS converted once for both)
+  if constexpr (std::is_same_v<Scalar, float>) gemm.keep_converted(dp);
   gemm.run<Scalar>(detail::head_product(s, T, d, T, false, false, sq, qkv_heads, qkv_heads), dp, qkv + H, dqkv);
   gemm.run<Scalar>(detail::head_product(s, T, d, T, true, false, sq, qkv_heads, qkv_heads), dp, qkv, dqkv + H);
+  if constexpr (std::is_same_v<Scalar, float>) gemm.release_converted(dp);
 }
 
 }  // namespace pld::cpu

@@ -190,7 +190,8 @@ class Gemm {
 
   // Stable operands (bf16 products): a float buffer the caller promises not to change until it
   // is released has its bf16 copy made at its first product and reused by the later ones with
-  // the same stored layout (a weight in the forward and in the backward's dx product; dy in both
+  // the same stored layout (a weight in the forward and in the backward's dx product; a saved
+  // activation in the forward and in the backward's weight-gradient product; dy in both
   // products of a linear backward). Nothing changes for fp32 or Eigen products. Buffers keep
   // their memory between steps (layers use the same addresses every step).
   void keep_converted(const float* p) { converted_[p].stable = true; }
@@ -200,6 +201,14 @@ class Gemm {
   }
   void release_all_converted() {
     for (auto& e : converted_) e.second.stable = e.second.valid = false;
+  }
+  // Releases every stable operand and frees the copies' memory (a dropped layer holds none).
+  void free_converted() { converted_.clear(); }
+  // Bytes held by the stable operands' bf16 copies.
+  std::size_t converted_bytes() const {
+    std::size_t n = 0;
+    for (const auto& e : converted_) n += e.second.data.capacity() * sizeof(std::uint16_t);
+    return n;
   }
   // bf16 conversions made so far (a test counts them: a stable operand is converted once).
   std::int64_t conversions() const { return conversions_; }

@@ -118,11 +118,12 @@ class PreLnLayer {
       std::memcpy(dx + static_cast<std::size_t>(rows_[k]) * row, gather_x_.data() + k * row, sizeof(Scalar) * row);
   }
 
-  // Bytes of activations the last forward saved (0 after a dropped layer).
+  // Bytes of activations the last forward saved, their bf16 copies included (0 after a dropped
+  // layer).
   std::size_t saved_bytes() const {
     std::size_t n = 0;
     for (const auto* v : activations()) n += v->capacity();
-    return n * sizeof(Scalar) + valid_.capacity();
+    return n * sizeof(Scalar) + valid_.capacity() + gemm_.converted_bytes();
   }
 
   // FLOPs of one forward on (batch, seq) rows (GEMMs only: 2 per multiply-add); backward is 2x.
@@ -151,6 +152,8 @@ class PreLnLayer {
     };
     for (auto* v : activations()) free(*v);
     for (auto* v : {&tmp_, &dbranch_, &dh_, &dwide_, &dqkv_, &dln_, &attn_a_, &attn_b_}) free(*v);
+    gemm_.free_converted();
+    kept_activations_ = {};
     valid_.clear();
     valid_.shrink_to_fit();
   }
@@ -187,14 +190,9 @@ class PreLnLayer {
   // ln1_ LN1(x) / x + g t1 (LN1's input); h_ x + g t1 / LN1's output; ln2_ LN2(h) / h + g t2.
   void prepare_forward(const Scalar* x, int batch, const std::uint8_t* valid) {
     const Dims D = dims(batch);
-    if constexpr (std::is_same_v<Scalar, float>) {
-      // With bf16 products each weight is converted once per forward and reused by the backward
-      // (the weights do not change in between; the next forward converts them again).
-      gemm_.release_all_converted();
-      for (const Scalar* w : {params_.in_proj_weight.data(), params_.out_proj_weight.data(), params_.linear1_weight.data(),
-                              params_.linear2_weight.data()})
-        gemm_.keep_converted(w);
-    }
+    // With bf16 products each weight is converted once per forward and reused by the backward
+    // (the weights do not change in between; the next forward converts them again).
+    if constexpr (std::is_same_v<Scalar, float>) gemm_.release_all_converted();
     x_.assign(x, x + D.NH);  // (N, H) the input
     if (valid) valid_.assign(valid, valid + static_cast<std::size_t>(D.N)); else valid_.clear();
     ln1_.resize(D.NH);       // (N, H)
@@ -211,6 +209,25 @@ class PreLnLayer {
     act_.resize(D.NF);       // (N, F) after GELU
     tmp_.resize(D.NH);
     if (attn_rate() > 0.0f) attn_a_.resize(D.shape.probs_size());  // (B, heads, T, T) dropped probabilities
+    if constexpr (std::is_same_v<Scalar, float>) {
+      // The saved activations that are product operands: converted once in the forward, read
+      // again by the backward's products (none of them is written after its first product).
+      // Pre-LN: LN1(x), LN2(h); Post-LN: x and LN1's output h.
+      const bool pre = config_.norm == NormPosition::pre;
+      const std::array<const Scalar*, 8> kept{pre ? ln1_.data() : x_.data(), pre ? ln2_.data() : h_.data(), qkv_.data(), qkv_.data() + D.H,
+                                              qkv_.data() + 2 * D.H, attn_rate() > 0.0f ? attn_a_.data() : probs_.data(), ctx_.data(),
+                                              act_.data()};
+      if (kept != kept_activations_) {
+        // Buffers moved (another batch size, or freed by a dropped step): the copies of the old
+        // addresses would only hold memory.
+        gemm_.free_converted();
+        kept_activations_ = kept;
+      }
+      for (const Scalar* w : {params_.in_proj_weight.data(), params_.out_proj_weight.data(), params_.linear1_weight.data(),
+                              params_.linear2_weight.data()})
+        gemm_.keep_converted(w);
+      for (const Scalar* a : kept) gemm_.keep_converted(a);
+    }
   }
 
   // Scratch kept between calls so the backward does not allocate every step.
@@ -340,6 +357,7 @@ class PreLnLayer {
   std::vector<std::uint8_t> valid_;
   std::vector<Scalar> gather_x_, gather_y_;
   std::vector<std::uint8_t> gather_valid_;
+  std::array<const Scalar*, 8> kept_activations_{};  // the activations kept converted (bf16 products)
 };
 
 }  // namespace pld::cpu
