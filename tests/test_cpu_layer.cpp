@@ -391,6 +391,29 @@ TEST_CASE("fast float exp and erf (the vectorized GELU) stay within their stated
     REQUIRE(std::abs(y[i] - yd[i]) <= 1e-6 * std::max(1.0, std::abs(yd[i])));
     REQUIRE(std::abs(dx[i] - dxd[i]) <= 1e-6);
   }
+  // The one-pass form the layer uses (GELU and its derivative, the derivative over the input),
+  // in float and double, both forms, against the two-pass double functions above.
+  for (const auto form : {pld::GeluForm::erf, pld::GeluForm::tanh}) {
+    INFO("form " << (form == pld::GeluForm::erf ? "erf" : "tanh"));
+    pld::cpu::gelu_forward(xd.data(), yd.data(), xd.size(), form);
+    pld::cpu::gelu_backward(dyd.data(), xd.data(), dxd.data(), xd.size(), form);
+    std::vector<float> d = x;
+    std::vector<double> dd = xd, y2(x.size());
+    pld::cpu::gelu_forward_with_derivative(d.data(), y.data(), d.data(), d.size(), form);
+    pld::cpu::gelu_forward_with_derivative(dd.data(), y2.data(), dd.data(), dd.size(), form);
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      INFO("x = " << x[i]);
+      REQUIRE(std::abs(y[i] - yd[i]) <= 1e-6 * std::max(1.0, std::abs(yd[i])));
+      REQUIRE(std::abs(d[i] - dxd[i]) <= 1e-6);
+      REQUIRE(std::abs(y2[i] - yd[i]) <= 1e-14 * std::max(1.0, std::abs(yd[i])));
+      REQUIRE(std::abs(dd[i] - dxd[i]) <= 1e-14);
+    }
+    // The backward given the derivative is dy times it.
+    std::vector<float> g(x.size(), 0.0f), dyv(x.size());
+    for (std::size_t i = 0; i < x.size(); ++i) dyv[i] = static_cast<float>(0.5 + 0.25 * std::sin(static_cast<double>(i)));
+    pld::cpu::gelu_backward_given(dyv.data(), d.data(), g.data(), g.size());
+    for (std::size_t i = 0; i < x.size(); ++i) REQUIRE(g[i] == dyv[i] * d[i]);
+  }
 }
 
 TEST_CASE("bf16 products convert each operand once per step, and never reuse a stale copy", "[cpu][precision]") {

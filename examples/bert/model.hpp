@@ -331,7 +331,7 @@ class MlmHead {
     rstd_.resize(static_cast<std::size_t>(M));
     logits_.resize(static_cast<std::size_t>(M) * static_cast<std::size_t>(V));
     pld::cpu::linear_forward(gemm_, h.data(), dense_w_.w.data(), dense_b_.w.data(), z_.data(), M, H, H);
-    pld::cpu::gelu_forward(z_.data(), a_.data(), MH, pld::cpu::GeluForm::erf);
+    pld::cpu::gelu_forward_with_derivative(z_.data(), a_.data(), z_.data(), MH, pld::cpu::GeluForm::erf);  // z_ becomes GELU'(z)
     pld::cpu::layer_norm_forward(a_.data(), ln_w_.w.data(), ln_b_.w.data(), n_.data(), mean_.data(), rstd_.data(), M, H, c_.ln_eps);
     pld::cpu::linear_forward(gemm_, n_.data(), emb.data(), dec_b_.w.data(), logits_.data(), M, H, V);
     // Softmax cross-entropy; logits_ becomes d(loss)/d(logits) when a backward follows.
@@ -342,7 +342,7 @@ class MlmHead {
     pld::cpu::linear_backward(gemm_, logits_.data(), n_.data(), emb.data(), dn_.data(), emb_grad.data(), dec_b_.g.data(), M, H, V);
     da_.resize(MH);
     pld::cpu::layer_norm_backward(dn_.data(), a_.data(), mean_.data(), rstd_.data(), ln_w_.w.data(), da_.data(), ln_w_.g.data(), ln_b_.g.data(), M, H);
-    pld::cpu::gelu_backward(da_.data(), z_.data(), z_.data(), MH, pld::cpu::GeluForm::erf);  // z_ becomes dz
+    pld::cpu::gelu_backward_given(da_.data(), z_.data(), z_.data(), MH);  // z_ becomes dz
     pld::cpu::linear_backward(gemm_, z_.data(), h.data(), dense_w_.w.data(), dn_.data(), dense_w_.g.data(), dense_b_.g.data(), M, H, H);
     sel_.scatter(dn_, H, *dhidden);
     return res;

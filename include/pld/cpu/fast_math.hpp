@@ -28,8 +28,8 @@ inline float exp(float x) {
   return p * __builtin_bit_cast(float, bits);
 }
 
-// erf(x) = 1 - (a1 t + ... + a5 t^5) e^{-x^2}, t = 1 / (1 + p |x|), odd.
-inline float erf(float x) {
+// erf(x) given e = e^{-x^2} (a caller that needs that exponential too computes it once).
+inline float erf_given_exp(float x, float e) {
   const float a = std::fabs(x);
   const float t = 1.0f / (1.0f + 0.3275911f * a);
   float y = 1.061405429f;
@@ -37,8 +37,11 @@ inline float erf(float x) {
   y = y * t + 1.421413741f;
   y = y * t - 0.284496736f;
   y = y * t + 0.254829592f;
-  y = 1.0f - y * t * fast::exp(-a * a);
+  y = 1.0f - y * t * e;
   return std::copysign(y, x);
 }
+
+// erf(x) = 1 - (a1 t + ... + a5 t^5) e^{-x^2}, t = 1 / (1 + p |x|), odd.
+inline float erf(float x) { return erf_given_exp(x, fast::exp(-x * x)); }
 
 }  // namespace pld::cpu::fast

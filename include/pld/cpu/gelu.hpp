@@ -45,6 +45,52 @@ void gelu_forward(const Scalar* x, Scalar* y, std::size_t n, GeluForm form) {
   }
 }
 
+// y = GELU(x) and d = GELU'(x) in one pass (d may equal x: the layer keeps the derivative in
+// place of the pre-activation, and its backward is then one product, gelu_backward_given()).
+// The erf form shares one exponential between the two: e^{-x^2/2} is both erf's and the normal
+// density's.
+template <class Scalar>
+void gelu_forward_with_derivative(const Scalar* x, Scalar* y, Scalar* d, std::size_t n, GeluForm form) {
+  const Scalar inv_sqrt2 = Scalar(0.70710678118654752440);
+  const Scalar inv_sqrt_2pi = Scalar(0.39894228040143267794);
+  const Scalar k = Scalar(0.79788456080286535588);
+  const auto N = static_cast<std::ptrdiff_t>(n);
+  if (form == GeluForm::erf) {
+#pragma omp parallel for simd schedule(static)
+    for (std::ptrdiff_t i = 0; i < N; ++i) {
+      const Scalar v = x[i];
+      const Scalar u = v * inv_sqrt2;
+      Scalar e, erf_u;
+      if constexpr (std::is_same_v<Scalar, float>) {
+        e = fast::exp(-u * u);
+        erf_u = fast::erf_given_exp(u, e);
+      } else {
+        e = std::exp(-u * u);
+        erf_u = std::erf(u);
+      }
+      const Scalar cdf = Scalar(0.5) * (Scalar(1) + erf_u);
+      y[i] = v * cdf;
+      d[i] = cdf + v * inv_sqrt_2pi * e;
+    }
+  } else {
+#pragma omp parallel for schedule(static)
+    for (std::ptrdiff_t i = 0; i < N; ++i) {
+      const Scalar v = x[i];
+      const Scalar t = std::tanh(k * (v + Scalar(0.044715) * v * v * v));
+      y[i] = Scalar(0.5) * v * (Scalar(1) + t);
+      d[i] = Scalar(0.5) * (Scalar(1) + t) + Scalar(0.5) * v * (Scalar(1) - t * t) * k * (Scalar(1) + Scalar(3 * 0.044715) * v * v);
+    }
+  }
+}
+
+// dx = dy * d, d = GELU'(x) saved by gelu_forward_with_derivative (dx may equal dy or d).
+template <class Scalar>
+void gelu_backward_given(const Scalar* dy, const Scalar* d, Scalar* dx, std::size_t n) {
+  const auto N = static_cast<std::ptrdiff_t>(n);
+#pragma omp parallel for simd schedule(static)
+  for (std::ptrdiff_t i = 0; i < N; ++i) dx[i] = dy[i] * d[i];
+}
+
 // dx = dy * gelu'(x) (written; dx may equal dy).
 template <class Scalar>
 void gelu_backward(const Scalar* dy, const Scalar* x, Scalar* dx, std::size_t n, GeluForm form) {

@@ -205,7 +205,7 @@ class PreLnLayer {
     ln2_.resize(D.NH);       // (N, H)
     mean2_.resize(static_cast<std::size_t>(D.N));
     rstd2_.resize(static_cast<std::size_t>(D.N));
-    pre_.resize(D.NF);       // (N, F) before GELU
+    pre_.resize(D.NF);       // (N, F) before GELU, then GELU's derivative there (what the backward needs)
     act_.resize(D.NF);       // (N, F) after GELU
     tmp_.resize(D.NH);
     if (attn_rate() > 0.0f) attn_a_.resize(D.shape.probs_size());  // (B, heads, T, T) dropped probabilities
@@ -255,7 +255,7 @@ class PreLnLayer {
   void ffn_branch(const Dims& D, const Scalar* in) {
     const LayerParams<Scalar>& p = params_;
     linear_forward(gemm_, in, p.linear1_weight.data(), p.linear1_bias.data(), pre_.data(), D.N, D.H, D.F);
-    gelu_forward(pre_.data(), act_.data(), D.NF, config_.gelu);
+    gelu_forward_with_derivative(pre_.data(), act_.data(), pre_.data(), D.NF, config_.gelu);  // pre_ becomes GELU'(pre)
     linear_forward(gemm_, act_.data(), p.linear2_weight.data(), p.linear2_bias.data(), tmp_.data(), D.N, D.F, D.H);
     dropout_apply(tmp_.data(), tmp_.data(), D.NH, 0, hidden_rate(), key(DropoutSite::ffn_out));
   }
@@ -266,7 +266,7 @@ class PreLnLayer {
     dropout_apply(dbranch_.data(), dbranch_.data(), D.NH, 0, hidden_rate(), key(DropoutSite::ffn_out));
     linear_backward(gemm_, dbranch_.data(), act_.data(), p.linear2_weight.data(), dwide_.data(), d.linear2_weight.data(), d.linear2_bias.data(),
                     D.N, D.F, D.H);
-    gelu_backward(dwide_.data(), pre_.data(), dwide_.data(), D.NF, config_.gelu);
+    gelu_backward_given(dwide_.data(), pre_.data(), dwide_.data(), D.NF);
     linear_backward(gemm_, dwide_.data(), in, p.linear1_weight.data(), dln_.data(), d.linear1_weight.data(), d.linear1_bias.data(), D.N,
                     D.H, D.F);
   }
