@@ -14,6 +14,7 @@
 #          --corpus DIR  --build DIR  --fresh (delete DIR's runs first)  --report-only
 #          --rows "preln_lr pld ..." (a subset of the rows, in that order)
 #          --model "pld-bert model flags" --lr X --lr-large X --gamma X (override the defaults)
+#          --jobs N (runs at a time, each with nproc/N threads; default 1)
 # Rows (Zhang & He 2020, Table 1, at this scale): PreLN with the base lr, PreLN with the large lr,
 # Post-LN (BERT's layer) with the base lr, Shallow (3/4 of the layers), Random (fixed keep ratio =
 # PLD's mean over the run), TD only, DD only, PLD; all but PreLN/Post-LN base use the large lr.
@@ -21,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 quick=0; seeds=""; steps=""; out=""; doc=""; corpus=""; build="${PLD_BUILD_DIR:-build/release}"; fresh=0; report_only=0
-only_rows=""; model_arg=""; lr_arg=""; lr_large_arg=""; gamma_arg=""
+only_rows=""; model_arg=""; lr_arg=""; lr_large_arg=""; gamma_arg=""; jobs=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1; shift ;;
@@ -39,7 +40,8 @@ while [ $# -gt 0 ]; do
     --lr) lr_arg="$2"; shift 2 ;;
     --lr-large) lr_large_arg="$2"; shift 2 ;;
     --gamma) gamma_arg="$2"; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    --jobs) jobs="$2"; shift 2 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "ablation: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -123,30 +125,59 @@ fi
 # Whether a run's pretraining finished all its steps.
 finished() { python3 -c "import json,sys; sys.exit(0 if json.load(open(sys.argv[1])).get('steps_done') == int(sys.argv[2]) else 1)" "$1" "$steps" 2>/dev/null; }
 
-for row in "${rows[@]}"; do
-  name="${row%%|*}"
-  read -r -a flags <<<"${row#*|}"
-  for seed in $(seq 1 "$seeds"); do
+# One (row, seed): pretraining (resumed if interrupted), then both fine-tunings.
+run_one() {
+  local name=$1 seed=$2 dir=$3
+  shift 3
+  local flags=("$@") task ft
+  mkdir -p "$dir"
+  echo "== $name seed $seed ($(( ($(date +%s) - start) / 60 )) min so far)"
+  if ! finished "$dir/pretrain/summary.json"; then
+    # The model flags come first so a row's own --layers (Shallow) overrides them. --resume auto
+    # continues an interrupted run from its checkpoint (or starts it).
+    "$bert" pretrain --corpus "$corpus" --out "$dir/pretrain" "${model[@]}" "${pre_extra[@]}" \
+      --steps "$steps" --seed "$seed" --resume auto "${flags[@]}" >>"$dir/pretrain.log"
+    grep -E "^(validation|time:)" "$dir/pretrain.log" | tail -n 2 | sed "s/^/   $name seed $seed: /" || true
+  fi
+  for task in genre pos; do
+    [ -f "$dir/$task/summary.json" ] && continue
+    rm -rf "$dir/$task"  # an interrupted fine-tuning starts over (it is short)
+    if [ "$task" = genre ]; then ft=("${ft_genre[@]}"); else ft=("${ft_pos[@]}"); fi
+    "$bert" finetune --task "$task" --corpus "$corpus" --checkpoint "$dir/pretrain/checkpoint.bin" \
+      --out "$dir/$task" --seed "$seed" "${ft[@]}" >"$dir/$task.log"
+    tail -n 1 "$dir/$task.log" | sed "s/^/   $name seed $seed: /"
+  done
+}
+
+# --jobs N: N runs at a time, each with nproc/N threads (small models use several single-thread
+# runs better than one multi-thread run). SIGTERM/SIGINT stop them all: each pld-bert saves a
+# checkpoint after its current step, and the next invocation resumes from there.
+if [ "$jobs" -gt 1 ]; then export OMP_NUM_THREADS=$(( $(nproc) / jobs > 0 ? $(nproc) / jobs : 1 )); fi
+stop_all() {
+  trap - TERM INT
+  echo "ablation: stopping; the runs checkpoint and resume on the next invocation" >&2
+  # The pld-bert processes under each job (its subshell then ends on their exit status).
+  for p in $(jobs -p); do pkill -TERM -P "$p" 2>/dev/null || true; done
+  wait || true
+  exit 143
+}
+trap stop_all TERM INT
+failed=0
+# Seed by seed across the rows: an ablation stopped part way has every row at its first seeds
+# (a whole table with fewer seeds), not some rows complete and the rest missing.
+for seed in $(seq 1 "$seeds"); do
+  for row in "${rows[@]}"; do
+    name="${row%%|*}"
+    read -r -a flags <<<"${row#*|}"
     dir="$out/$name/seed$seed"
     if [ -f "$dir/pos/summary.json" ]; then continue; fi
-    mkdir -p "$dir"
-    echo "== $name seed $seed ($(( ($(date +%s) - start) / 60 )) min so far)"
-    if ! finished "$dir/pretrain/summary.json"; then
-      # The model flags come first so a row's own --layers (Shallow) overrides them. --resume auto
-      # continues an interrupted run from its checkpoint (or starts it).
-      "$bert" pretrain --corpus "$corpus" --out "$dir/pretrain" "${model[@]}" "${pre_extra[@]}" \
-        --steps "$steps" --seed "$seed" --resume auto "${flags[@]}" >>"$dir/pretrain.log"
-      grep -E "^(validation|time:)" "$dir/pretrain.log" | tail -n 2 || true
-    fi
-    for task in genre pos; do
-      [ -f "$dir/$task/summary.json" ] && continue
-      rm -rf "$dir/$task"  # an interrupted fine-tuning starts over (it is short)
-      if [ "$task" = genre ]; then ft=("${ft_genre[@]}"); else ft=("${ft_pos[@]}"); fi
-      "$bert" finetune --task "$task" --corpus "$corpus" --checkpoint "$dir/pretrain/checkpoint.bin" \
-        --out "$dir/$task" --seed "$seed" "${ft[@]}" >"$dir/$task.log"
-      tail -n 1 "$dir/$task.log"
-    done
+    # Always a background job, also with --jobs 1: a waiting script acts on SIGTERM at once.
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || failed=1; done
+    [ "$failed" = 0 ] || break 2
+    run_one "$name" "$seed" "$dir" "${flags[@]}" &
   done
 done
+while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
+[ "$failed" = 0 ] || { echo "ablation: a run failed (its log is in $out/<row>/seed<N>/)" >&2; exit 1; }
 echo "invocation ending $(date -u +%Y-%m-%dT%H:%MZ): $(( ($(date +%s) - start) / 60 )) min" >>"$out/run-info.txt"
 python3 scripts/ablation_report.py "$out" "$doc"
