@@ -233,6 +233,47 @@ TEST_CASE("per-sample mode equals running the kept rows alone", "[cpu][per_sampl
   for (std::size_t i = 0; i < dw.size(); ++i) REQUIRE(same(dw[i], layer.grads().linear2_weight[i]));
 }
 
+TEST_CASE("column sums add each column's rows in order, the same bits for any thread count", "[cpu][determinism]") {
+  // Gradients of biases and LayerNorm parameters: the order of the additions is the contract
+  // (a resumed run repeats the uninterrupted one bit for bit), whatever the chunking and threads.
+  std::mt19937_64 rng(5);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  for (const int cols : {1, 17, 64, 100, 513, 700, 1100, 3000}) {
+    for (const int rows : {1, 3, 300}) {
+      std::vector<float> a(static_cast<std::size_t>(rows) * cols), b(a.size());
+      for (auto& v : a) v = d(rng);
+      for (auto& v : b) v = d(rng);
+      for (const bool with_b : {false, true}) {
+        std::vector<float> want(static_cast<std::size_t>(cols), 0.5f);
+        for (int c = 0; c < cols; ++c) {
+          double acc = 0.0;
+          for (int r = 0; r < rows; ++r) {
+            const std::size_t i = static_cast<std::size_t>(r) * cols + c;
+            acc += static_cast<double>(with_b ? a[i] * b[i] : a[i]);
+          }
+          want[static_cast<std::size_t>(c)] += static_cast<float>(acc);
+        }
+#if defined(_OPENMP)
+        const int before = omp_get_max_threads();
+        for (const int threads : {1, 2, 3}) {
+          omp_set_num_threads(threads);
+#else
+        {
+          const int threads = 1;
+#endif
+          std::vector<float> got(static_cast<std::size_t>(cols), 0.5f);
+          pld::cpu::add_column_sums<float>(a.data(), with_b ? b.data() : nullptr, rows, cols, got.data());
+          INFO("cols " << cols << " rows " << rows << " with b " << with_b << " threads " << threads);
+          REQUIRE(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0);
+        }
+#if defined(_OPENMP)
+        omp_set_num_threads(before);
+#endif
+      }
+    }
+  }
+}
+
 TEST_CASE("the layer follows a LayerPlan", "[cpu][gate]") {
   pld::ScheduleSpec spec;
   spec.num_layers = 4;

@@ -5,6 +5,9 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <vector>
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 namespace pld::cpu {
 
@@ -26,26 +29,39 @@ using ConstMapRowVec = Eigen::Map<const RowVec<Scalar>>;
 // columns as a tree and the remaining columns linearly, and which columns fall in packets
 // depends on the buffer's alignment, so the bits would depend on where memory happened to be
 // allocated (a resumed run would drift from an uninterrupted one).
-// Threads split the columns (64 at a time), never the rows, so every column is still summed in
-// row order: the same bits for any thread count.
+// The rows are read in memory order, a chunk of 64-512 columns at a time (its accumulators stay
+// in L1; each row's slice is read contiguously, so the prefetcher streams it — walking 64-column
+// blocks down the rows cost a TLB miss per row). Threads split the chunks, never the rows, so
+// every column is still summed in row order: the same bits for any thread count and chunk width.
 template <class Scalar>
 void add_column_sums(const Scalar* a, const Scalar* b, int rows, int cols, Scalar* out) {
-  constexpr int kBlock = 64;
-  const int blocks = (cols + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static) if (static_cast<long long>(rows) * cols > 65536)
-  for (int blk = 0; blk < blocks; ++blk) {
-    const int c0 = blk * kBlock, c1 = std::min(cols, c0 + kBlock);
-    double acc[kBlock] = {};
+  constexpr int kChunk = 512;
+  const bool parallel = static_cast<long long>(rows) * cols > 65536;
+#if defined(_OPENMP)
+  const int threads = parallel ? omp_get_max_threads() : 1;
+#else
+  const int threads = 1;
+#endif
+  // One chunk per thread where that leaves at least 64 columns each, 16-column multiples.
+  const int width = std::clamp(((cols + threads - 1) / threads + 15) / 16 * 16, 64, kChunk);
+  const int chunks = (cols + width - 1) / width;
+#pragma omp parallel for schedule(static) if (parallel && chunks > 1)
+  for (int ch = 0; ch < chunks; ++ch) {
+    const int c0 = ch * width, w = std::min(cols - c0, width);
+    double acc[kChunk];
+    for (int c = 0; c < w; ++c) acc[c] = 0.0;
     for (int r = 0; r < rows; ++r) {
-      const Scalar* ar = a + static_cast<std::ptrdiff_t>(r) * cols;
+      const Scalar* ar = a + static_cast<std::ptrdiff_t>(r) * cols + c0;
       if (b) {
-        const Scalar* br = b + static_cast<std::ptrdiff_t>(r) * cols;
-        for (int c = c0; c < c1; ++c) acc[c - c0] += static_cast<double>(ar[c] * br[c]);
+        const Scalar* br = b + static_cast<std::ptrdiff_t>(r) * cols + c0;
+#pragma omp simd
+        for (int c = 0; c < w; ++c) acc[c] += static_cast<double>(ar[c] * br[c]);
       } else {
-        for (int c = c0; c < c1; ++c) acc[c - c0] += static_cast<double>(ar[c]);
+#pragma omp simd
+        for (int c = 0; c < w; ++c) acc[c] += static_cast<double>(ar[c]);
       }
     }
-    for (int c = c0; c < c1; ++c) out[c] += static_cast<Scalar>(acc[c - c0]);
+    for (int c = 0; c < w; ++c) out[c0 + c] += static_cast<Scalar>(acc[c]);
   }
 }
 
