@@ -388,14 +388,18 @@ TEST_CASE("dropout: the vectorized mask is pld::dropout_block's, at any offset a
   const float rate = 0.3f;
   for (std::size_t offset : {std::size_t(0), std::size_t(1), std::size_t(63), std::size_t(64), std::size_t(67), std::size_t(1000)})
     for (std::size_t n : {std::size_t(1), std::size_t(5), std::size_t(64), std::size_t(129), std::size_t(3000)}) {
-      std::vector<float> x(n, 2.0f), y(n, -1.0f);
+      std::vector<float> x(n), y(n, -1.0f);
+      for (std::size_t i = 0; i < n; ++i) x[i] = 1.0f + 0.5f * static_cast<float>(i);  // each element its own value
       pld::cpu::dropout_apply(x.data(), y.data(), n, offset, rate, key);
+      std::vector<float> in_place = x;
+      pld::cpu::dropout_apply(in_place.data(), in_place.data(), n, offset, rate, key);
       for (std::size_t i = 0; i < n; ++i) {
         const std::size_t e = offset + i;
         const pld::U32x4 r = pld::dropout_block(key.seed, 77, static_cast<std::uint32_t>(key.site), key.layer, e / 4);
-        const float expect = pld::dropout_keeps(r.v[e % 4], rate) ? 2.0f * (1.0f / (1.0f - rate)) : 0.0f;
+        const float expect = pld::dropout_keeps(r.v[e % 4], rate) ? x[i] * (1.0f / (1.0f - rate)) : 0.0f;
         INFO("offset " << offset << " n " << n << " element " << i);
         REQUIRE(y[i] == expect);
+        REQUIRE(in_place[i] == expect);
       }
     }
 }

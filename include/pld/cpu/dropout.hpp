@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
@@ -108,6 +109,31 @@ inline void dropout_blocks(const DropoutKey& key, std::uint64_t block0, std::uin
   }
 }
 
+#if defined(__AVX512F__)
+// The 64 elements of one group: element 4 * lane + k draws word k of lane `lane`, so the four
+// word registers are transposed into element order (4x4 within each 128-bit lane, then the
+// 128-bit lanes), compared as dropout_keeps() does (the top 24 bits as a float in [0, 1), exact)
+// and x * scale is stored where kept, 0 elsewhere: the bits of the scalar loop.
+inline void dropout_select_64(const std::uint32_t (&w)[4][kDropoutLanes], const float* x, float* y, float rate, float scale) {
+  const __m512i w0 = _mm512_loadu_si512(w[0]), w1 = _mm512_loadu_si512(w[1]), w2 = _mm512_loadu_si512(w[2]),
+                w3 = _mm512_loadu_si512(w[3]);
+  const __m512i t0 = _mm512_unpacklo_epi32(w0, w1), t1 = _mm512_unpackhi_epi32(w0, w1);
+  const __m512i t2 = _mm512_unpacklo_epi32(w2, w3), t3 = _mm512_unpackhi_epi32(w2, w3);
+  const __m512i r0 = _mm512_unpacklo_epi64(t0, t2), r1 = _mm512_unpackhi_epi64(t0, t2);
+  const __m512i r2 = _mm512_unpacklo_epi64(t1, t3), r3 = _mm512_unpackhi_epi64(t1, t3);
+  const __m512i u0 = _mm512_shuffle_i32x4(r0, r1, 0x44), u1 = _mm512_shuffle_i32x4(r0, r1, 0xEE);
+  const __m512i u2 = _mm512_shuffle_i32x4(r2, r3, 0x44), u3 = _mm512_shuffle_i32x4(r2, r3, 0xEE);
+  const __m512i o[4] = {_mm512_shuffle_i32x4(u0, u2, 0x88), _mm512_shuffle_i32x4(u0, u2, 0xDD), _mm512_shuffle_i32x4(u1, u3, 0x88),
+                        _mm512_shuffle_i32x4(u1, u3, 0xDD)};
+  const __m512 r = _mm512_set1_ps(rate), sc = _mm512_set1_ps(scale), two_m24 = _mm512_set1_ps(1.0f / 16777216.0f);
+  for (int q = 0; q < 4; ++q) {
+    const __m512 u = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(o[q], 8)), two_m24);
+    const __mmask16 keep = _mm512_cmp_ps_mask(u, r, _CMP_GE_OQ);
+    _mm512_storeu_ps(y + 16 * q, _mm512_maskz_mul_ps(keep, _mm512_loadu_ps(x + 16 * q), sc));
+  }
+}
+#endif
+
 }  // namespace detail
 
 // y = x * mask / (1 - rate) over n elements starting at element `offset` of the site's stream.
@@ -148,6 +174,12 @@ void dropout_apply(const Scalar* x, Scalar* y, std::size_t n, std::size_t offset
     std::uint32_t w[4][detail::kDropoutLanes];
     detail::dropout_blocks(key, static_cast<std::uint64_t>(g) * detail::kDropoutLanes, w);
     const std::size_t base = static_cast<std::size_t>(g) * kGroup - first;
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<Scalar, float>) {
+      detail::dropout_select_64(w, x + base, y + base, rate, scale);
+      continue;
+    }
+#endif
     for (int lane = 0; lane < detail::kDropoutLanes; ++lane)
       for (int k = 0; k < 4; ++k) {
         const std::size_t i = base + static_cast<std::size_t>(lane) * 4 + static_cast<std::size_t>(k);
