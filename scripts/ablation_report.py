@@ -54,6 +54,8 @@ def fmt(xs, digits=3, pct=False):
     if m is None:
         return "-"
     k = 100.0 if pct else 1.0
+    if len(xs) == 1:  # one seed: no spread to report
+        return ("%.*f" % (digits, m * k)) + ("%" if pct else "")
     return ("%.*f ± %.*f" % (digits, m * k, digits, s * k)) + ("%" if pct else "")
 
 
@@ -228,7 +230,7 @@ def main(argv):
         lines += ["- reference lines on the validation masks: unigram cross-entropy %.3f nats (training-split token frequencies), "
                   "uniform ln V %.3f" % (unigram, uniform)]
     lines += ["- targets: A = PreLN (base lr) final validation loss %.3f; B = its loss at half its steps %.3f" % (target_a, target_b)]
-    lines += ["", "Mean ± sample standard deviation over the finished seeds (unfinished runs are counted in the seeds column "
+    lines += ["", "Mean ± sample standard deviation over the finished seeds (a single value where one seed finished; unfinished runs are counted in the seeds column "
               "and left out). Validation MLM: fixed masks (the same for every run), all layers kept. Genre: accuracy and "
               "macro-F1 on the held-out test documents' passages (15 classes). POS: accuracy over words (12 coarse tags). "
               "Time: pretraining steps only (no evaluation); speedup = PreLN (base lr) time / row time.", "",
