@@ -15,6 +15,7 @@ evaluation at or below it (read off the measured curve, no interpolation); the t
 pretraining time then (no evaluation time), the layer-steps the layers that ran until then.
 """
 import json
+import re
 import math
 import os
 import statistics
@@ -223,8 +224,20 @@ def main(argv):
     ref = data["preln_lr"][0]["pre"]
     unigram, uniform = ref.get("validation_unigram_loss"), ref.get("validation_uniform_loss")
 
-    lines = ["# PLD ablation at small scale", "",
-             "Made by `scripts/ablation.sh` and `scripts/ablation_report.py`; every number below is from that run.", ""]
+    # Planned runs: the rows times the seeds of the command line (run-info.txt).
+    planned_seeds = None
+    for l in info:
+        m = re.search(r"--seeds (\d+)", l) if l.startswith("command:") else None
+        if m:
+            planned_seeds = int(m.group(1))
+    finished = sum(len(v) for v in data.values())
+    planned = planned_seeds * len(ROWS) if planned_seeds else None
+    lines = ["# PLD ablation at small scale", ""]
+    if planned and finished < planned:
+        lines += ["> **Partial table: %d of the %d planned runs (%d rows x %d seeds) have finished.** The rest are left out (the seeds column counts the finished "
+                  "runs, and the started but unfinished ones in parentheses); `scripts/ablation.sh` with the same options resumes them." %
+                  (finished, planned, len(ROWS), planned_seeds), ""]
+    lines += ["Made by `scripts/ablation.sh` and `scripts/ablation_report.py`; every number below is from that run.", ""]
     lines += ["- " + l for l in info]
     if unigram is not None:
         lines += ["- reference lines on the validation masks: unigram cross-entropy %.3f nats (training-split token frequencies), "
