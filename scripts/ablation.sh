@@ -9,7 +9,8 @@
 #
 #   scripts/ablation.sh            full run (see the defaults below; docs/results.md says what it cost)
 #   scripts/ablation.sh --quick    a tiny model on the committed Brown slice, 2 seeds (~1 minute)
-# Options: --seeds N  --steps N  --out DIR (runs; default build/ablation[-quick])
+# Options: --seeds N (PreLN, PreLN large lr and PLD; default 3)  --seeds-others M (the other rows;
+#          default 2, quick: N)  --steps N  --out DIR (runs; default build/ablation[-quick])
 #          --doc FILE (the results page; default docs/results.md, quick: DIR/results.md)
 #          --corpus DIR  --build DIR  --fresh (delete DIR's runs first)  --report-only
 #          --rows "preln_lr pld ..." (a subset of the rows, in that order)
@@ -22,12 +23,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-quick=0; seeds=""; steps=""; out=""; doc=""; corpus=""; build="${PLD_BUILD_DIR:-build/release}"; fresh=0; report_only=0
+quick=0; seeds=""; seeds_others=""; steps=""; out=""; doc=""; corpus=""; build="${PLD_BUILD_DIR:-build/release}"; fresh=0; report_only=0
 only_rows=""; model_arg=""; lr_arg=""; lr_large_arg=""; gamma_arg=""; jobs=""; rebuild=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1; shift ;;
     --seeds) seeds="$2"; shift 2 ;;
+    --seeds-others) seeds_others="$2"; shift 2 ;;
     --steps) steps="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --doc) doc="$2"; shift 2 ;;
@@ -43,13 +45,13 @@ while [ $# -gt 0 ]; do
     --gamma) gamma_arg="$2"; shift 2 ;;
     --jobs) jobs="$2"; shift 2 ;;
     --rebuild) rebuild=1; shift ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "ablation: unknown option $1" >&2; exit 2 ;;
   esac
 done
 
 if [ "$quick" = 1 ]; then
-  seeds="${seeds:-2}"; steps="${steps:-60}"; out="${out:-build/ablation-quick}"; doc="${doc:-$out/results.md}"
+  seeds="${seeds:-2}"; seeds_others="${seeds_others:-$seeds}"; steps="${steps:-60}"; out="${out:-build/ablation-quick}"; doc="${doc:-$out/results.md}"
   corpus="${corpus:-tests/data/brown-slice}"
   model=(--layers 4 --hidden 32 --heads 2 --max-len 32 --batch 8 --vocab-size 400)
   shallow_layers=3; lr=2e-3; lr_large=4e-3; gamma=0.05
@@ -63,7 +65,7 @@ else
   # batch 32 (2048 tokens a step), no dropout (Brown is small), 3000 steps (~20 min a run on one
   # core). PreLN's base lr 1e-3, the large lr 2e-3 (4e-3 learned slower at H = 128 and collapsed at
   # H = 256). Two runs at a time, one thread each, where there are two cores.
-  seeds="${seeds:-3}"; steps="${steps:-3000}"; out="${out:-build/ablation}"; doc="${doc:-docs/results.md}"
+  seeds="${seeds:-3}"; seeds_others="${seeds_others:-$(( seeds < 2 ? seeds : 2 ))}"; steps="${steps:-3000}"; out="${out:-build/ablation}"; doc="${doc:-docs/results.md}"
   model=(--layers 8 --hidden 128 --heads 4 --max-len 64 --batch 32 --vocab-size 2000 --dropout 0)
   shallow_layers=6; lr=1e-3; lr_large=2e-3; gamma=0.002
   pre_extra=(--eval-max-seqs 256 --warmup 200 --log-every 50)
@@ -133,7 +135,7 @@ if [ ! -f "$out/run-info.txt" ]; then
   {
     echo "started: $(date -u +%Y-%m-%dT%H:%MZ)"
     echo "machine: $(nproc --all) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem/{print $2}') GiB"
-    echo "command: scripts/ablation.sh $([ "$quick" = 1 ] && echo --quick) --seeds $seeds --steps $steps"
+    echo "command: scripts/ablation.sh $([ "$quick" = 1 ] && echo --quick) --seeds $seeds --seeds-others $seeds_others --steps $steps"
     echo "corpus: $corpus"
     echo "model: ${model[*]}; lr $lr, large lr $lr_large, gamma $gamma"
   } >"$out/run-info.txt"
@@ -142,7 +144,22 @@ fi
 # Whether a run's pretraining finished all its steps.
 finished() { python3 -c "import json,sys; sys.exit(0 if json.load(open(sys.argv[1])).get('steps_done') == int(sys.argv[2]) else 1)" "$1" "$steps" 2>/dev/null; }
 
-# One (row, seed): pretraining (resumed if interrupted), then both fine-tunings.
+# Runs a command as a background child and waits for it, so that a SIGTERM/SIGINT reaching this
+# shell is passed on at once (bash runs traps only between commands); returns the child's status.
+forward_signals() {
+  "$@" &
+  local child=$! rc=0
+  trap 'kill -TERM "$child" 2>/dev/null || true' TERM INT
+  while true; do
+    wait "$child" && rc=0 || rc=$?
+    kill -0 "$child" 2>/dev/null || break  # exited (a signal only interrupts the wait)
+  done
+  trap - TERM INT
+  return "$rc"
+}
+
+# One (row, seed): pretraining (resumed if interrupted), then both fine-tunings. Runs as a job
+# of its own; a signal to it reaches the pld-bert it runs.
 run_one() {
   local name=$1 seed=$2 dir=$3
   shift 3
@@ -152,7 +169,7 @@ run_one() {
   if ! finished "$dir/pretrain/summary.json"; then
     # The model flags come first so a row's own --layers (Shallow) overrides them. --resume auto
     # continues an interrupted run from its checkpoint (or starts it).
-    "$bert" pretrain --corpus "$corpus" --out "$dir/pretrain" "${model[@]}" "${pre_extra[@]}" \
+    forward_signals "$bert" pretrain --corpus "$corpus" --out "$dir/pretrain" "${model[@]}" "${pre_extra[@]}" \
       --steps "$steps" --seed "$seed" --resume auto "${flags[@]}" >>"$dir/pretrain.log"
     grep -E "^(validation|time:)" "$dir/pretrain.log" | tail -n 2 | sed "s/^/   $name seed $seed: /" || true
   fi
@@ -160,7 +177,7 @@ run_one() {
     [ -f "$dir/$task/summary.json" ] && continue
     rm -rf "$dir/$task"  # an interrupted fine-tuning starts over (it is short)
     if [ "$task" = genre ]; then ft=("${ft_genre[@]}"); else ft=("${ft_pos[@]}"); fi
-    "$bert" finetune --task "$task" --corpus "$corpus" --checkpoint "$dir/pretrain/checkpoint.bin" \
+    forward_signals "$bert" finetune --task "$task" --corpus "$corpus" --checkpoint "$dir/pretrain/checkpoint.bin" \
       --out "$dir/$task" --seed "$seed" "${ft[@]}" >"$dir/$task.log"
     tail -n 1 "$dir/$task.log" | sed "s/^/   $name seed $seed: /"
   done
@@ -173,8 +190,8 @@ if [ "$jobs" -gt 1 ]; then export OMP_NUM_THREADS=$(( $(nproc) / jobs > 0 ? $(np
 stop_all() {
   trap - TERM INT
   echo "ablation: stopping; the runs checkpoint and resume on the next invocation" >&2
-  # The pld-bert processes under each job (its subshell then ends on their exit status).
-  for p in $(jobs -p); do pkill -TERM -P "$p" 2>/dev/null || true; done
+  # Each job passes the signal to its pld-bert and ends when that has checkpointed and exited.
+  for p in $(jobs -p); do kill -TERM "$p" 2>/dev/null || true; done
   wait || true
   exit 143
 }
@@ -182,9 +199,17 @@ trap stop_all TERM INT
 failed=0
 # Seed by seed across the rows: an ablation stopped part way has every row at its first seeds
 # (a whole table with fewer seeds), not some rows complete and the rest missing.
-for seed in $(seq 1 "$seeds"); do
+# The paper's comparison (PreLN at both rates against PLD) gets --seeds, the other rows
+# --seeds-others (the issue: at least 3 and 2).
+main_rows=" preln_lr preln_large_lr pld "
+row_seeds() { case "$main_rows" in *" $1 "*) echo "$seeds" ;; *) echo "$seeds_others" ;; esac; }
+planned=0
+for row in "${rows[@]}"; do planned=$(( planned + $(row_seeds "${row%%|*}") )); done
+grep -q "^planned runs:" "$out/run-info.txt" || echo "planned runs: $planned" >>"$out/run-info.txt"
+for seed in $(seq 1 "$(( seeds > seeds_others ? seeds : seeds_others ))"); do
   for row in "${rows[@]}"; do
     name="${row%%|*}"
+    [ "$seed" -le "$(row_seeds "$name")" ] || continue
     read -r -a flags <<<"${row#*|}"
     dir="$out/$name/seed$seed"
     if [ -f "$dir/pos/summary.json" ]; then continue; fi
