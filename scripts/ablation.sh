@@ -196,7 +196,13 @@ stop_all() {
   exit 143
 }
 trap stop_all TERM INT
-failed=0
+failed=0 stopped=0
+# A job that ends with 130/143 was stopped by a signal (its pld-bert checkpointed): stop too.
+job_done() {
+  local rc=0
+  wait -n || rc=$?
+  case "$rc" in 0) ;; 130|143) stopped=1 ;; *) failed=1 ;; esac
+}
 # Seed by seed across the rows: an ablation stopped part way has every row at its first seeds
 # (a whole table with fewer seeds), not some rows complete and the rest missing.
 # The paper's comparison (PreLN at both rates against PLD) gets --seeds, the other rows
@@ -214,12 +220,13 @@ for seed in $(seq 1 "$(( seeds > seeds_others ? seeds : seeds_others ))"); do
     dir="$out/$name/seed$seed"
     if [ -f "$dir/pos/summary.json" ]; then continue; fi
     # Always a background job, also with --jobs 1: a waiting script acts on SIGTERM at once.
-    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || failed=1; done
-    [ "$failed" = 0 ] || break 2
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do job_done; done
+    [ "$failed$stopped" = 00 ] || break 2
     run_one "$name" "$seed" "$dir" "${flags[@]}" &
   done
 done
-while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
+while [ "$(jobs -rp | wc -l)" -gt 0 ]; do job_done; done
 [ "$failed" = 0 ] || { echo "ablation: a run failed (its log is in $out/<row>/seed<N>/)" >&2; exit 1; }
+[ "$stopped" = 0 ] || { echo "ablation: stopped by a signal; the runs checkpointed and resume on the next invocation" >&2; exit 143; }
 echo "invocation ending $(date -u +%Y-%m-%dT%H:%MZ): $(( ($(date +%s) - start) / 60 )) min" >>"$out/run-info.txt"
 python3 scripts/ablation_report.py "$out" "$doc"

@@ -224,19 +224,18 @@ def main(argv):
     ref = data["preln_lr"][0]["pre"]
     unigram, uniform = ref.get("validation_unigram_loss"), ref.get("validation_uniform_loss")
 
-    # Planned runs: the rows times the seeds of the command line (run-info.txt).
-    planned_seeds = None
+    # Planned runs: run-info.txt's "planned runs:" line, or (older runs) the rows times --seeds.
+    planned = None
     for l in info:
-        m = re.search(r"--seeds (\d+)", l) if l.startswith("command:") else None
-        if m:
-            planned_seeds = int(m.group(1))
+        m = re.match(r"planned runs: (\d+)", l) or (re.search(r"--seeds (\d+)", l) if l.startswith("command:") else None)
+        if m and (planned is None or l.startswith("planned")):
+            planned = int(m.group(1)) * (1 if l.startswith("planned") else len(ROWS))
     finished = sum(len(v) for v in data.values())
-    planned = planned_seeds * len(ROWS) if planned_seeds else None
     lines = ["# PLD ablation at small scale", ""]
     if planned and finished < planned:
-        lines += ["> **Partial table: %d of the %d planned runs (%d rows x %d seeds) have finished.** The rest are left out (the seeds column counts the finished "
-                  "runs, and the started but unfinished ones in parentheses); `scripts/ablation.sh` with the same options resumes them." %
-                  (finished, planned, len(ROWS), planned_seeds), ""]
+        lines += ["> **Partial table: %d of the %d planned runs have finished.** The rest are left out (the seeds column counts the "
+                  "finished runs, and the started but unfinished ones in parentheses); `scripts/ablation.sh` with the same options "
+                  "resumes them." % (finished, planned), ""]
     lines += ["Made by `scripts/ablation.sh` and `scripts/ablation_report.py`; every number below is from that run.", ""]
     lines += ["- " + l for l in info]
     if unigram is not None:
