@@ -173,6 +173,28 @@ class PreLnLayer {
     else pre_backward(dy, dx, batch);
   }
 
+  // out = a + s b (a null: out = s b); out may be a or b. The residual adds and gate scales,
+  // split over the threads.
+  static void add_scaled(Scalar* out, const Scalar* a, Scalar s, const Scalar* b, std::size_t n) {
+    const auto N = static_cast<std::ptrdiff_t>(n);
+    if (a) {
+#pragma omp parallel for simd schedule(static) if (N > 65536)
+      for (std::ptrdiff_t i = 0; i < N; ++i) out[i] = a[i] + s * b[i];
+    } else {
+#pragma omp parallel for simd schedule(static) if (N > 65536)
+      for (std::ptrdiff_t i = 0; i < N; ++i) out[i] = s * b[i];
+    }
+  }
+  // acc += a, then scaled = s acc, in one pass.
+  static void add_then_scale(Scalar* acc, const Scalar* a, Scalar s, Scalar* scaled, std::size_t n) {
+    const auto N = static_cast<std::ptrdiff_t>(n);
+#pragma omp parallel for simd schedule(static) if (N > 65536)
+    for (std::ptrdiff_t i = 0; i < N; ++i) {
+      acc[i] += a[i];
+      scaled[i] = s * acc[i];
+    }
+  }
+
   // The sizes of one step over (batch, T) rows: N tokens, the attention's shape, the gate scale.
   struct Dims {
     int T, H, F, N;
@@ -290,27 +312,26 @@ class PreLnLayer {
     layer_norm_forward(x_.data(), p.norm1_weight.data(), p.norm1_bias.data(), ln1_.data(), mean1_.data(), rstd1_.data(), D.N, D.H,
                        config_.ln_eps);
     attention_branch(D, ln1_.data(), valid);
-    for (std::size_t i = 0; i < D.NH; ++i) h_[i] = x_[i] + D.g * tmp_[i];
+    add_scaled(h_.data(), x_.data(), D.g, tmp_.data(), D.NH);
     layer_norm_forward(h_.data(), p.norm2_weight.data(), p.norm2_bias.data(), ln2_.data(), mean2_.data(), rstd2_.data(), D.N, D.H,
                        config_.ln_eps);
     ffn_branch(D, ln2_.data());
-    for (std::size_t i = 0; i < D.NH; ++i) y[i] = h_[i] + D.g * tmp_[i];
+    add_scaled(y, h_.data(), D.g, tmp_.data(), D.NH);
   }
 
   void pre_backward(const Scalar* dy, Scalar* dx, int batch) {
     const Dims D = dims(batch);
     const LayerParams<Scalar>& p = params_;
     LayerParams<Scalar>& d = grads_;
-    for (std::size_t i = 0; i < D.NH; ++i) dbranch_[i] = D.g * dy[i];
+    add_scaled(dbranch_.data(), nullptr, D.g, dy, D.NH);
     ffn_branch_backward(D, ln2_.data());
     layer_norm_backward(dln_.data(), h_.data(), mean2_.data(), rstd2_.data(), p.norm2_weight.data(), dh_.data(), d.norm2_weight.data(),
                         d.norm2_bias.data(), D.N, D.H);
-    for (std::size_t i = 0; i < D.NH; ++i) dh_[i] += dy[i];
-    for (std::size_t i = 0; i < D.NH; ++i) dbranch_[i] = D.g * dh_[i];
+    add_then_scale(dh_.data(), dy, D.g, dbranch_.data(), D.NH);
     attention_branch_backward(D, ln1_.data());
     layer_norm_backward(dln_.data(), x_.data(), mean1_.data(), rstd1_.data(), p.norm1_weight.data(), dx, d.norm1_weight.data(),
                         d.norm1_bias.data(), D.N, D.H);
-    for (std::size_t i = 0; i < D.NH; ++i) dx[i] += dh_[i];
+    add_scaled(dx, dx, Scalar(1), dh_.data(), D.NH);
   }
 
   // Post-LN: h = LN1(x + g t1(x)), y = LN2(h + g t2(h)).
@@ -318,11 +339,11 @@ class PreLnLayer {
     const Dims D = dims(batch);
     const LayerParams<Scalar>& p = params_;
     attention_branch(D, x_.data(), valid);
-    for (std::size_t i = 0; i < D.NH; ++i) ln1_[i] = x_[i] + D.g * tmp_[i];
+    add_scaled(ln1_.data(), x_.data(), D.g, tmp_.data(), D.NH);
     layer_norm_forward(ln1_.data(), p.norm1_weight.data(), p.norm1_bias.data(), h_.data(), mean1_.data(), rstd1_.data(), D.N, D.H,
                        config_.ln_eps);
     ffn_branch(D, h_.data());
-    for (std::size_t i = 0; i < D.NH; ++i) ln2_[i] = h_[i] + D.g * tmp_[i];
+    add_scaled(ln2_.data(), h_.data(), D.g, tmp_.data(), D.NH);
     layer_norm_forward(ln2_.data(), p.norm2_weight.data(), p.norm2_bias.data(), y, mean2_.data(), rstd2_.data(), D.N, D.H, config_.ln_eps);
   }
 
@@ -333,15 +354,15 @@ class PreLnLayer {
     // ds2 = LN2'(dy) into dh_; the FFN branch sees g ds2; dL/dh = ds2 + the branch's d(in).
     layer_norm_backward(dy, ln2_.data(), mean2_.data(), rstd2_.data(), p.norm2_weight.data(), dh_.data(), d.norm2_weight.data(),
                         d.norm2_bias.data(), D.N, D.H);
-    for (std::size_t i = 0; i < D.NH; ++i) dbranch_[i] = D.g * dh_[i];
+    add_scaled(dbranch_.data(), nullptr, D.g, dh_.data(), D.NH);
     ffn_branch_backward(D, h_.data());
-    for (std::size_t i = 0; i < D.NH; ++i) dh_[i] += dln_[i];
+    add_scaled(dh_.data(), dh_.data(), Scalar(1), dln_.data(), D.NH);
     // ds1 = LN1'(dh) into dx (dy is not read again: dx may equal dy); then the attention branch.
     layer_norm_backward(dh_.data(), ln1_.data(), mean1_.data(), rstd1_.data(), p.norm1_weight.data(), dx, d.norm1_weight.data(),
                         d.norm1_bias.data(), D.N, D.H);
-    for (std::size_t i = 0; i < D.NH; ++i) dbranch_[i] = D.g * dx[i];
+    add_scaled(dbranch_.data(), nullptr, D.g, dx, D.NH);
     attention_branch_backward(D, x_.data());
-    for (std::size_t i = 0; i < D.NH; ++i) dx[i] += dln_[i];
+    add_scaled(dx, dx, Scalar(1), dln_.data(), D.NH);
   }
 
   LayerConfig config_;
