@@ -210,13 +210,16 @@ def main(argv):
                 print("ablation_report: %s/%s unfinished (%s); left out" % (key, sd, e), file=sys.stderr)
                 unfinished[key] += 1
                 continue
+            # Pretraining seconds over every process of the run: summary.json's train_s counts only
+            # the last one (a resumed run), the metrics' elapsed_s carries the checkpointed total.
+            pre["train_s_total"] = max([m.get("elapsed_s", 0.0) for m in metrics] + [pre["train_s"]])
             runs.append({"pre": pre, "metrics": metrics, "options": options, "genre": genre, "pos": pos})
         data[key] = runs
     if not data.get("preln_lr"):
         print("ablation_report: no finished PreLN (base lr) run in %s" % root, file=sys.stderr)
         return 1
 
-    base_time = statistics.mean(r["pre"]["train_s"] for r in data["preln_lr"])
+    base_time = statistics.mean(r["pre"]["train_s_total"] for r in data["preln_lr"])
     base_evals = [[m for m in r["metrics"] if m.get("split") == "validation"] for r in data["preln_lr"]]
     target_a = statistics.mean(e[-1]["mlm_loss"] for e in base_evals)
     half = [min(e, key=lambda m: abs(m["step"] - e[-1]["step"] / 2)) for e in base_evals]
@@ -254,7 +257,7 @@ def main(argv):
         if not runs:
             lines.append("| %s | %s | not run | | | | | | | |" % (label, seeds_cell(key, runs)))
             continue
-        t = [r["pre"]["train_s"] for r in runs]
+        t = [r["pre"]["train_s_total"] for r in runs]
         lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %.2fx | %.3f |" % (
             label, seeds_cell(key, runs),
             fmt([r["pre"].get("validation_mlm_loss", float("nan")) for r in runs]),

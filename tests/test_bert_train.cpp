@@ -157,6 +157,13 @@ TEST_CASE("resume continues exactly: 2N steps == N steps + N resumed, bit for bi
       if (j["split"] == "train") steps.push_back(j["step"].get<std::int64_t>());
     }
     CHECK(steps == std::vector<std::int64_t>{5, 10, 12, 15, 20, 24});
+    // The summary's train_s is this process's (12 steps), train_s_total the whole run's: it adds
+    // the first process's time from the checkpoint, and equals the last metrics record's.
+    std::ifstream sf(b + "/summary.json");
+    const auto summary = nlohmann::json::parse(sf);
+    const double total = summary.at("train_s_total").get<double>(), part = summary.at("train_s").get<double>();
+    CHECK(total == Approx(half.elapsed_seconds + part).epsilon(1e-9));
+    CHECK(total > part);
   }
 }
 

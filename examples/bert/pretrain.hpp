@@ -519,6 +519,7 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
   const pld::ControllerStats& st = controller.stats();
   nlohmann::json summary = {{"steps_done", end}, {"steps_this_process", end - start}, {"wall_s", wall}, {"train_s", train_seconds},
+                            {"train_s_total", elapsed_before + train_seconds},  // every process of the run (resumes included)
                             {"layer_s", layer_seconds}, {"tokens_per_s", st.tokens_per_second()},
                             {"mean_kept_fraction", (end - start) > 0 ? kept_sum / static_cast<double>(end - start) : 1.0},
                             {"layer_work_saved", st.layer_work_saved()}, {"checkpoint", ckpt_path}, {"engine", engine_info(model)},

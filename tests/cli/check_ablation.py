@@ -25,6 +25,23 @@ for r in rows:
     for c in cells[2:]:
         number = c.split()[0].rstrip("%x")
         assert math.isfinite(float(number)), "not a number in row %s: %s" % (cells[0], c)
+# Pretraining seconds are the whole run's, also for a run resumed from a checkpoint (whose
+# summary.json counts only its last process): the checkpointed total in metrics.jsonl.
+import json
+import statistics
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+from ablation_report import ROWS  # noqa: E402
+label_to_key = {label: key for key, label in ROWS}
+for r in rows:
+    cells = [c.strip() for c in r.strip("|").split("|")]
+    key = label_to_key[cells[0]]
+    totals = []
+    for sd in sorted(d for d in os.listdir(os.path.join(root, key)) if d.startswith("seed")):
+        with open(os.path.join(root, key, sd, "pretrain", "metrics.jsonl")) as f:
+            totals.append(max(json.loads(l).get("elapsed_s", 0.0) for l in f if l.strip()))
+    shown = float(cells[7].split()[0])
+    assert abs(shown - statistics.mean(totals)) <= 0.0051, "row %s: pretrain s %s, the runs' total training seconds %.4f" % (
+        cells[0], cells[7], statistics.mean(totals))
 for name in ("mlm_loss_vs_steps.svg", "mlm_loss_vs_time.svg", "pld_theta_kept.svg"):
     tree = ET.parse(os.path.join(root, name))
     lines = tree.getroot().findall("{http://www.w3.org/2000/svg}polyline")
