@@ -1,5 +1,6 @@
 // GELU, exact erf form x Phi(x) (BERT, PyTorch's default) or the tanh approximation
-// (approximate='tanh'). Backward takes the pre-activation the forward saved. In float the erf
+// (approximate='tanh'). The backward takes the pre-activation (gelu_backward) or the derivative
+// that gelu_forward_with_derivative saved in its place (gelu_backward_given). In float the erf
 // form uses fast::erf / fast::exp (fast_math.hpp: the loops vectorize; error <= 6e-7 absolute in
 // erf); in double the C library's.
 #pragma once
@@ -21,11 +22,6 @@ inline Scalar gelu_erf(Scalar v) {
   if constexpr (std::is_same_v<Scalar, float>) return fast::erf(v);
   else return std::erf(v);
 }
-template <class Scalar>
-inline Scalar gelu_exp(Scalar v) {
-  if constexpr (std::is_same_v<Scalar, float>) return fast::exp(v);
-  else return std::exp(v);
-}
 }  // namespace detail
 
 template <class Scalar>
@@ -45,40 +41,53 @@ void gelu_forward(const Scalar* x, Scalar* y, std::size_t n, GeluForm form) {
   }
 }
 
+namespace detail {
+// GELU and its derivative at v, erf form: e^{-v^2/2} is shared by erf and the normal density.
+template <class Scalar>
+inline void gelu_erf_pair(Scalar v, Scalar& y, Scalar& d) {
+  const Scalar u = v * Scalar(0.70710678118654752440);  // v / sqrt(2)
+  Scalar e, erf_u;
+  if constexpr (std::is_same_v<Scalar, float>) {
+    e = fast::exp(-u * u);
+    erf_u = fast::erf_given_exp(u, e);
+  } else {
+    e = std::exp(-u * u);
+    erf_u = std::erf(u);
+  }
+  const Scalar cdf = Scalar(0.5) * (Scalar(1) + erf_u);
+  y = v * cdf;
+  d = cdf + v * Scalar(0.39894228040143267794) * e;  // + v / sqrt(2 pi) e^{-v^2/2}
+}
+// The same for the tanh approximation.
+template <class Scalar>
+inline void gelu_tanh_pair(Scalar v, Scalar& y, Scalar& d) {
+  const Scalar k = Scalar(0.79788456080286535588);  // sqrt(2/pi)
+  const Scalar t = std::tanh(k * (v + Scalar(0.044715) * v * v * v));
+  y = Scalar(0.5) * v * (Scalar(1) + t);
+  d = Scalar(0.5) * (Scalar(1) + t) + Scalar(0.5) * v * (Scalar(1) - t * t) * k * (Scalar(1) + Scalar(3 * 0.044715) * v * v);
+}
+}  // namespace detail
+
 // y = GELU(x) and d = GELU'(x) in one pass (d may equal x: the layer keeps the derivative in
 // place of the pre-activation, and its backward is then one product, gelu_backward_given()).
-// The erf form shares one exponential between the two: e^{-x^2/2} is both erf's and the normal
-// density's.
 template <class Scalar>
 void gelu_forward_with_derivative(const Scalar* x, Scalar* y, Scalar* d, std::size_t n, GeluForm form) {
-  const Scalar inv_sqrt2 = Scalar(0.70710678118654752440);
-  const Scalar inv_sqrt_2pi = Scalar(0.39894228040143267794);
-  const Scalar k = Scalar(0.79788456080286535588);
   const auto N = static_cast<std::ptrdiff_t>(n);
   if (form == GeluForm::erf) {
 #pragma omp parallel for simd schedule(static)
     for (std::ptrdiff_t i = 0; i < N; ++i) {
-      const Scalar v = x[i];
-      const Scalar u = v * inv_sqrt2;
-      Scalar e, erf_u;
-      if constexpr (std::is_same_v<Scalar, float>) {
-        e = fast::exp(-u * u);
-        erf_u = fast::erf_given_exp(u, e);
-      } else {
-        e = std::exp(-u * u);
-        erf_u = std::erf(u);
-      }
-      const Scalar cdf = Scalar(0.5) * (Scalar(1) + erf_u);
-      y[i] = v * cdf;
-      d[i] = cdf + v * inv_sqrt_2pi * e;
+      Scalar yi, di;
+      detail::gelu_erf_pair(x[i], yi, di);
+      y[i] = yi;
+      d[i] = di;
     }
   } else {
 #pragma omp parallel for schedule(static)
     for (std::ptrdiff_t i = 0; i < N; ++i) {
-      const Scalar v = x[i];
-      const Scalar t = std::tanh(k * (v + Scalar(0.044715) * v * v * v));
-      y[i] = Scalar(0.5) * v * (Scalar(1) + t);
-      d[i] = Scalar(0.5) * (Scalar(1) + t) + Scalar(0.5) * v * (Scalar(1) - t * t) * k * (Scalar(1) + Scalar(3 * 0.044715) * v * v);
+      Scalar yi, di;
+      detail::gelu_tanh_pair(x[i], yi, di);
+      y[i] = yi;
+      d[i] = di;
     }
   }
 }
@@ -91,27 +100,23 @@ void gelu_backward_given(const Scalar* dy, const Scalar* d, Scalar* dx, std::siz
   for (std::ptrdiff_t i = 0; i < N; ++i) dx[i] = dy[i] * d[i];
 }
 
-// dx = dy * gelu'(x) (written; dx may equal dy).
+// dx = dy * gelu'(x) from the pre-activation x (written; dx may equal dy).
 template <class Scalar>
 void gelu_backward(const Scalar* dy, const Scalar* x, Scalar* dx, std::size_t n, GeluForm form) {
-  const Scalar inv_sqrt2 = Scalar(0.70710678118654752440);
-  const Scalar inv_sqrt_2pi = Scalar(0.39894228040143267794);
-  const Scalar k = Scalar(0.79788456080286535588);
   const auto N = static_cast<std::ptrdiff_t>(n);
   if (form == GeluForm::erf) {
 #pragma omp parallel for simd schedule(static)
     for (std::ptrdiff_t i = 0; i < N; ++i) {
-      const Scalar v = x[i];
-      dx[i] = dy[i] * (Scalar(0.5) * (Scalar(1) + detail::gelu_erf(v * inv_sqrt2)) +
-                       v * inv_sqrt_2pi * detail::gelu_exp(Scalar(-0.5) * v * v));
+      Scalar yi, di;
+      detail::gelu_erf_pair(x[i], yi, di);
+      dx[i] = dy[i] * di;
     }
   } else {
 #pragma omp parallel for schedule(static)
     for (std::ptrdiff_t i = 0; i < N; ++i) {
-      const Scalar v = x[i];
-      const Scalar u = k * (v + Scalar(0.044715) * v * v * v);
-      const Scalar t = std::tanh(u);
-      dx[i] = dy[i] * (Scalar(0.5) * (Scalar(1) + t) + Scalar(0.5) * v * (Scalar(1) - t * t) * k * (Scalar(1) + Scalar(3 * 0.044715) * v * v));
+      Scalar yi, di;
+      detail::gelu_tanh_pair(x[i], yi, di);
+      dx[i] = dy[i] * di;
     }
   }
 }
