@@ -190,6 +190,8 @@ def main(argv):
     plot_dir = os.path.join(doc_dir, "results") if os.path.basename(doc) == "results.md" and os.path.basename(doc_dir) == "docs" else doc_dir
     os.makedirs(plot_dir, exist_ok=True)
     info = open(os.path.join(root, "run-info.txt")).read().strip().splitlines()
+    if os.path.exists(os.path.join(root, "binary.txt")):  # the pld-bert copy the runs used (ablation.sh pins one)
+        info += open(os.path.join(root, "binary.txt")).read().strip().splitlines()
 
     data, unfinished = {}, {}
     for key, _ in ROWS:
