@@ -338,7 +338,9 @@ def main(argv):
         lines.append("")
     marker = "<!-- discussion -->"
     old = open(doc).read() if os.path.exists(doc) else ""
-    keep = old[old.index(marker):] if marker in old else marker + "\n\n## Discussion\n\n(written by hand after reading the table)\n"
+    # The marker on a line of its own (prose above it may quote it).
+    at = ("\n" + old).find("\n" + marker + "\n")
+    keep = old[at:] if at >= 0 else marker + "\n\n## Discussion\n\n(written by hand after reading the table)\n"
     with open(doc, "w") as f:
         f.write("\n".join(lines) + "\n" + keep)
     print("ablation_report: wrote %s and plots in %s" % (doc, plot_dir))

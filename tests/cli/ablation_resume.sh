@@ -21,10 +21,17 @@ mkdir -p "$a"
 rm -f "$a/pretrain/summary.json"
 rm -rf "$b/pos"
 before=$(stat -c %Y "$run/preln_lr/seed1/pos/summary.json")
+# Prose above the marker that quotes it must not be taken for it (the report keeps what follows
+# the marker line and rewrites everything above).
+sed -i '1a Prose that quotes the `<!-- discussion -->` marker.' "$run/results.md"
+echo "Hand-written discussion kept across reports." >>"$run/results.md"
 PLD_ABLATION_REBUILD=0 OMP_NUM_THREADS=1 bash scripts/ablation.sh --quick --build "$build" --out "$run" >"$run/resume.log"
 grep -q "resumed from .* at step 30" "$a/pretrain.log" || { echo "PLD seed 1 did not resume from step 30"; tail "$a/pretrain.log"; exit 1; }
 [ -f "$b/pos/summary.json" ] || { echo "TD only seed 2 was not fine-tuned again"; exit 1; }
 [ "$(stat -c %Y "$run/preln_lr/seed1/pos/summary.json")" = "$before" ] || { echo "a finished run was redone"; exit 1; }
 grep -c "^== " "$run/resume.log" | grep -qx 2 || { echo "expected exactly 2 runs to be worked on:"; grep "^== " "$run/resume.log"; exit 1; }
+[ "$(grep -c '^<!-- discussion -->$' "$run/results.md")" = 1 ] || { echo "the report left more or less than one marker line"; exit 1; }
+! grep -q "Prose that quotes" "$run/results.md" || { echo "the report kept prose from above the marker"; exit 1; }
+grep -q "Hand-written discussion kept" "$run/results.md" || { echo "the report dropped the discussion below the marker"; exit 1; }
 python3 tests/cli/check_ablation.py "$run" 2
 echo "ablation resumed: 2 runs continued, the rest skipped"
