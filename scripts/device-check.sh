@@ -1,22 +1,23 @@
 #!/usr/bin/env bash
 # Everything that needs a GPU, in modes that each fit one device call (<= 10 minutes) with margin:
 #
-#   scripts/device-check.sh tests   (<= 5 min) Release build for this GPU's architecture, the CUDA
-#                                   tests (GPU layer vs the CPU layer in double) with the worst
-#                                   error per storage type, compute-sanitizer memcheck on a short
-#                                   filter of them.
-#   scripts/device-check.sh bench   (<= 5 min) the same build (reused when carried), then
-#                                   bench_cuda_layer (pld's layer, the cuBLASLt GEMM ceiling, a
-#                                   dropped layer) and the PyTorch peer (eager, SDPA, torch.compile)
-#                                   in the same call, and the side-by-side table.
+#   scripts/device-check.sh tests   Release build for this GPU's architecture, the CUDA tests (GPU
+#                                   layer vs the CPU layer in double, the training kernels vs
+#                                   double) with the worst error per storage type, compute-sanitizer
+#                                   memcheck on a short filter of them.
+#   scripts/device-check.sh bench   the same build, then bench_cuda_layer (pld's layer, the cuBLASLt
+#                                   GEMM ceiling, a dropped layer) and the PyTorch peer (eager, SDPA,
+#                                   torch.compile) in the same call, and the side-by-side table.
+#   scripts/device-check.sh all     both in one call (one machine start instead of two).
 #
-# Each step has its own timeout; the summary is printed last. What comes back is at most 8 files
-# in $OUT (the device tool returns no more): summary.txt, logs.tar.gz (every log, packed), and in
-# bench mode bench.json, peer.json and table.txt.
+# Every step has its own time cap, and all of them together stay inside PLD_DEVICE_DEADLINE seconds
+# (default 540, under the tool's 600 s per call): a step that would pass it gets the time left or
+# is skipped and says so. The summary is printed last. What comes back is at most 8 files in $OUT
+# (the device tool returns no more): summary.txt, errors.txt, logs.tar.gz (every log, packed), and
+# with the benchmark bench.json, peer.json and table.txt.
 #
 # Here, once:  ../shared/device/pack-deps.sh     (Eigen, Catch2, Google Benchmark -> .device-deps)
-# On the GPU:  device run "scripts/device-check.sh tests"  carry [".device-deps"]  timeout_s 420
-#              device run "scripts/device-check.sh bench"  carry [".device-deps"]  timeout_s 420
+# On the GPU:  device run "scripts/device-check.sh all"  carry [".device-deps"]  timeout_s 600
 # (docs/cuda_layer.md has the exact calls and what to do with the output.)
 #
 # Without a GPU (CI's dry run: PLD_DEVICE_PREBUILT=<a build dir with the CUDA targets>) it skips
@@ -26,8 +27,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-}"
 case "$mode" in
-  tests|bench) ;;
-  *) echo "usage: scripts/device-check.sh tests|bench   (see the comment at the top)" >&2; exit 2 ;;
+  tests|bench|all) ;;
+  *) echo "usage: scripts/device-check.sh tests|bench|all   (see the comment at the top)" >&2; exit 2 ;;
 esac
 out="${OUT:-build-gpu/out}"
 mkdir -p "$out"
@@ -38,6 +39,17 @@ stamp() { echo "[device-check $mode +$(( $(date +%s) - t0 ))s] $*"; }
 summary=()
 note() { summary+=("$*"); }
 failed=0
+deadline="${PLD_DEVICE_DEADLINE:-540}"
+# cap N: a step's timeout, N seconds or the time left before the deadline (less 15 s to pack up).
+cap() {
+  local left=$(( deadline - ($(date +%s) - t0) - 15 ))
+  (( left < $1 )) && echo "$left" || echo "$1"
+}
+# out_of_time STEP: fewer than 20 s are left; the step is noted as skipped.
+out_of_time() {
+  (( $(cap 100000) >= 20 )) && return 1
+  note "$1: SKIPPED (the ${deadline} s deadline is near)"; failed=1; return 0
+}
 
 finish() {
   stamp "done"
@@ -73,15 +85,16 @@ else
   command -v ninja >/dev/null && generator=(-G Ninja)
   targets=(pld_cuda_tests pld_cuda_host_tests)
   [ "$mode" = bench ] && targets=(bench_cuda_layer)
+  [ "$mode" = all ] && targets+=(bench_cuda_layer)
   stamp "configure (CUDA architecture $arch)"
-  if ! timeout 60 cmake -S . -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release "${prefix[@]}" \
+  if ! timeout "$(cap 60)" cmake -S . -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release "${prefix[@]}" \
       -DCMAKE_CUDA_ARCHITECTURES="$arch" -DPLD_BUILD_EXAMPLES=OFF -DPLD_BUILD_TOOLS=OFF \
       -DPLD_WARNINGS_AS_ERRORS=OFF >"$logs/configure.log" 2>&1; then
     tail -30 "$logs/configure.log"; note "configure: FAILED (logs/configure.log)"; failed=1; finish
   fi
   stamp "build ${targets[*]}"
   bt0=$(date +%s)
-  if ! timeout 200 cmake --build "$build" -j"$(nproc)" --target "${targets[@]}" >"$logs/build.log" 2>&1; then
+  if ! timeout "$(cap 200)" cmake --build "$build" -j"$(nproc)" --target "${targets[@]}" >"$logs/build.log" 2>&1; then
     grep -E "error" "$logs/build.log" | head -40; tail -20 "$logs/build.log"
     note "build: FAILED (logs/build.log)"; failed=1; finish
   fi
@@ -89,20 +102,23 @@ else
 fi
 
 # --- tests --------------------------------------------------------------------------------------------
-if [ "$mode" = tests ]; then
+run_tests() {
   stamp "CUDA host tests"
-  if timeout 60 "$build/tests/pld_cuda_host_tests" >"$logs/host_tests.log" 2>&1; then
+  if timeout "$(cap 60)" "$build/tests/pld_cuda_host_tests" >"$logs/host_tests.log" 2>&1; then
     note "host tests: passed"
   else
     note "host tests: FAILED (logs/host_tests.log)"; failed=1
   fi
+  out_of_time "CUDA tests" && return
   stamp "CUDA tests"
-  timeout 120 "$build/tests/pld_cuda_tests" -r compact >"$logs/tests.log" 2>&1
-  rc=$?
+  local t
+  t=$(cap 150)
+  timeout "$t" "$build/tests/pld_cuda_tests" -r compact >"$logs/tests.log" 2>&1
+  local rc=$?
   case $rc in
     0) note "CUDA tests: passed" ;;
     77) note "CUDA tests: skipped (no CUDA device)" ;;
-    124) note "CUDA tests: TIMED OUT after 120 s (logs/tests.log)"; failed=1 ;;
+    124) note "CUDA tests: TIMED OUT after $t s (logs/tests.log)"; failed=1 ;;
     *) note "CUDA tests: FAILED, exit $rc (logs/tests.log)"; failed=1 ;;
   esac
   grep -vE "^rel-error" "$logs/tests.log" | tail -25
@@ -114,50 +130,62 @@ if [ "$mode" = tests ]; then
     note "memcheck: skipped (no CUDA device)"
   elif ! command -v compute-sanitizer >/dev/null; then
     note "memcheck: skipped (no compute-sanitizer)"
-  else
+  elif ! out_of_time memcheck; then
     # The smaller cases: memcheck slows every kernel and API call by one to two orders. (racecheck
     # is left out: pld's kernels use no shared memory, so it would check only cuBLASLt.)
     filter='CUDA layer matches the CPU layer: per-sample rows*,A dropped CUDA layer*,CUDA layer misuse*,CUDA layer matches the CPU layer: tanh GELU*,GPU embedding*,GPU softmax*,GPU fused AdamW*'
     stamp "compute-sanitizer memcheck"
-    timeout 100 compute-sanitizer --tool memcheck --error-exitcode 9 "$build/tests/pld_cuda_tests" "$filter" >"$logs/memcheck.log" 2>&1
+    t=$(cap 100)
+    timeout "$t" compute-sanitizer --tool memcheck --error-exitcode 9 "$build/tests/pld_cuda_tests" "$filter" >"$logs/memcheck.log" 2>&1
     case $? in
       0) note "memcheck: clean" ;;
-      124) note "memcheck: TIMED OUT after 100 s (logs/memcheck.log)"; failed=1 ;;
+      124) note "memcheck: TIMED OUT after $t s (logs/memcheck.log)"; failed=1 ;;
       *) note "memcheck: FAILED (logs/memcheck.log)"; failed=1 ;;
     esac
     tail -3 "$logs/memcheck.log"
   fi
-  finish
-fi
+}
 
 # --- bench --------------------------------------------------------------------------------------------
-stamp "benchmark"
-timeout 150 "$build/benchmarks/bench_cuda_layer" --benchmark_repetitions=3 \
-  --benchmark_format=json --benchmark_out="$out/bench.json" --benchmark_out_format=json >"$logs/bench.log" 2>&1
-rc=$?
-case $rc in
-  0) note "benchmark: ran" ;;
-  77) note "benchmark: skipped (no CUDA device)"; rm -f "$out/bench.json" ;;
-  124) note "benchmark: TIMED OUT after 150 s (logs/bench.log; bench.json holds what finished)"; failed=1 ;;
-  *) note "benchmark: FAILED, exit $rc (logs/bench.log)"; failed=1 ;;
-esac
-if [ $rc -eq 77 ]; then
-  note "PyTorch peer: skipped (no CUDA device)"
-else
-  stamp "PyTorch peer"
-  # The script rewrites peer.json after every row, so a timeout keeps the rows that finished.
-  PYTHONUNBUFFERED=1 timeout 150 python3 benchmarks/peer/torch_gpu_layer.py --budget 110 --out "$out/peer.json" \
-    >"$logs/peer.log" 2>&1
-  case $? in
-    0) note "PyTorch peer: ran" ;;
-    3) note "PyTorch peer: ran, some peers failed (see peer.json 'error')" ;;
-    124) note "PyTorch peer: TIMED OUT (peer.json holds the rows that finished)" ;;
-    *) note "PyTorch peer: FAILED (logs/peer.log)" ;;
+run_bench() {
+  out_of_time benchmark && return
+  stamp "benchmark"
+  local t
+  t=$(cap 150)
+  timeout "$t" "$build/benchmarks/bench_cuda_layer" --benchmark_repetitions=3 \
+    --benchmark_format=json --benchmark_out="$out/bench.json" --benchmark_out_format=json >"$logs/bench.log" 2>&1
+  local rc=$?
+  case $rc in
+    0) note "benchmark: ran" ;;
+    77) note "benchmark: skipped (no CUDA device)"; rm -f "$out/bench.json" ;;
+    124) note "benchmark: TIMED OUT after $t s (logs/bench.log; bench.json holds what finished)"; failed=1 ;;
+    *) note "benchmark: FAILED, exit $rc (logs/bench.log)"; failed=1 ;;
   esac
-  tail -3 "$logs/peer.log"
-fi
-if [ -s "$out/bench.json" ]; then
-  python3 benchmarks/cuda_layer_table.py "$out/bench.json" $([ -s "$out/peer.json" ] && echo "$out/peer.json") \
-    >"$out/table.txt" 2>"$logs/table.log" || rm -f "$out/table.txt"
-fi
+  if [ $rc -eq 77 ]; then
+    note "PyTorch peer: skipped (no CUDA device)"
+  elif ! out_of_time "PyTorch peer"; then
+    stamp "PyTorch peer"
+    # The script rewrites peer.json after every row, so a timeout keeps the rows that finished.
+    t=$(cap 150)
+    PYTHONUNBUFFERED=1 timeout "$t" python3 benchmarks/peer/torch_gpu_layer.py --budget $(( t * 3 / 4 )) --out "$out/peer.json" \
+      >"$logs/peer.log" 2>&1
+    case $? in
+      0) note "PyTorch peer: ran" ;;
+      3) note "PyTorch peer: ran, some peers failed (see peer.json 'error')" ;;
+      124) note "PyTorch peer: TIMED OUT (peer.json holds the rows that finished)" ;;
+      *) note "PyTorch peer: FAILED (logs/peer.log)" ;;
+    esac
+    tail -3 "$logs/peer.log"
+  fi
+  if [ -s "$out/bench.json" ]; then
+    python3 benchmarks/cuda_layer_table.py "$out/bench.json" $([ -s "$out/peer.json" ] && echo "$out/peer.json") \
+      >"$out/table.txt" 2>"$logs/table.log" || rm -f "$out/table.txt"
+  fi
+}
+
+case "$mode" in
+  tests) run_tests ;;
+  bench) run_bench ;;
+  all) run_tests; run_bench ;;
+esac
 finish
