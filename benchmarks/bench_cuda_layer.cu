@@ -10,6 +10,7 @@
 // would otherwise scale a near-zero time (the dropped layer) up to ~10^5 iterations, each
 // repetition building a fixture, and never stop if a time read 0. A dropped-layer iteration
 // times kDroppedSteps steps between two events and reports the time of one.
+// Also a BERT-base stack of 12 layers under PLD plans (BM_Stack, below): realised vs ideal speedup.
 // benchmarks/cuda_layer_table.py turns the JSON (with the PyTorch peer's) into the ratio table.
 #include <benchmark/benchmark.h>
 
@@ -141,6 +142,86 @@ void BM_GemmCeiling(benchmark::State& state) {
   state.counters["TFLOP/s"] = benchmark::Counter(2.0 * n * static_cast<double>(n) * n * 1e-12, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// A BERT-base encoder stack (12 layers, T=128, B=128, bf16) under the plans of pld's gate:
+// mode 0 keeps every layer (none), 1 is PLD per layer, 2 PLD per sample, both at theta = 0.5 (the
+// schedule's floor, where a long run spends most of its steps: dd_only, Bernoulli draws). Each
+// iteration is one forward+backward with the next plan of a fixed sequence of 64 steps (after a
+// warm-up pass over all of them); the
+// counter `kept` is the fraction of layer-rows the timed steps ran, so realised speedup
+// (none's time over PLD's) can be set against the ideal, 1 / kept, in the same run.
+constexpr int kStackLayers = 12;
+
+void BM_Stack(benchmark::State& state) {
+  const int mode = static_cast<int>(state.range(0));
+  const int seq = 128, batch = 128;
+  const pld::LayerConfig config = config_of(0);
+  pc::Stream stream;
+  pc::LayerStack<pc::bf16> stack(config, kStackLayers);
+  pld::cpu::LayerParams<float> host(config);
+  for (int l = 0; l < kStackLayers; ++l) {
+    host.init_normal(static_cast<std::uint64_t>(l + 1));
+    stack.layer(l).params().upload(host, stream.get());
+  }
+  stack.reserve(batch, seq);
+  const std::size_t n = static_cast<std::size_t>(batch) * seq * config.hidden;
+  pc::DeviceArray<pc::bf16> x0(n), x(n), dx(n);
+  {
+    std::vector<pc::bf16> h(n);
+    for (std::size_t i = 0; i < n; ++i)
+      h[i] = pc::from_float<pc::bf16>(static_cast<float>(pld::uniform01(7, 0, pld::RandomStream::param_init, 201, static_cast<std::uint32_t>(i))) - 0.5f);
+    pc::copy_to_device(x0.data(), h.data(), n, stream.get());
+    stream.synchronize();
+  }
+  pld::ScheduleSpec spec;
+  spec.preset = mode == 0 ? pld::Preset::none : pld::Preset::dd_only;
+  spec.num_layers = kStackLayers;
+  spec.theta_bar = 0.5;
+  pld::GateConfig gc;
+  gc.seed = 11;
+  gc.granularity = mode == 2 ? pld::Granularity::sample : pld::Granularity::layer;
+  const pld::Gate gate(pld::make_schedule(spec), gc);
+  std::vector<pld::LayerPlan> plans;
+  for (int s = 0; s < 64; ++s) plans.push_back(gate.plan(s + 1, true, batch));
+  auto kept_rows = [&](const pld::LayerPlan& p) {
+    std::int64_t k = 0;
+    for (int l = 0; l < kStackLayers; ++l) k += p.per_sample() ? static_cast<std::int64_t>(p.kept_rows(l).size()) : (p.kept(l) ? batch : 0);
+    return k;
+  };
+  std::size_t next = 0;
+  auto step = [&]() {
+    const pld::LayerPlan& p = plans[next++ % plans.size()];
+    // The stack runs in place: fresh input and output gradient from device memory (~25 us).
+    pc::check(cudaMemcpyAsync(x.data(), x0.data(), n * sizeof(pc::bf16), cudaMemcpyDeviceToDevice, stream.get()), "copy x");
+    pc::check(cudaMemcpyAsync(dx.data(), x0.data(), n * sizeof(pc::bf16), cudaMemcpyDeviceToDevice, stream.get()), "copy dx");
+    stack.forward(x.data(), batch, seq, nullptr, p, 5, stream.get());
+    stack.backward(dx.data(), stream.get());
+    return kept_rows(p);
+  };
+  // Warm-up: one pass over the 64 plans, so every GEMM shape they need (per sample: one per
+  // kept-row count) is planned before the timing, as it would be early in a long run.
+  for (std::size_t i = 0; i < plans.size(); ++i) step();
+  stream.synchronize();
+  next = 0;
+  pc::Event start, stop;
+  std::int64_t kept = 0, steps = 0;
+  const auto before = stack.launches();
+  for (auto _ : state) {
+    start.record(stream.get());
+    kept += step();
+    stop.record(stream.get());
+    stop.synchronize();
+    state.SetIterationTime(static_cast<double>(stop.elapsed_ms_since(start)) * 1e-3);
+    ++steps;
+  }
+  const double fraction = static_cast<double>(kept) / (static_cast<double>(steps) * kStackLayers * batch);
+  state.SetLabel(std::string("base x12 bf16 ") + (mode == 0 ? "none" : mode == 1 ? "pld per layer" : "pld per sample"));
+  state.counters["kept"] = fraction;
+  state.counters["allocations"] = static_cast<double>(stack.allocations());
+  state.counters["launches/step"] = static_cast<double>(stack.launches().total() - before.total()) / static_cast<double>(steps);
+  const double flops = 3.0 * pld::layer_forward_flops(config, batch, seq) * kStackLayers * fraction;
+  state.counters["TFLOP/s"] = benchmark::Counter(flops * 1e-12, benchmark::Counter::kIsIterationInvariantRate);
+}
+
 void layer_args(benchmark::internal::Benchmark* b) {
   b->ArgNames({"model", "T", "B", "kept"});
   for (int model = 0; model < 2; ++model)
@@ -154,6 +235,7 @@ void layer_args(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_GemmCeiling)->Arg(8192)->ArgName("n")->UseManualTime()->Iterations(kIterations)->Unit(benchmark::kMillisecond);
 BENCHMARK_TEMPLATE(BM_Layer, pc::bf16)->Apply(layer_args);
 BENCHMARK_TEMPLATE(BM_Layer, pc::fp16)->Apply(layer_args);
+BENCHMARK(BM_Stack)->ArgName("mode")->Arg(0)->Arg(1)->Arg(2)->UseManualTime()->Iterations(kIterations)->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
   bool listing = false;  // --benchmark_list_tests runs nothing: allowed without a device (CTest checks the names)

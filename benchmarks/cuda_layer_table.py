@@ -6,8 +6,10 @@ measured in the same device call:
 
 BENCH.json is bench_cuda_layer's --benchmark_format=json output (medians are used when it has
 repetitions), PEER.json is torch_gpu_layer.py --out. Columns: pld's forward+backward time, the
-peers' times, pld's speedup over the compiled peer (over SDPA where no compiled row exists),
+peers' times, pld's speedup over the fastest peer of the row (eager, SDPA or compiled),
 pld's TFLOP/s as a share of the cuBLASLt GEMM ceiling, and a dropped layer's time over a kept one.
+Then, when the JSON has BM_Stack, a BERT-base stack of 12 layers under PLD plans: its realised
+speedup over keeping every layer beside the ideal (1 / the kept fraction of layer-rows).
 """
 import argparse
 import json
@@ -17,6 +19,40 @@ import sys
 NAME = re.compile(r"BM_Layer<[^>]*?(bf16|fp16|__nv_bfloat16|__half)>/model:(\d)/T:(\d+)/B:(\d+)/kept:(\d)")
 MODELS = ["base", "large"]
 DTYPES = {"bf16": "bf16", "__nv_bfloat16": "bf16", "fp16": "fp16", "__half": "fp16"}
+
+
+STACK = re.compile(r"BM_Stack/mode:(\d)")
+STACK_MODES = ["none", "pld per layer", "pld per sample"]
+
+
+def load_stack(path):
+    """{mode name: (ms, kept fraction)} of BM_Stack (medians when there are repetitions)."""
+    with open(path) as f:
+        runs = json.load(f)["benchmarks"]
+    has_median = any(r.get("aggregate_name") == "median" for r in runs)
+    out = {}
+    for r in runs:
+        m = STACK.search(r["name"])
+        if not m or (has_median and r.get("aggregate_name") != "median") or (not has_median and r.get("run_type") == "aggregate"):
+            continue
+        scale = {"ms": 1.0, "us": 1e-3, "ns": 1e-6, "s": 1e3}[r.get("time_unit", "ns")]
+        out[STACK_MODES[int(m.group(1))]] = (r["real_time"] * scale, r["kept"])
+    return out
+
+
+def stack_lines(stack):
+    """BERT-base x12 under PLD: realised speedup over none against the ideal 1 / kept."""
+    if "none" not in stack:
+        return []
+    none_ms = stack["none"][0]
+    lines = [f"stack (BERT-base, 12 layers, T=128, B=128, bf16, theta=0.5): none {none_ms:.2f} ms/step"]
+    for mode in STACK_MODES[1:]:
+        if mode in stack:
+            ms, kept = stack[mode]
+            realised, ideal = none_ms / ms, 1.0 / kept
+            lines.append(f"  {mode}: {ms:.2f} ms/step, {100 * kept:.1f}% of layer-rows kept, realised speedup {realised:.3f}x, "
+                         f"ideal {ideal:.3f}x, realised / ideal {realised / ideal:.3f}")
+    return lines
 
 
 def load_bench(path):
@@ -63,7 +99,7 @@ def table(layers, ceiling, peers):
     for key in sorted(layers, key=lambda k: (MODELS.index(k[0]), k[1], k[3])):
         e, p = layers[key], peers.get(key, {})
         kept = e.get("kept_ms")
-        ref_name = "compiled" if "compiled" in p else "sdpa" if "sdpa" in p else None
+        ref_name = min(p, key=p.get) if p else None  # the fastest peer of the row
         fmt = lambda v, f="{:.3f}": f.format(v) if v is not None else "-"
         speed = f"{p[ref_name] / kept:.2f}x vs {ref_name}" if kept and ref_name else "-"
         share = f"{100 * e['tflops'] / ceiling:.0f}%" if ceiling and "tflops" in e else "-"
@@ -100,6 +136,8 @@ def main():
     peers = load_peer(a.peer) if a.peer else {}
     head, rows = table(layers, ceiling, peers)
     print(render(head, rows, ceiling, a.markdown))
+    for line in stack_lines(load_stack(a.bench)):
+        print(line)
     return 0
 
 

@@ -14,7 +14,7 @@
 # (default 540, under the tool's 600 s per call): a step that would pass it gets the time left or
 # is skipped and says so. The summary is printed last. What comes back is at most 8 files in $OUT
 # (the device tool returns no more): summary.txt, errors.txt, logs.tar.gz (every log, packed), and
-# with the benchmark bench.json, peer.json and table.txt.
+# with the benchmark bench.json, peer.json, table.txt and profile.txt (ncu, kernel by kernel).
 #
 # Here, once:  ../shared/device/pack-deps.sh     (Eigen, Catch2, Google Benchmark -> .device-deps)
 # On the GPU:  device run "scripts/device-check.sh all"  carry [".device-deps"]  timeout_s 600
@@ -133,7 +133,7 @@ run_tests() {
   elif ! out_of_time memcheck; then
     # The smaller cases: memcheck slows every kernel and API call by one to two orders. (racecheck
     # is left out: pld's kernels use no shared memory, so it would check only cuBLASLt.)
-    filter='CUDA layer matches the CPU layer: per-sample rows*,A dropped CUDA layer*,CUDA layer misuse*,CUDA layer matches the CPU layer: tanh GELU*,GPU embedding*,GPU softmax*,GPU fused AdamW*'
+    filter='CUDA layer matches the CPU layer: per-sample rows*,A dropped CUDA layer*,CUDA layer misuse*,CUDA layer matches the CPU layer: tanh GELU*,CUDA layer stack*,GPU embedding*,GPU softmax*,GPU fused AdamW*'
     stamp "compute-sanitizer memcheck"
     t=$(cap 100)
     timeout "$t" compute-sanitizer --tool memcheck --error-exitcode 9 "$build/tests/pld_cuda_tests" "$filter" >"$logs/memcheck.log" 2>&1
@@ -176,6 +176,17 @@ run_bench() {
       *) note "PyTorch peer: FAILED (logs/peer.log)" ;;
     esac
     tail -3 "$logs/peer.log"
+  fi
+  # Kernel by kernel (Nsight Compute, one metric, two steps of two cases): where the step's time goes.
+  if [ $rc -eq 0 ] && command -v ncu >/dev/null && ! out_of_time "kernel profile"; then
+    stamp "kernel profile (ncu)"
+    t=$(cap 90)
+    if timeout "$t" python3 benchmarks/cuda_layer_profile.py "$build/benchmarks/bench_cuda_layer" "$out/bench.json" \
+        --out "$out/profile.txt" >"$logs/profile.log" 2>&1; then
+      note "kernel profile: profile.txt"
+    else
+      note "kernel profile: FAILED or timed out (logs/profile.log)"; rm -f "$out/profile.txt"
+    fi
   fi
   if [ -s "$out/bench.json" ]; then
     python3 benchmarks/cuda_layer_table.py "$out/bench.json" $([ -s "$out/peer.json" ] && echo "$out/peer.json") \

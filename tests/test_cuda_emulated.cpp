@@ -4,8 +4,8 @@
 // same rounded weights and inputs. Runs in CI without a GPU; the GPU tests (tests/cuda/) check
 // the real kernels the same way.
 //
-// Tolerances (relative L2 error per tensor), the GPU tests' bounds: fp32 1e-4, fp16 5e-3,
-// bf16 3e-2. The emulation rounds where the kernels round, so its errors are an estimate of the
+// Tolerances (relative L2 error per tensor), the GPU tests' bounds (tests/cuda/layer_case.hpp): fp32 2e-5,
+// fp16 2e-3, bf16 1.5e-2. The emulation rounds where the kernels round, so its errors are an estimate of the
 // GPU layer's (cuBLASLt's summation order and the device's exp/erf differ in the last bits).
 #include <catch2/catch.hpp>
 
@@ -18,7 +18,9 @@
 
 #include "cuda/host_backend.hpp"
 #include "cuda/layer_case.hpp"
+#include "cuda/stack_case.hpp"
 #include "pld/cpu.hpp"
+#include "pld/cuda/basic_layer_stack.hpp"
 #include "pld/cuda/basic_pre_ln_layer.hpp"
 
 namespace pc = pld::cuda;
@@ -133,4 +135,122 @@ TEST_CASE("Emulated CUDA layer: a misaligned workspace is one clear error", "[cu
                                   pc::Workspace{saved.data() + 16, sizes.saved, scratch.data(), sizes.scratch}, nullptr),
                     Catch::Matchers::Contains("256-byte aligned"));
   CHECK(layer.launches().total() == 0);
+}
+
+// --- the layer stack (pld::cuda::BasicLayerStack) on the host emulation ----------------------------
+
+namespace {
+
+template <class T>
+using EmulatedStack = pc::BasicLayerStack<T, pld::test::HostBackend<T>>;
+
+pld::Schedule preset_schedule(pld::Preset preset, int layers) {
+  pld::ScheduleSpec spec;
+  spec.preset = preset;
+  spec.num_layers = layers;
+  return pld::make_schedule(spec);
+}
+
+// The stack case on the host emulation: x in place through forward and backward.
+template <class T>
+pld::test::StackOutputs run_emulated_stack(const pld::test::StackCase& k, const pld::test::StackInputs& in) {
+  EmulatedStack<T> stack(k.config, k.layers);
+  for (int l = 0; l < k.layers; ++l) {
+    pld::cpu::LayerParams<double> p = in.params[static_cast<std::size_t>(l)];
+    stack.layer(l).params().upload(p, nullptr);
+    stack.layer(l).grads().zero(nullptr);
+  }
+  std::vector<T> x = pld::test::to_storage<T>(in.x), d = pld::test::to_storage<T>(in.dy);
+  stack.forward(x.data(), k.batch, k.seq, in.valid.empty() ? nullptr : in.valid.data(), in.plan, in.dropout_seed, nullptr);
+  pld::test::StackOutputs out;
+  out.y = pld::test::from_storage(x);
+  stack.backward(d.data(), nullptr);
+  out.dx = pld::test::from_storage(d);
+  for (int l = 0; l < k.layers; ++l) {
+    out.grads.emplace_back(k.config);
+    stack.layer(l).grads().download(out.grads.back(), nullptr);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("Emulated CUDA layer stack matches a stack of CPU layers under PLD plans", "[cuda-host][emulated][stack]", float,
+                   pc::bf16) {
+  pld::test::StackCase k;
+  k.config = config64();
+  SECTION("per layer") {}
+  SECTION("per sample") { k.granularity = pld::Granularity::sample; }
+  pld::test::check_stack_case<TestType>(k, [&](const pld::test::StackInputs& in) { return run_emulated_stack<TestType>(k, in); },
+                                        "emulated");
+}
+
+TEST_CASE("Emulated CUDA layer stack: one arena, dropped layers take nothing, misuse is one clear error", "[cuda-host][emulated][stack]") {
+  const LayerConfig c = config64();
+  const int L = 6, B = 4, T = 8;
+  EmulatedStack<float> stack(c, L);
+  stack.reserve(B, T);
+  CHECK(stack.allocations() == 1);
+  const std::size_t reserved = stack.arena_bytes();
+  LayerStep all;
+  const auto one = EmulatedLayer<float>::workspace_sizes(c, B, T, all);
+  CHECK(reserved >= L * one.saved + one.scratch);
+
+  pld::ScheduleSpec spec;
+  spec.preset = pld::Preset::dd_only;
+  spec.num_layers = L;
+  spec.theta_bar = 0.2;
+  for (auto granularity : {pld::Granularity::layer, pld::Granularity::sample}) {
+    pld::GateConfig gc;
+    gc.seed = 3;
+    gc.granularity = granularity;
+    const pld::Gate gate(pld::make_schedule(spec), gc);
+    std::vector<float> x(static_cast<std::size_t>(B) * T * c.hidden, 0.25f);
+    for (std::int64_t step = 1; step <= 12; ++step) {
+      const pld::LayerPlan plan = gate.plan(step, true, B);
+      const auto before = stack.launches();
+      std::vector<std::uint64_t> per_layer;
+      for (int l = 0; l < L; ++l) per_layer.push_back(stack.layer(l).launches().total());
+      stack.forward(x.data(), B, T, nullptr, plan, 9, nullptr);
+      // The saved bytes are the kept layers' (per sample: their kept rows') and nothing more.
+      std::size_t expect_saved = 0;
+      for (int l = 0; l < L; ++l) {
+        const auto s = EmulatedLayer<float>::workspace_sizes(c, B, T, LayerStep::from_plan(plan, l, 9));
+        expect_saved += (s.saved + 255) / 256 * 256;
+      }
+      CHECK(stack.saved_bytes() == expect_saved);
+      stack.backward(x.data(), nullptr);
+      for (int l = 0; l < L; ++l) {
+        const bool any = plan.kept(l);
+        INFO("step " << step << " layer " << l);
+        if (!any) CHECK(stack.layer(l).launches().total() == per_layer[static_cast<std::size_t>(l)]);  // not one launch
+        else CHECK(stack.layer(l).launches().total() > per_layer[static_cast<std::size_t>(l)]);
+      }
+      CHECK(stack.launches().total() > before.total());
+    }
+  }
+  CHECK(stack.allocations() == 1);  // 24 steps of both granularities inside the reserved arena
+  CHECK(stack.arena_bytes() == reserved);
+
+  // A larger batch grows the arena once, before any launch.
+  {
+    const pld::LayerPlan keep_all = pld::Gate(preset_schedule(pld::Preset::none, L)).plan(1, true, 2 * B);
+    std::vector<float> x(static_cast<std::size_t>(2 * B) * T * c.hidden, 0.5f);
+    stack.forward(x.data(), 2 * B, T, nullptr, keep_all, 9, nullptr);
+    stack.backward(x.data(), nullptr);
+    CHECK(stack.allocations() == 2);
+  }
+
+  std::vector<float> x(static_cast<std::size_t>(B) * T * c.hidden, 0.5f);
+  EmulatedStack<float> fresh(c, L);
+  CHECK_THROWS_WITH(fresh.backward(x.data(), nullptr), Catch::Matchers::Contains("without a forward"));
+  const pld::LayerPlan wrong = pld::Gate(preset_schedule(pld::Preset::pld, L + 1)).plan(1, true, B);
+  CHECK_THROWS_WITH(fresh.forward(x.data(), B, T, nullptr, wrong, 9, nullptr), Catch::Matchers::Contains("the plan has 7 layers, the stack 6"));
+  pld::GateConfig per_sample;
+  per_sample.granularity = pld::Granularity::sample;
+  const pld::LayerPlan rows = pld::Gate(preset_schedule(pld::Preset::pld, L), per_sample).plan(1, true, B + 1);
+  CHECK_THROWS_WITH(fresh.forward(x.data(), B, T, nullptr, rows, 9, nullptr), Catch::Matchers::Contains("for 5 rows, the batch has 4"));
+  CHECK_THROWS_WITH(EmulatedStack<float>(c, 0), Catch::Matchers::Contains("layers must be in 1..1000"));
+  CHECK(fresh.launches().total() == 0);
+  CHECK(fresh.allocations() == 0);
 }

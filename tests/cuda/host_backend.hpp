@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -76,6 +77,23 @@ class AlignedBytes {
  private:
   std::vector<unsigned char> v_;
   unsigned char* p_;
+};
+
+// Stands in for DeviceBuffer (a stack's arena): 256-byte aligned host memory, poisoned (all bits
+// set: NaN in every storage type) at each allocation, contents not kept across a resize.
+class HostBuffer {
+ public:
+  void resize(std::size_t bytes) {
+    if (bytes == bytes_) return;
+    mem_ = bytes ? std::make_unique<AlignedBytes>(bytes, 0xFF) : nullptr;
+    bytes_ = bytes;
+  }
+  void* data() const { return mem_ ? mem_->data() : nullptr; }
+  std::size_t bytes() const { return bytes_; }
+
+ private:
+  std::unique_ptr<AlignedBytes> mem_;
+  std::size_t bytes_ = 0;
 };
 
 // cublasLtMatmul's column-major semantics (element (r, c) of a matrix with leading dimension ld at
@@ -176,6 +194,7 @@ struct HostMemory {
   using Handle = HostHandle;
   using Plan = HostPlan;
   using RowStaging = HostStaging;
+  using Buffer = HostBuffer;
   static void copy(void* dst, const void* src, std::size_t bytes, cudaStream_t) { std::memmove(dst, src, bytes); }
   // Host-to-device copies must read staging memory (page-locked on a device): checked here.
   static void copy_from_host(void* dst, const void* src, std::size_t bytes, cudaStream_t) {
