@@ -105,3 +105,30 @@ TEST_CASE("SIMT-emulated column sums: blocks stride over row chunks beyond the g
     CHECK(out[static_cast<std::size_t>(c)] == static_cast<float>(ref));
   }
 }
+
+TEMPLATE_TEST_CASE("SIMT-emulated head split and merge: 16-byte vectors and the element-wise fallback agree with the index map",
+                   "[cuda-simt]", float, pc::bf16) {
+  // dim 16: vectors for both types; dim 12: vectors for fp32 only; dim 6: element-wise for both;
+  // and an unaligned pointer, which must take the element-wise path.
+  for (int dim : {16, 12, 6})
+    for (int parts : {3, 1})
+      for (int misalign : {0, 1}) {
+        const pc::HeadShape s{2, 5, 3, dim, parts};
+        INFO("dim " << dim << " parts " << parts << " misaligned " << misalign);
+        const auto n = static_cast<std::size_t>(s.elements());
+        std::vector<TestType> packed(n + 1), heads(n + 1), back(n + 1, pc::from_float<TestType>(NAN));
+        for (std::size_t i = 0; i < n + 1; ++i) packed[i] = pc::from_float<TestType>(static_cast<float>(i % 1000));
+        pc::LaunchCounts c;
+        TestType* src = packed.data() + misalign;
+        pc::split_heads(src, heads.data() + misalign, s, nullptr, c);
+        bool ok = true;
+        for (std::int64_t i = 0; i < s.elements(); ++i)
+          ok = ok && pc::to_float(heads[static_cast<std::size_t>(i) + misalign]) == pc::to_float(src[pc::packed_offset(s, i)]);
+        CHECK(ok);
+        pc::merge_heads(heads.data() + misalign, back.data() + misalign, s, nullptr, c);
+        bool same = true;
+        for (std::size_t i = 0; i < n; ++i) same = same && pc::to_float(back[i + misalign]) == pc::to_float(src[i]);
+        CHECK(same);
+        CHECK(c.kernels == 2);
+      }
+}

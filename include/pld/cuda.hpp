@@ -4,6 +4,7 @@
 
 #include "pld/pld.hpp"
 #include "pld/cuda/attention.cuh"
+#include "pld/cuda/basic_layer_stack.hpp"
 #include "pld/cuda/basic_pre_ln_layer.hpp"
 #include "pld/cuda/blas_lt.hpp"
 #include "pld/cuda/dropout.hpp"
@@ -13,6 +14,7 @@
 #include "pld/cuda/launch.hpp"
 #include "pld/cuda/layer_norm.cuh"
 #include "pld/cuda/layer_params.hpp"
+#include "pld/cuda/layer_stack.cuh"
 #include "pld/cuda/memory.hpp"
 #include "pld/cuda/pre_ln_layer.cuh"
 #include "pld/cuda/reduce.cuh"

@@ -1,6 +1,7 @@
 // The memory-bound half of self-attention on the GPU; the products (Q K^T, P V and their
 // gradients) are batched cuBLASLt GEMMs over head-major (B, heads, T, d) operands.
-//  - split_heads / merge_heads: packed row-major (B*T, parts*H) <-> head-major (parts, B, heads, T, d).
+//  - split_heads / merge_heads: packed row-major (B*T, parts*H) <-> head-major (parts, B, heads, T, d),
+//    in 16-byte vectors where d and the pointers allow (element by element otherwise).
 //  - softmax_forward: masked softmax of fp32 scores (padding keys get probability 0), saving P and
 //    writing the dropped probabilities for P V. One warp per row, the row in registers: T <= 1024.
 //  - softmax_backward: dS = P o (dP - rowsum(dP o P)) / sqrt(d), with dP = Dropout(d(P dropped)):
@@ -11,6 +12,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include <cuda_runtime.h>
 
@@ -26,6 +28,39 @@
 namespace pld::cuda {
 
 namespace detail {
+
+// 16 bytes from src to dst, both 16-byte aligned: one 128-bit load and store on the device.
+PLD_HOST_DEVICE void copy16(void* dst, const void* src) {
+#if defined(__CUDA_ARCH__)
+  *static_cast<uint4*>(dst) = *static_cast<const uint4*>(src);
+#else
+  std::memcpy(dst, src, 16);  // the host emulation: no aliasing through uint4
+#endif
+}
+
+// The head split and merge in 16-byte vectors (dim a multiple of 16 / sizeof(T), both pointers
+// 16-byte aligned): one block per packed row (b, t), whose parts * H elements are contiguous, so
+// the packed side is read or written in full 16-byte vectors along the row and the head-major side
+// in runs of `dim` elements; 32-bit index arithmetic once per vector. The element-wise kernels
+// below are the fallback (one element and a 64-bit index decomposition per thread).
+template <class T, bool kSplit>
+__global__ void heads_vec16_kernel(const T* __restrict__ src, T* __restrict__ dst, HeadShape s) {
+  constexpr int kVec = 16 / static_cast<int>(sizeof(T));
+  const std::int64_t row = blockIdx.x;  // b * seq + t
+  const int b = static_cast<int>(row / s.seq), t = static_cast<int>(row % s.seq);
+  const int hv = s.hidden() / kVec, dv = s.dim / kVec, per_row = s.parts * hv;
+  for (int j = static_cast<int>(threadIdx.x); j < per_row; j += static_cast<int>(blockDim.x)) {
+    const int part = j / hv, rem = j - part * hv;
+    const int h = rem / dv, iv = rem - h * dv;
+    const std::int64_t packed = row * per_row * kVec + static_cast<std::int64_t>(j) * kVec;
+    const std::int64_t head = (((static_cast<std::int64_t>(part) * s.batch + b) * s.heads + h) * s.seq + t) * s.dim +
+                              static_cast<std::int64_t>(iv) * kVec;
+    if (kSplit)
+      copy16(dst + head, src + packed);
+    else
+      copy16(dst + packed, src + head);
+  }
+}
 
 template <class T>
 __global__ void split_heads_kernel(const T* __restrict__ packed, T* __restrict__ heads, HeadShape s) {
@@ -140,17 +175,38 @@ inline int softmax_groups(int seq) {
 
 }  // namespace detail
 
+namespace detail {
+// Whether the split and merge of shape s between a and b can move 16-byte vectors.
+template <class T>
+bool heads_vectorizable(const HeadShape& s, const void* a, const void* b) {
+  constexpr int kVec = 16 / static_cast<int>(sizeof(T));
+  return s.dim % kVec == 0 && reinterpret_cast<std::uintptr_t>(a) % 16 == 0 && reinterpret_cast<std::uintptr_t>(b) % 16 == 0 &&
+         static_cast<std::int64_t>(s.batch) * s.seq <= 0x7fffffff && static_cast<std::int64_t>(s.parts) * s.hidden() <= 0x7fffffff;
+}
+constexpr int kHeadsBlock = 128;  // threads per packed row: 3H / 8 = 288 vectors at BERT-base bf16
+}  // namespace detail
+
 template <class T>
 void split_heads(const T* packed, T* heads, const HeadShape& s, cudaStream_t stream, LaunchCounts& counts) {
-  PLD_LAUNCH(detail::blocks_for(s.elements(), detail::kBlock), detail::kBlock, stream, detail::split_heads_kernel<T>)(packed, heads, s);
-  check_launch("split_heads_kernel");
+  if (detail::heads_vectorizable<T>(s, packed, heads)) {
+    PLD_LAUNCH(static_cast<unsigned>(s.batch * s.seq), detail::kHeadsBlock, stream, detail::heads_vec16_kernel<T, true>)(packed, heads, s);
+    check_launch("heads_vec16_kernel (split)");
+  } else {
+    PLD_LAUNCH(detail::blocks_for(s.elements(), detail::kBlock), detail::kBlock, stream, detail::split_heads_kernel<T>)(packed, heads, s);
+    check_launch("split_heads_kernel");
+  }
   counts.kernels += 1;
 }
 
 template <class T>
 void merge_heads(const T* heads, T* packed, const HeadShape& s, cudaStream_t stream, LaunchCounts& counts) {
-  PLD_LAUNCH(detail::blocks_for(s.elements(), detail::kBlock), detail::kBlock, stream, detail::merge_heads_kernel<T>)(heads, packed, s);
-  check_launch("merge_heads_kernel");
+  if (detail::heads_vectorizable<T>(s, heads, packed)) {
+    PLD_LAUNCH(static_cast<unsigned>(s.batch * s.seq), detail::kHeadsBlock, stream, detail::heads_vec16_kernel<T, false>)(heads, packed, s);
+    check_launch("heads_vec16_kernel (merge)");
+  } else {
+    PLD_LAUNCH(detail::blocks_for(s.elements(), detail::kBlock), detail::kBlock, stream, detail::merge_heads_kernel<T>)(heads, packed, s);
+    check_launch("merge_heads_kernel");
+  }
   counts.kernels += 1;
 }
 
