@@ -148,11 +148,14 @@ void BM_GemmCeiling(benchmark::State& state) {
 // iteration is one forward+backward with the next plan of a fixed sequence of 64 steps (after a
 // warm-up pass over all of them); the
 // counter `kept` is the fraction of layer-rows the timed steps ran, so realised speedup
-// (none's time over PLD's) can be set against the ideal, 1 / kept, in the same run.
+// (none's time over PLD's) can be set against the ideal, 1 / kept, in the same run. With
+// optimizer:1 a step is a training step of the stack: StackAdamW after the backward, the dropped
+// layers' tensors skipped (fp32 master weights and moments, the bf16 copies rewritten).
 constexpr int kStackLayers = 12;
 
 void BM_Stack(benchmark::State& state) {
   const int mode = static_cast<int>(state.range(0));
+  const bool with_optimizer = state.range(1) != 0;  // a training step: AdamW after the backward
   const int seq = 128, batch = 128;
   const pld::LayerConfig config = config_of(0);
   pc::Stream stream;
@@ -163,6 +166,14 @@ void BM_Stack(benchmark::State& state) {
     stack.layer(l).params().upload(host, stream.get());
   }
   stack.reserve(batch, seq);
+  pc::OptimizerHyper hyper;
+  hyper.lr = 1e-4f;
+  pc::StackAdamW<pc::bf16> opt(stack, hyper, 0.01f);
+  if (with_optimizer)
+    for (int l = 0; l < kStackLayers; ++l) {
+      host.init_normal(static_cast<std::uint64_t>(l + 1));
+      opt.upload(l, host, stream.get());
+    }
   const std::size_t n = static_cast<std::size_t>(batch) * seq * config.hidden;
   pc::DeviceArray<pc::bf16> x0(n), x(n), dx(n);
   {
@@ -195,6 +206,7 @@ void BM_Stack(benchmark::State& state) {
     pc::check(cudaMemcpyAsync(dx.data(), x0.data(), n * sizeof(pc::bf16), cudaMemcpyDeviceToDevice, stream.get()), "copy dx");
     stack.forward(x.data(), batch, seq, nullptr, p, 5, stream.get());
     stack.backward(dx.data(), stream.get());
+    if (with_optimizer) opt.step(p, /*skip_dropped=*/true, stream.get());
     return kept_rows(p);
   };
   // Warm-up: one pass over the 64 plans, so every GEMM shape they need (per sample: one per
@@ -214,7 +226,8 @@ void BM_Stack(benchmark::State& state) {
     ++steps;
   }
   const double fraction = static_cast<double>(kept) / (static_cast<double>(steps) * kStackLayers * batch);
-  state.SetLabel(std::string("base x12 bf16 ") + (mode == 0 ? "none" : mode == 1 ? "pld per layer" : "pld per sample"));
+  state.SetLabel(std::string("base x12 bf16 ") + (mode == 0 ? "none" : mode == 1 ? "pld per layer" : "pld per sample") +
+                 (with_optimizer ? " + AdamW" : ""));
   state.counters["kept"] = fraction;
   state.counters["allocations"] = static_cast<double>(stack.allocations());
   state.counters["launches/step"] = static_cast<double>(stack.launches().total() - before.total()) / static_cast<double>(steps);
@@ -235,7 +248,10 @@ void layer_args(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_GemmCeiling)->Arg(8192)->ArgName("n")->UseManualTime()->Iterations(kIterations)->Unit(benchmark::kMillisecond);
 BENCHMARK_TEMPLATE(BM_Layer, pc::bf16)->Apply(layer_args);
 BENCHMARK_TEMPLATE(BM_Layer, pc::fp16)->Apply(layer_args);
-BENCHMARK(BM_Stack)->ArgName("mode")->Arg(0)->Arg(1)->Arg(2)->UseManualTime()->Iterations(kIterations)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Stack)
+    ->ArgNames({"mode", "optimizer"})
+    ->Args({0, 0})->Args({1, 0})->Args({2, 0})->Args({0, 1})->Args({1, 1})
+    ->UseManualTime()->Iterations(kIterations)->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
   bool listing = false;  // --benchmark_list_tests runs nothing: allowed without a device (CTest checks the names)

@@ -21,12 +21,13 @@ MODELS = ["base", "large"]
 DTYPES = {"bf16": "bf16", "__nv_bfloat16": "bf16", "fp16": "fp16", "__half": "fp16"}
 
 
-STACK = re.compile(r"BM_Stack/mode:(\d)")
+STACK = re.compile(r"BM_Stack/mode:(\d)(?:/optimizer:(\d))?")
 STACK_MODES = ["none", "pld per layer", "pld per sample"]
 
 
 def load_stack(path):
-    """{mode name: (ms, kept fraction)} of BM_Stack (medians when there are repetitions)."""
+    """{(mode name, with optimizer): (ms, kept fraction, TFLOP/s)} of BM_Stack (medians when there
+    are repetitions)."""
     with open(path) as f:
         runs = json.load(f)["benchmarks"]
     has_median = any(r.get("aggregate_name") == "median" for r in runs)
@@ -36,22 +37,27 @@ def load_stack(path):
         if not m or (has_median and r.get("aggregate_name") != "median") or (not has_median and r.get("run_type") == "aggregate"):
             continue
         scale = {"ms": 1.0, "us": 1e-3, "ns": 1e-6, "s": 1e3}[r.get("time_unit", "ns")]
-        out[STACK_MODES[int(m.group(1))]] = (r["real_time"] * scale, r["kept"])
+        out[(STACK_MODES[int(m.group(1))], m.group(2) == "1")] = (r["real_time"] * scale, r["kept"], r.get("TFLOP/s"))
     return out
 
 
-def stack_lines(stack):
-    """BERT-base x12 under PLD: realised speedup over none against the ideal 1 / kept."""
-    if "none" not in stack:
-        return []
-    none_ms = stack["none"][0]
-    lines = [f"stack (BERT-base, 12 layers, T=128, B=128, bf16, theta=0.5): none {none_ms:.2f} ms/step"]
-    for mode in STACK_MODES[1:]:
-        if mode in stack:
-            ms, kept = stack[mode]
-            realised, ideal = none_ms / ms, 1.0 / kept
-            lines.append(f"  {mode}: {ms:.2f} ms/step, {100 * kept:.1f}% of layer-rows kept, realised speedup {realised:.3f}x, "
-                         f"ideal {ideal:.3f}x, realised / ideal {realised / ideal:.3f}")
+def stack_lines(stack, ceiling):
+    """BERT-base x12 under PLD: realised speedup over none against the ideal 1 / kept; with the
+    optimizer, a training step of the stack and its share of the GEMM ceiling."""
+    lines = []
+    for opt in (False, True):
+        if (STACK_MODES[0], opt) not in stack:
+            continue
+        none_ms, _, none_tf = stack[(STACK_MODES[0], opt)]
+        what = "forward+backward+AdamW (skip dropped)" if opt else "forward+backward"
+        mfu = f", {100 * none_tf / ceiling:.0f}% of the GEMM ceiling" if none_tf and ceiling else ""
+        lines.append(f"stack (BERT-base, 12 layers, T=128, B=128, bf16, theta=0.5), {what}: none {none_ms:.2f} ms/step{mfu}")
+        for mode in STACK_MODES[1:]:
+            if (mode, opt) in stack:
+                ms, kept, _ = stack[(mode, opt)]
+                realised, ideal = none_ms / ms, 1.0 / kept
+                lines.append(f"  {mode}: {ms:.2f} ms/step, {100 * kept:.1f}% of layer-rows kept, realised speedup {realised:.3f}x, "
+                             f"ideal {ideal:.3f}x, realised / ideal {realised / ideal:.3f}")
     return lines
 
 
@@ -136,7 +142,7 @@ def main():
     peers = load_peer(a.peer) if a.peer else {}
     head, rows = table(layers, ceiling, peers)
     print(render(head, rows, ceiling, a.markdown))
-    for line in stack_lines(load_stack(a.bench)):
+    for line in stack_lines(load_stack(a.bench), ceiling):
         print(line)
     return 0
 

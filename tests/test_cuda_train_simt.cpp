@@ -233,9 +233,8 @@ void optimizer_matches_cpu(bert::OptimizerKind kind) {
     CHECK(std::abs(stats[0] - norm) < 1e-4 * norm);
     const int nc = static_cast<int>(chunks.size()), nt = static_cast<int>(tensors.size());
     if (kind == bert::OptimizerKind::adamw) {
-      // adamw_step computes the norm over its own table; keep the all-tensor norm for the update.
-      PLD_LAUNCH(pc::detail::blocks_for(nc, pc::detail::kWarpsPerBlock), pc::detail::kBlock, nullptr, pc::detail::adamw_kernel<T>)(
-          tensors.data(), chunks.data(), nc, h, stats.data());
+      // adamw_step computes the norm over its own table; the update alone keeps the all-tensor norm.
+      pc::adamw_update<T>(tensors.data(), chunks.data(), nc, h, stats.data(), nullptr, counts);
     } else {
       PLD_LAUNCH(pc::detail::blocks_for(nc, pc::detail::kWarpsPerBlock), pc::detail::kBlock, nullptr, pc::detail::lamb_direction_kernel<>)(
           tensors.data(), chunks.data(), nc, h, stats.data(), scratch.data());

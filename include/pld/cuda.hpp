@@ -20,5 +20,6 @@
 #include "pld/cuda/reduce.cuh"
 #include "pld/cuda/residual.cuh"
 #include "pld/cuda/rows.cuh"
+#include "pld/cuda/stack_optimizer.cuh"
 #include "pld/cuda/storage.hpp"
 #include "pld/cuda/workspace.hpp"

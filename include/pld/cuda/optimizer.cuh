@@ -227,17 +227,27 @@ inline void optimizer_grad_norm(const OptimizerTensor* tensors, const OptimizerC
   counts.kernels += 2;
 }
 
-// One AdamW step over every chunk (norm first: stats must hold this step's norm). T: the storage
-// type of the tensors' `model` copies.
+// The AdamW update alone over `chunks`, with `stats` already holding the step's gradient norm
+// (optimizer_grad_norm over the same or a wider table: with dropped layers skipped, the norm still
+// covers every gradient, as pld-bert's CPU clip does, and the update only the tensors that run).
+template <class T>
+void adamw_update(const OptimizerTensor* tensors, const OptimizerChunk* chunks, int nchunks, const OptimizerHyper& h,
+                  const float* stats, cudaStream_t stream, LaunchCounts& counts) {
+  if (nchunks == 0) return;
+  PLD_LAUNCH(detail::blocks_for(nchunks, detail::kWarpsPerBlock), detail::kBlock, stream, detail::adamw_kernel<T>)(tensors, chunks,
+                                                                                                                   nchunks, h, stats);
+  check_launch("adamw_kernel");
+  counts.kernels += 1;
+}
+
+// One AdamW step over every chunk: the norm, then the update. T: the storage type of the
+// tensors' `model` copies.
 template <class T>
 void adamw_step(const OptimizerTensor* tensors, const OptimizerChunk* chunks, int nchunks, const OptimizerHyper& h, float* scratch,
                 float* stats, cudaStream_t stream, LaunchCounts& counts) {
   if (nchunks == 0) return;
   optimizer_grad_norm(tensors, chunks, nchunks, h, scratch, stats, stream, counts);
-  PLD_LAUNCH(detail::blocks_for(nchunks, detail::kWarpsPerBlock), detail::kBlock, stream, detail::adamw_kernel<T>)(tensors, chunks,
-                                                                                                                   nchunks, h, stats);
-  check_launch("adamw_kernel");
-  counts.kernels += 1;
+  adamw_update<T>(tensors, chunks, nchunks, h, stats, stream, counts);
 }
 
 // One LAMB step: norm, direction, trust ratios, apply (five launches).
