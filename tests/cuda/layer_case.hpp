@@ -145,6 +145,21 @@ inline double rel_error(const std::vector<double>& a, const std::vector<double>&
   return den > 0.0 ? std::sqrt(num / den) : std::sqrt(num);
 }
 
+// One tensor against its reference: prints "rel-error <label> <storage> <what> <value>" (the line
+// device-check.sh summarises), checks every element finite and the relative L2 error within
+// `limit`, and returns the error.
+inline double check_tensor(const std::vector<double>& got, const std::vector<double>& ref, double limit, const char* label,
+                           const char* storage, const std::string& what) {
+  REQUIRE(got.size() == ref.size());
+  std::size_t bad = 0;
+  const double e = rel_error(got, ref, bad);
+  std::printf("rel-error %s %s %s %.3e\n", label, storage, what.c_str(), e);
+  INFO(what << ": relative L2 error " << e << " (bound " << limit << "), non-finite elements " << bad);
+  CHECK(bad == 0);
+  CHECK(e <= limit);
+  return e;
+}
+
 // Runs `run(const LayerInputs&) -> LayerOutputs` on case k and checks it against the CPU layer in
 // double. Prints "rel-error <label> <storage> <tensor> <value>" per tensor (device-check.sh
 // summarises them) and returns the worst error.
@@ -163,16 +178,9 @@ double check_layer_case(const LayerCase& k, Run run, const char* label) {
   LayerOutputs out = run(in);
 
   double worst = 0.0;
+  const double limit = k.tolerance > 0.0 ? k.tolerance : bound<T>();
   auto compare = [&](const std::vector<double>& got, const std::vector<double>& ref, const std::string& what) {
-    REQUIRE(got.size() == ref.size());
-    std::size_t bad = 0;
-    const double e = rel_error(got, ref, bad);
-    std::printf("rel-error %s %s %s %.3e\n", label, storage, what.c_str(), e);
-    const double limit = k.tolerance > 0.0 ? k.tolerance : bound<T>();
-    INFO(what << ": relative L2 error " << e << " (bound " << limit << "), non-finite elements " << bad);
-    CHECK(bad == 0);
-    CHECK(e <= limit);
-    worst = std::max(worst, e);
+    worst = std::max(worst, check_tensor(got, ref, limit, label, storage, what));
   };
   compare(out.y, y_ref, "y");
   compare(out.dx, dx_ref, "dx");

@@ -140,14 +140,7 @@ double check_stack_case(const StackCase& k, Run run, const char* label) {
   const double limit = bound<T>() * kept;
   double worst = 0.0;
   auto compare = [&](const std::vector<double>& got, const std::vector<double>& ref, const std::string& what) {
-    REQUIRE(got.size() == ref.size());
-    std::size_t bad = 0;
-    const double e = rel_error(got, ref, bad);
-    std::printf("rel-error %s %s stack:%s %.3e\n", label, storage, what.c_str(), e);
-    INFO(what << ": relative L2 error " << e << " (bound " << limit << "), non-finite elements " << bad);
-    CHECK(bad == 0);
-    CHECK(e <= limit);
-    worst = std::max(worst, e / limit);
+    worst = std::max(worst, check_tensor(got, ref, limit, label, storage, "stack:" + what) / limit);
   };
   compare(out.y, xs.back(), "y");
   compare(out.dx, d, "dx");
