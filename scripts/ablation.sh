@@ -199,6 +199,10 @@ stop_all() {
   exit 143
 }
 trap stop_all TERM INT
+# The machine's load beside the runs (scripts/load_monitor.py): the report marks runs whose wall
+# times other work inflated. Disowned, so the job accounting below does not count it.
+python3 scripts/load_monitor.py "$out" "$out/load.jsonl" --while-pid $$ &
+disown
 failed=0 stopped=0
 # A job that ends with 130/143 was stopped by a signal (its pld-bert checkpointed): stop too.
 job_done() {

@@ -181,6 +181,21 @@ def time_to(run, target):
     return None
 
 
+def machine_load(root):
+    """{run directory: (seconds monitored, mean own cores, mean other cores, mean steal cores)} from
+    scripts/load_monitor.py's samples (ablation.sh runs it beside the runs); {} without the file."""
+    acc = {}
+    for line in load_jsonl(os.path.join(root, "load.jsonl")) if os.path.exists(os.path.join(root, "load.jsonl")) else []:
+        for run, own in line["runs"].items():
+            a = acc.setdefault(run, [0.0, 0.0, 0.0, 0.0])
+            dt = line["dt"]
+            a[0] += dt
+            a[1] += own * dt
+            a[2] += line["other_cores"] * dt
+            a[3] += line["steal_cores"] * dt
+    return {run: (a[0], a[1] / a[0], a[2] / a[0], a[3] / a[0]) for run, a in acc.items() if a[0] > 0}
+
+
 def main(argv):
     if len(argv) != 3:
         print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
@@ -215,7 +230,7 @@ def main(argv):
             # Pretraining seconds over every process of the run: summary.json's train_s counts only
             # the last one (a resumed run), the metrics' elapsed_s carries the checkpointed total.
             pre["train_s_total"] = max([m.get("elapsed_s", 0.0) for m in metrics] + [pre["train_s"]])
-            runs.append({"pre": pre, "metrics": metrics, "options": options, "genre": genre, "pos": pos})
+            runs.append({"pre": pre, "metrics": metrics, "options": options, "genre": genre, "pos": pos, "seed_dir": sd})
         data[key] = runs
     if not data.get("preln_lr"):
         print("ablation_report: no finished PreLN (base lr) run in %s" % root, file=sys.stderr)
@@ -272,6 +287,26 @@ def main(argv):
     chance_g = statistics.mean(r["genre"]["majority_class_accuracy"] for r in data["preln_lr"])
     chance_p = statistics.mean(r["pos"]["majority_class_accuracy"] for r in data["preln_lr"])
     lines += ["", "Majority-class baselines on the same test splits: genre %.1f%%, POS %.1f%%." % (100 * chance_g, 100 * chance_p), ""]
+
+    # Wall times are only comparable between runs that had their cores to themselves.
+    load = machine_load(root)
+    shared, monitored = [], 0
+    for key, label in ROWS:
+        for r in data.get(key, []):
+            run = os.path.join(key, r["seed_dir"], "pretrain")
+            if run not in load:
+                continue
+            monitored += 1
+            secs, own, other, steal = load[run]
+            if other > 0.1 or steal > 0.05:
+                shared.append("%s %s (%.0f%% of its pretraining monitored: %.2f cores of other work, %.2f stolen, "
+                              "the run itself %.2f cores)" % (label, r["seed_dir"],
+                                                              min(100.0, 100 * secs / r["pre"]["train_s_total"]), other, steal, own))
+    if monitored:
+        lines += ["Machine load during pretraining (`load.jsonl`, scripts/load_monitor.py; %d of %d finished runs monitored): " % (
+            monitored, finished) + ("runs that shared the machine with other work, whose wall times are inflated and should "
+                                    "be compared by layer-steps: " + "; ".join(shared) + "." if shared else
+                                    "no monitored run shared the machine with other work (under 0.1 cores on average)."), ""]
 
     lines += ["Time to quality: pretraining seconds and layer-steps until the first evaluation at or below the target "
               "(reached/total seeds; the mean is over the seeds that reached it).", "",
