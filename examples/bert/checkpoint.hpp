@@ -20,7 +20,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include "model.hpp"
+#include "model_config.hpp"
 #include "optimizer.hpp"
 #include "pld/core/error.hpp"
 #include "pld/hooks/state.hpp"

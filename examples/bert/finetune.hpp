@@ -21,7 +21,7 @@ class ClassifierHead {
  public:
   ClassifierHead(int hidden, int classes, std::uint64_t seed, pld::cpu::Precision precision = pld::cpu::Precision::fp32)
       : H_(hidden), C_(classes), gemm_(precision), w_(static_cast<std::size_t>(classes) * hidden), b_(static_cast<std::size_t>(classes)) {
-    init_normal(w_.w, seed, 2000);
+    init_normal(w_.w, seed, kClassifier);
   }
   void collect(std::vector<Param>& out) {
     out.push_back({"classifier.weight", w_.w.data(), w_.g.data(), w_.w.size(), -1, true});

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "model.hpp"
+#include "model_config.hpp"
 #include "pld/core/error.hpp"
 #include "pld/gate/layer_plan.hpp"
 

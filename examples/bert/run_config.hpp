@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "model.hpp"
+#include "model_config.hpp"
 #include "optimizer.hpp"
 #include "options.hpp"
 #include "pld/pld.hpp"

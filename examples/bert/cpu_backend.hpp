@@ -1,0 +1,263 @@
+// pld-bert's CPU backend: what model_logic.hpp's BERT runs on when it runs on pld::cpu. Storage
+// and arithmetic are fp32 (the products' operands fp32 or bf16, ModelConfig::precision); the
+// encoder layers are pld::cpu::PreLnLayer<float> (Pre-LN or Post-LN). Every buffer is host
+// memory, so the model's public buffers are std::vector<float>.
+//
+// A backend provides (model_logic.hpp names these; a GPU backend provides the same):
+//   Act, Buffer<E>, Tensor (value + fp32 gradient), Gemm, Layers (the gated stack),
+//   init_normal, param (the optimizer's/checkpoint's entry), and one member function per step of
+//   the model: embed / embed_backward, layer_norm_forward / _backward, dropout, copy, zero,
+//   gather_rows / scatter_rows, linear_forward / _backward, gelu_forward / _backward,
+//   cross_entropy.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model_config.hpp"
+#include "pld/cpu.hpp"
+#include "pld/gate/layer_plan.hpp"
+
+namespace bert {
+
+// A vector with its gradient.
+struct Tensor {
+  std::vector<float> w, g;
+  explicit Tensor(std::size_t n = 0, float v = 0.0f) : w(n, v), g(n, 0.0f) {}
+};
+
+inline void init_normal(std::vector<float>& w, std::uint64_t seed, std::uint32_t tensor_id, double std_dev = 0.02) {
+  pld::cpu::fill_normal(w, seed, 1, tensor_id, std_dev);
+}
+
+// Softmax cross-entropy of logits (M, C) against `labels`; pred[m] = argmax (the first of equal
+// maxima). With `grad`, logits are overwritten by d(loss)/d(logits) * grad_scale, loss = mean
+// over the M rows. Row losses are summed in row order: the same bits at any thread count.
+inline MlmResult softmax_cross_entropy(float* logits, const std::vector<int>& labels, int C, double grad_scale, bool grad,
+                                       std::vector<int>& pred, std::vector<double>& row_loss) {
+  const int M = static_cast<int>(labels.size());
+  const double scale = grad_scale / M;
+  row_loss.resize(static_cast<std::size_t>(M));
+  pred.resize(static_cast<std::size_t>(M));
+#pragma omp parallel for schedule(static)
+  for (int m = 0; m < M; ++m) {
+    float* l = logits + static_cast<std::size_t>(m) * C;
+    const int tgt = labels[static_cast<std::size_t>(m)];
+    int arg = 0;
+    for (int v = 1; v < C; ++v)
+      if (l[v] > l[arg]) arg = v;
+    const float mx = l[arg];
+    double sum = 0.0;
+    for (int v = 0; v < C; ++v) sum += std::exp(static_cast<double>(l[v] - mx));
+    row_loss[static_cast<std::size_t>(m)] = std::log(sum) - static_cast<double>(l[tgt] - mx);
+    pred[static_cast<std::size_t>(m)] = arg;
+    if (grad) {
+      const double inv = 1.0 / sum;
+      for (int v = 0; v < C; ++v) l[v] = static_cast<float>(scale * (std::exp(static_cast<double>(l[v] - mx)) * inv - (v == tgt ? 1.0 : 0.0)));
+    }
+  }
+  MlmResult res;
+  res.predicted = M;
+  double loss = 0.0;
+  for (int m = 0; m < M; ++m) {
+    loss += row_loss[static_cast<std::size_t>(m)];
+    res.correct += pred[static_cast<std::size_t>(m)] == labels[static_cast<std::size_t>(m)] ? 1 : 0;
+  }
+  res.loss = M > 0 ? loss / M : 0.0;
+  return res;
+}
+
+// The rows of a (B*T) batch that carry a label (target >= 0), in order, and their labels: what
+// the MLM head and the fine-tuning classifiers select. Host-side on every backend (the targets
+// come from the host's data pipeline).
+struct LabelledSelection {
+  std::vector<int> rows, labels;
+  int select(const std::vector<int>& target) {
+    rows.clear();
+    labels.clear();
+    for (std::size_t i = 0; i < target.size(); ++i)
+      if (target[i] >= 0) {
+        rows.push_back(static_cast<int>(i));
+        labels.push_back(target[i]);
+      }
+    return static_cast<int>(rows.size());
+  }
+};
+
+// The fine-tuning classifiers' helper on the CPU: selection, the selected hidden states gathered
+// into one block, cross-entropy over their logits, the gradient scattered back to (B*T, H).
+class LabelledRows {
+ public:
+  int gather(const std::vector<float>& hidden, const std::vector<int>& target, int H) {
+    const auto M = static_cast<std::size_t>(sel_.select(target));
+    h_.resize(M * static_cast<std::size_t>(H));
+    for (std::size_t m = 0; m < M; ++m)
+      std::copy_n(hidden.data() + static_cast<std::size_t>(sel_.rows[m]) * H, H, h_.data() + m * H);
+    return static_cast<int>(M);
+  }
+  const std::vector<float>& gathered() const { return h_; }
+  const std::vector<int>& rows() const { return sel_.rows; }
+  const std::vector<int>& labels() const { return sel_.labels; }
+  MlmResult cross_entropy(float* logits, int C, double grad_scale, bool grad, std::vector<int>& pred) {
+    return softmax_cross_entropy(logits, sel_.labels, C, grad_scale, grad, pred, row_loss_);
+  }
+  // dhidden (B*T, H): d (M, H) at the selected rows; the other rows are left as they are.
+  void scatter(const std::vector<float>& d, int H, std::vector<float>& dhidden) const {
+    for (std::size_t m = 0; m < sel_.rows.size(); ++m)
+      std::copy_n(d.data() + m * H, H, dhidden.data() + static_cast<std::size_t>(sel_.rows[m]) * H);
+  }
+
+ private:
+  LabelledSelection sel_;
+  std::vector<float> h_;
+  std::vector<double> row_loss_;
+};
+
+class CpuBackend {
+ public:
+  using Act = float;
+  template <class E>
+  using Buffer = std::vector<E>;
+  using Tensor = bert::Tensor;
+
+  explicit CpuBackend(const ModelConfig& c) : precision_(c.precision) {}
+  static constexpr const char* name() { return "cpu"; }
+
+  // The products of one part of the model (its shapes are cached inside).
+  struct Gemm : pld::cpu::Gemm {
+    explicit Gemm(const CpuBackend& b) : pld::cpu::Gemm(b.precision_) {}
+  };
+
+  static void init_normal(Tensor& t, std::uint64_t seed, std::uint32_t tensor_id) { bert::init_normal(t.w, seed, tensor_id); }
+  static Param param(std::string name, Tensor& t, int layer, bool decay) {
+    return {std::move(name), t.w.data(), t.g.data(), t.w.size(), layer, decay};
+  }
+
+  // The gated stack of encoder layers, run in place on (B*T, H).
+  class Layers {
+   public:
+    Layers(const ModelConfig& c, CpuBackend&) {
+      for (int l = 0; l < c.layers; ++l) {
+        layers_.push_back(std::make_unique<pld::cpu::PreLnLayer<float>>(c.layer_config(), c.precision));
+        layers_.back()->params().init_normal(c.seed + 7919u * static_cast<std::uint64_t>(l + 1));
+      }
+    }
+    int size() const { return static_cast<int>(layers_.size()); }
+    pld::cpu::PreLnLayer<float>& layer(int l) { return *layers_[static_cast<std::size_t>(l)]; }
+    // Wall time spent inside the layers (forward and backward) since construction.
+    double seconds() const { return seconds_; }
+
+    void collect(std::vector<Param>& out) {
+      for (int l = 0; l < size(); ++l) {
+        auto ps = layer(l).params().tensors();
+        auto gs = layer(l).grads().tensors();
+        for (std::size_t t = 0; t < ps.size(); ++t) {
+          const bool decay = ps[t].name.find("bias") == std::string::npos && ps[t].name.find("norm") == std::string::npos;
+          out.push_back({"encoder.layer." + std::to_string(l) + "." + ps[t].name, static_cast<float*>(ps[t].data),
+                         static_cast<float*>(gs[t].data), ps[t].size, l, decay});
+        }
+      }
+    }
+    void forward(float* x, int B, int T, const std::vector<std::uint8_t>& valid, const pld::LayerPlan& plan, std::uint64_t seed,
+                 int row_offset) {
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int l = 0; l < size(); ++l) {
+        pld::cpu::LayerStep s = pld::cpu::LayerStep::from_plan(plan, l, seed);
+        if (s.rows) s.rows += row_offset;
+        layer(l).forward(x, x, B, T, valid.data(), s);
+      }
+      seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+    void backward(float* dx, const std::function<void(int)>& layer_done) {
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int l = size() - 1; l >= 0; --l) {
+        layer(l).backward(dx, dx);
+        if (layer_done) layer_done(l);
+      }
+      seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+
+   private:
+    std::vector<std::unique_ptr<pld::cpu::PreLnLayer<float>>> layers_;
+    double seconds_ = 0.0;
+  };
+
+  // y[n] = tok[ids[n]] + pos[n % T] over N = B*T rows (ids checked by the caller); the ids are
+  // kept for embed_backward.
+  void embed(const std::vector<int>& ids, const Tensor& tok, const Tensor& pos, float* y, int N, int T, int H) {
+    ids_ = ids;
+    T_ = T;
+    for (int n = 0; n < N; ++n) {
+      const float* te = tok.w.data() + static_cast<std::size_t>(ids[static_cast<std::size_t>(n)]) * H;
+      const float* pe = pos.w.data() + static_cast<std::size_t>(n % T) * H;
+      float* e = y + static_cast<std::size_t>(n) * H;
+      for (int h = 0; h < H; ++h) e[h] = te[h] + pe[h];
+    }
+  }
+  // The last embed's gradients: tok.g and pos.g accumulate dy's rows.
+  void embed_backward(const float* dy, Tensor& tok, Tensor& pos, int N, int H) {
+    for (int n = 0; n < N; ++n) {
+      const float* d = dy + static_cast<std::size_t>(n) * H;
+      float* gt = tok.g.data() + static_cast<std::size_t>(ids_[static_cast<std::size_t>(n)]) * H;
+      float* gp = pos.g.data() + static_cast<std::size_t>(n % T_) * H;
+      for (int h = 0; h < H; ++h) {
+        gt[h] += d[h];
+        gp[h] += d[h];
+      }
+    }
+  }
+
+  void layer_norm_forward(const float* x, const Tensor& w, const Tensor& b, float* y, float* mean, float* rstd, int N, int H, double eps) {
+    pld::cpu::layer_norm_forward(x, w.w.data(), b.w.data(), y, mean, rstd, N, H, eps);
+  }
+  // dx written; w.g and b.g accumulate.
+  void layer_norm_backward(const float* dy, const float* x, const float* mean, const float* rstd, Tensor& w, Tensor& b, float* dx, int N, int H) {
+    pld::cpu::layer_norm_backward(dy, x, mean, rstd, w.w.data(), dx, w.g.data(), b.g.data(), N, H);
+  }
+  // The model's own dropout (the embeddings'), keyed like the layers' with layer id 0xFFFF.
+  void dropout(const float* x, float* y, std::size_t n, float rate, std::uint64_t seed, std::int64_t step) {
+    pld::cpu::dropout_apply(x, y, n, 0, rate, pld::cpu::DropoutKey{seed, step, 0xFFFFu, pld::cpu::DropoutSite::attention_out});
+  }
+  void copy(float* dst, const float* src, std::size_t n) { std::copy_n(src, n, dst); }
+  void zero(float* p, std::size_t n) { std::fill_n(p, n, 0.0f); }
+  void gather_rows(const float* src, const std::vector<int>& rows, int H, float* dst) {
+    for (std::size_t m = 0; m < rows.size(); ++m) std::copy_n(src + static_cast<std::size_t>(rows[m]) * H, H, dst + m * H);
+  }
+  void scatter_rows(const float* src, const std::vector<int>& rows, int H, float* dst) {
+    for (std::size_t m = 0; m < rows.size(); ++m) std::copy_n(src + m * H, H, dst + static_cast<std::size_t>(rows[m]) * H);
+  }
+
+  // y (M, N) = x (M, K) W^T + b with W (N, K), PyTorch's layout.
+  void linear_forward(Gemm& g, const float* x, const Tensor& w, const Tensor& b, float* y, int M, int K, int N) {
+    pld::cpu::linear_forward(g, x, w.w.data(), b.w.data(), y, M, K, N);
+  }
+  // dx written; w.g and b.g accumulate.
+  void linear_backward(Gemm& g, const float* dy, const float* x, Tensor& w, Tensor& b, float* dx, int M, int K, int N) {
+    pld::cpu::linear_backward(g, dy, x, w.w.data(), dx, w.g.data(), b.g.data(), M, K, N);
+  }
+  // a = GELU(z) (erf form); z is replaced by what gelu_backward needs (here GELU'(z)).
+  void gelu_forward(float* z, float* a, std::size_t n) { pld::cpu::gelu_forward_with_derivative(z, a, z, n, pld::cpu::GeluForm::erf); }
+  // dz = da * GELU'(z) from gelu_forward's `saved`; dz may be saved.
+  void gelu_backward(const float* da, const float* saved, float* dz, std::size_t n) { pld::cpu::gelu_backward_given(da, saved, dz, n); }
+
+  // Softmax cross-entropy of logits (M, C) against labels; with grad the logits become the
+  // gradient, scaled by grad_scale / M.
+  MlmResult cross_entropy(float* logits, const std::vector<int>& labels, int C, double grad_scale, bool grad) {
+    return softmax_cross_entropy(logits, labels, C, grad_scale, grad, pred_, row_loss_);
+  }
+
+ private:
+  pld::cpu::Precision precision_;
+  std::vector<int> ids_;
+  int T_ = 0;
+  std::vector<int> pred_;
+  std::vector<double> row_loss_;
+};
+
+}  // namespace bert
