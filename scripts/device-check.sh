@@ -125,6 +125,8 @@ run_tests() {
   # Worst relative L2 error per storage type over every case and tensor (the tolerances' evidence).
   awk '/^rel-error gpu/ { if ($5 + 0 > worst[$3]) { worst[$3] = $5 + 0; at[$3] = $4 } }
        END { for (s in worst) printf "worst relative error %s: %.3e (%s)\n", s, worst[s], at[s] }' "$logs/tests.log" >"$out/errors.txt"
+  # pld-bert's GPU model against its CPU model: worst gradient error over the tensors, per storage.
+  awk '/^rel-error bert-model/ { printf "bert model %s: worst gradient error %s of the tensor'"'"'s largest\n", $3, $5 }' "$logs/tests.log" >>"$out/errors.txt"
   [ -s "$out/errors.txt" ] || rm -f "$out/errors.txt"
   if [ $rc -eq 77 ]; then
     note "memcheck: skipped (no CUDA device)"
@@ -133,7 +135,7 @@ run_tests() {
   elif ! out_of_time memcheck; then
     # The smaller cases: memcheck slows every kernel and API call by one to two orders. (racecheck
     # is left out: pld's kernels use no shared memory, so it would check only cuBLASLt.)
-    filter='CUDA layer matches the CPU layer: per-sample rows*,A dropped CUDA layer*,CUDA layer misuse*,CUDA layer matches the CPU layer: tanh GELU*,CUDA layer stack*,GPU embedding*,GPU softmax*,GPU fused AdamW*'
+    filter='CUDA layer matches the CPU layer: per-sample rows*,A dropped CUDA layer*,CUDA layer misuse*,CUDA layer matches the CPU layer: tanh GELU*,CUDA layer stack*,GPU embedding*,GPU softmax*,GPU fused AdamW*,GPU BERT model equals the CPU model: fp32*'
     stamp "compute-sanitizer memcheck"
     t=$(cap 100)
     timeout "$t" compute-sanitizer --tool memcheck --error-exitcode 9 "$build/tests/pld_cuda_tests" "$filter" >"$logs/memcheck.log" 2>&1

@@ -73,23 +73,6 @@ inline MlmResult softmax_cross_entropy(float* logits, const std::vector<int>& la
   return res;
 }
 
-// The rows of a (B*T) batch that carry a label (target >= 0), in order, and their labels: what
-// the MLM head and the fine-tuning classifiers select. Host-side on every backend (the targets
-// come from the host's data pipeline).
-struct LabelledSelection {
-  std::vector<int> rows, labels;
-  int select(const std::vector<int>& target) {
-    rows.clear();
-    labels.clear();
-    for (std::size_t i = 0; i < target.size(); ++i)
-      if (target[i] >= 0) {
-        rows.push_back(static_cast<int>(i));
-        labels.push_back(target[i]);
-      }
-    return static_cast<int>(rows.size());
-  }
-};
-
 // The fine-tuning classifiers' helper on the CPU: selection, the selected hidden states gathered
 // into one block, cross-entropy over their logits, the gradient scattered back to (B*T, H).
 class LabelledRows {
@@ -125,6 +108,7 @@ class CpuBackend {
   template <class E>
   using Buffer = std::vector<E>;
   using Tensor = bert::Tensor;
+  using Param = bert::Param;
 
   explicit CpuBackend(const ModelConfig& c) : precision_(c.precision) {}
   static constexpr const char* name() { return "cpu"; }
@@ -158,9 +142,8 @@ class CpuBackend {
         auto ps = layer(l).params().tensors();
         auto gs = layer(l).grads().tensors();
         for (std::size_t t = 0; t < ps.size(); ++t) {
-          const bool decay = ps[t].name.find("bias") == std::string::npos && ps[t].name.find("norm") == std::string::npos;
           out.push_back({"encoder.layer." + std::to_string(l) + "." + ps[t].name, static_cast<float*>(ps[t].data),
-                         static_cast<float*>(gs[t].data), ps[t].size, l, decay});
+                         static_cast<float*>(gs[t].data), ps[t].size, l, layer_tensor_decays(ps[t].name)});
         }
       }
     }
@@ -225,7 +208,10 @@ class CpuBackend {
     pld::cpu::dropout_apply(x, y, n, 0, rate, pld::cpu::DropoutKey{seed, step, 0xFFFFu, pld::cpu::DropoutSite::attention_out});
   }
   void copy(float* dst, const float* src, std::size_t n) { std::copy_n(src, n, dst); }
-  void zero(float* p, std::size_t n) { std::fill_n(p, n, 0.0f); }
+  template <class E>
+  void zero(E* p, std::size_t n) {
+    std::fill_n(p, n, E{});
+  }
   void gather_rows(const float* src, const std::vector<int>& rows, int H, float* dst) {
     for (std::size_t m = 0; m < rows.size(); ++m) std::copy_n(src + static_cast<std::size_t>(rows[m]) * H, H, dst + m * H);
   }

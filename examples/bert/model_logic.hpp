@@ -54,7 +54,7 @@ class BasicEncoder {
   // Wall time spent inside the encoder layers (forward and backward) since construction.
   double layer_seconds() const { return layers_.seconds(); }
 
-  void collect(std::vector<Param>& out) {
+  void collect(std::vector<typename Backend::Param>& out) {
     out.push_back(Backend::param("embeddings.word_embeddings.weight", tok_, -1, true));
     out.push_back(Backend::param("embeddings.position_embeddings.weight", pos_, -1, true));
     out.push_back(Backend::param("embeddings.LayerNorm.weight", emb_ln_w_, -1, false));
@@ -163,7 +163,7 @@ class BasicMlmHead {
     Backend::init_normal(dense_w_, c.seed, kHeadDense);
   }
 
-  void collect(std::vector<Param>& out) {
+  void collect(std::vector<typename Backend::Param>& out) {
     out.push_back(Backend::param("cls.predictions.transform.dense.weight", dense_w_, -1, true));
     out.push_back(Backend::param("cls.predictions.transform.dense.bias", dense_b_, -1, false));
     out.push_back(Backend::param("cls.predictions.transform.LayerNorm.weight", ln_w_, -1, false));
@@ -235,9 +235,9 @@ class BasicBertMlm {
   BasicBertMlm(const BasicBertMlm&) = delete;  // the parts hold the backend by reference
   BasicBertMlm& operator=(const BasicBertMlm&) = delete;
 
-  std::vector<Param>& params() { return params_; }
+  std::vector<typename Backend::Param>& params() { return params_; }
   void zero_grad() {
-    for (auto& p : params_) std::fill(p.grad, p.grad + p.size, 0.0f);
+    for (auto& p : params_) backend.zero(p.grad, p.size);
   }
   std::size_t num_parameters() const {
     std::size_t n = 0;
@@ -259,7 +259,7 @@ class BasicBertMlm {
   BasicMlmHead<Backend> head;
 
  private:
-  std::vector<Param> params_;
+  std::vector<typename Backend::Param> params_;
   Buffer<Act> hidden_, dhidden_;
 };
 

@@ -33,9 +33,16 @@ namespace pc = pld::cuda;
 template <class U>
 class HostLayerParams {
  public:
-  explicit HostLayerParams(const LayerConfig& c) {
-    const auto shapes = layer_tensor_shapes(c);
-    for (int i = 0; i < pc::kNumParams; ++i) data_[static_cast<std::size_t>(i)].assign(shapes[static_cast<std::size_t>(i)].size(), U{});
+  explicit HostLayerParams(const LayerConfig& c) : shapes_(layer_tensor_shapes(c)) {
+    for (int i = 0; i < pc::kNumParams; ++i) data_[static_cast<std::size_t>(i)].assign(shapes_[static_cast<std::size_t>(i)].size(), U{});
+  }
+  std::vector<TensorRef> tensors() {
+    std::vector<TensorRef> out;
+    for (int i = 0; i < pc::kNumParams; ++i) {
+      const TensorShape& t = shapes_[static_cast<std::size_t>(i)];
+      out.push_back(TensorRef{t.name, t.shape, data_[static_cast<std::size_t>(i)].data(), t.size()});
+    }
+    return out;
   }
   U* get(pc::ParamId id) { return data_[static_cast<std::size_t>(id)].data(); }
   const U* get(pc::ParamId id) const { return data_[static_cast<std::size_t>(id)].data(); }
@@ -59,6 +66,7 @@ class HostLayerParams {
   }
 
  private:
+  std::array<TensorShape, pc::kNumParams> shapes_;
   std::array<std::vector<U>, pc::kNumParams> data_;
 };
 
@@ -202,6 +210,9 @@ struct HostMemory {
       pld::detail::throw_error("copy_from_host: source is not staging memory (a device copy from pageable memory may block the host)");
     std::memcpy(dst, src, bytes);
   }
+  static void upload(void* dst, const void* src, std::size_t bytes, cudaStream_t) { std::memcpy(dst, src, bytes); }
+  static void download(void* dst, const void* src, std::size_t bytes, cudaStream_t) { std::memcpy(dst, src, bytes); }
+  static void zero(void* dst, std::size_t bytes, cudaStream_t) { std::memset(dst, 0, bytes); }
 };
 
 // Every kernel as plain loops, on host memory.

@@ -23,33 +23,13 @@
 #include <Eigen/Core>
 
 #include "pld/core/error.hpp"
+#include "pld/cpu/precision.hpp"
 
 #if defined(PLD_HAS_ONEDNN)
 #include <oneapi/dnnl/dnnl.hpp>
 #endif
 
 namespace pld::cpu {
-
-// The operands' type in a float product: fp32, or bf16 (rounded to nearest even from the fp32
-// values) with fp32 accumulation and an fp32 result. `native` picks bf16 where the CPU multiplies
-// bf16 in hardware (AMX or AVX512-BF16), fp32 elsewhere.
-enum class Precision { fp32, bf16, native };
-
-inline const char* to_string(Precision p) {
-  switch (p) {
-    case Precision::fp32: return "fp32";
-    case Precision::bf16: return "bf16";
-    case Precision::native: return "native";
-  }
-  return "?";
-}
-
-inline Precision parse_precision(const std::string& s) {
-  if (s == "fp32") return Precision::fp32;
-  if (s == "bf16") return Precision::bf16;
-  if (s == "native" || s == "auto") return Precision::native;
-  pld::detail::throw_error("precision must be fp32, bf16 or auto; got '", s, "'");
-}
 
 // C (m, n) = alpha * op(A) (m, k) * op(B) (k, n) [+ bias (n) on every row] [+ C when accumulate],
 // for every (i, j) < batch: A at a + i * a_batch[0] + j * a_batch[1], and so on. Rows of the

@@ -97,6 +97,16 @@ struct DeviceBackend : KernelBackend<T> {
   static void copy_from_host(void* dst, const void* src, std::size_t bytes, cudaStream_t st) {
     check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st), "cudaMemcpyAsync (host to device)");
   }
+  // Synchronous copies from and to any host memory (a model's initial values, its loss).
+  static void upload(void* dst, const void* src, std::size_t bytes, cudaStream_t st) {
+    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, st), "cudaMemcpyAsync (host to device)");
+    check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+  }
+  static void download(void* dst, const void* src, std::size_t bytes, cudaStream_t st) {
+    check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, st), "cudaMemcpyAsync (device to host)");
+    check(cudaStreamSynchronize(st), "cudaStreamSynchronize");
+  }
+  static void zero(void* dst, std::size_t bytes, cudaStream_t st) { check(cudaMemsetAsync(dst, 0, bytes, st), "cudaMemsetAsync"); }
 };
 
 template <class T>

@@ -1,0 +1,167 @@
+// pld-bert's GPU model against its CPU model on one tiny case: the same configuration, batch,
+// gate plan and seed; every parameter's initial value and gradient by name, and the loss of two
+// steps (the second accumulates into the first's gradients and reuses every buffer). Shared by
+// the SIMT-emulator test (CI) and the GPU test (scripts/device-check.sh). The CPU side is compiled
+// by the host compiler (bert_cpu_reference.cpp), so CUDA translation units need not include
+// pld::cpu's GEMMs.
+#pragma once
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "mlm_data.hpp"
+#include "model_config.hpp"
+#include "pld/gate/gate.hpp"
+#include "pld/schedule/presets.hpp"
+
+namespace pld::test {
+
+inline bert::ModelConfig tiny_bert_config() {
+  bert::ModelConfig c;
+  c.vocab = 61;
+  c.max_len = 16;
+  c.layers = 3;
+  c.hidden = 48;  // > 32: every lane of a row kernel has columns
+  c.heads = 3;
+  c.ffn = 64;
+  c.dropout = 0.1f;  // on: the masks must be the same bits on both
+  c.seed = 5;
+  return c;
+}
+
+// B sequences of T tokens: random ids, the last `pad` positions of row 1 padding, about a
+// quarter of the real positions masked with a target.
+inline bert::MlmBatch tiny_bert_batch(int B, int T, int vocab, int pad) {
+  std::mt19937 rng(11);
+  bert::MlmBatch b;
+  b.batch = B;
+  b.seq = T;
+  b.input.resize(static_cast<std::size_t>(B) * T);
+  b.target.assign(b.input.size(), -1);
+  b.valid.assign(b.input.size(), 1);
+  auto token = [&] { return bert::kNumSpecial + static_cast<int>(rng() % static_cast<unsigned>(vocab - bert::kNumSpecial)); };
+  for (int r = 0; r < B; ++r)
+    for (int t = 0; t < T; ++t) {
+      const std::size_t i = static_cast<std::size_t>(r) * T + t;
+      b.input[i] = token();
+      if (r == 1 && t >= T - pad) {
+        b.valid[i] = 0;
+        continue;
+      }
+      if (rng() % 4 == 0) {
+        b.target[i] = b.input[i];
+        b.input[i] = token();
+        ++b.masked;
+      }
+    }
+  return b;
+}
+
+// The first training step of a PLD schedule whose plan drops at least one layer (per-sample: one
+// row of one layer) and keeps at least one; `rows` > 0 makes a per-sample plan for that batch.
+inline LayerPlan plan_with_a_drop(int layers, int rows) {
+  ScheduleSpec spec;
+  spec.preset = Preset::pld;
+  spec.num_layers = layers;
+  spec.theta_bar = 0.5;
+  spec.gamma = 1.0;
+  GateConfig o;
+  o.seed = 3;
+  o.granularity = rows > 0 ? Granularity::sample : Granularity::layer;
+  const Gate gate(make_schedule(spec), o);
+  const int n = rows > 0 ? rows : 1;
+  for (std::int64_t step = 1; step < 1000; ++step) {
+    LayerPlan p = gate.plan(step, true, rows);
+    int kept = 0;
+    for (int l = 0; l < layers; ++l)
+      for (int r = 0; r < n; ++r) kept += p.sample_kept(l, r) ? 1 : 0;
+    if (kept > 0 && kept < layers * n) return p;
+  }
+  detail::throw_error("plan_with_a_drop: no step of the schedule drops a layer");
+}
+
+// What one model did: its tensors' names, layers, initial values and gradients (as float), and
+// per step the loss and hits.
+struct BertModelRun {
+  std::vector<std::string> names;
+  std::vector<int> layers;
+  std::vector<std::vector<float>> init, grad;
+  std::vector<double> loss;
+  std::vector<int> correct, predicted;
+};
+
+constexpr int kBertCaseSteps = 2;
+constexpr std::uint64_t kBertCaseSeed = 9;
+constexpr double kBertCaseGradScale = 0.5;
+
+// The CPU model on the case (bert_cpu_reference.cpp); `round` maps each initial value to what the
+// GPU model's storage holds (the identity for fp32), so both start from the same numbers.
+BertModelRun run_cpu_bert(const bert::ModelConfig& c, const bert::MlmBatch& b, const LayerPlan& plan, const std::function<float(float)>& round);
+
+// Any model over model_logic.hpp whose parameters the `read` functions can read:
+// read_value(param) and read_grad(param) return float vectors.
+template <class Model, class ReadValue, class ReadGrad>
+BertModelRun run_bert(Model& m, const bert::MlmBatch& b, const LayerPlan& plan, ReadValue read_value, ReadGrad read_grad) {
+  BertModelRun r;
+  for (const auto& p : m.params()) {
+    r.names.push_back(p.name);
+    r.layers.push_back(p.layer);
+    r.init.push_back(read_value(p));
+  }
+  m.zero_grad();
+  for (int s = 0; s < kBertCaseSteps; ++s) {
+    const auto res = m.step(b, plan, kBertCaseSeed, true, kBertCaseGradScale);
+    r.loss.push_back(res.loss);
+    r.correct.push_back(res.correct);
+    r.predicted.push_back(res.predicted);
+  }
+  for (const auto& p : m.params()) r.grad.push_back(read_grad(p));
+  return r;
+}
+
+// The GPU run against the CPU run: the same tensors and initial values; the loss within
+// loss_tol (relative); every gradient within grad_tol of its tensor's largest; a dropped layer's
+// gradients zero on both. Returns the worst gradient ratio seen (for the logs).
+inline double check_bert_runs(const BertModelRun& cpu, const BertModelRun& gpu, const LayerPlan& plan, double loss_tol, double grad_tol) {
+  REQUIRE(gpu.names == cpu.names);
+  for (std::size_t i = 0; i < cpu.names.size(); ++i) {
+    INFO(cpu.names[i]);
+    REQUIRE(gpu.init[i] == cpu.init[i]);
+  }
+  for (int s = 0; s < kBertCaseSteps; ++s) {
+    INFO("step " << s);
+    CHECK(gpu.predicted[static_cast<std::size_t>(s)] == cpu.predicted[static_cast<std::size_t>(s)]);
+    CHECK(gpu.correct[static_cast<std::size_t>(s)] == cpu.correct[static_cast<std::size_t>(s)]);
+    CHECK(std::abs(gpu.loss[static_cast<std::size_t>(s)] - cpu.loss[static_cast<std::size_t>(s)]) <=
+          loss_tol * cpu.loss[static_cast<std::size_t>(s)]);
+  }
+  double worst_ratio = 0.0;
+  for (std::size_t i = 0; i < cpu.names.size(); ++i) {
+    const auto &want = cpu.grad[i], &got = gpu.grad[i];
+    REQUIRE(got.size() == want.size());
+    double largest = 0.0, worst = 0.0;
+    for (std::size_t k = 0; k < want.size(); ++k) {
+      largest = std::max(largest, std::abs(static_cast<double>(want[k])));
+      worst = std::max(worst, std::abs(static_cast<double>(got[k]) - want[k]));
+    }
+    INFO(cpu.names[i] << ": largest |grad| " << largest << ", worst difference " << worst);
+    const int layer = cpu.layers[i];
+    if (layer >= 0 && !plan.kept(layer)) {  // per-sample: kept() is "any row"
+      CHECK(largest == 0.0);
+      CHECK(worst == 0.0);
+      continue;
+    }
+    CHECK(largest > 0.0);
+    CHECK(worst <= grad_tol * largest);
+    if (largest > 0.0) worst_ratio = std::max(worst_ratio, worst / largest);
+  }
+  return worst_ratio;
+}
+
+}  // namespace pld::test

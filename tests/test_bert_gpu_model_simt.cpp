@@ -1,0 +1,87 @@
+// pld-bert's GPU model (model_logic.hpp over cuda_backend.cuh) with its kernels as written,
+// compiled by the host compiler and run on the SIMT emulator with emulated cuBLASLt products,
+// against the CPU model (the same logic over cpu_backend.hpp) on the same batch and gate plan
+// (tests/cuda/bert_model_case.hpp): loss, hits and every parameter gradient by name, in fp32 and
+// bf16 storage, dropout on, a layer dropped at a gate scale != 1, per-sample plans and padding.
+// What it cannot show: timing, device memory, cuBLASLt itself (tests/cuda/test_cuda_bert_model.cu
+// runs the same case on a GPU).
+#include "cuda/simt_emulator.hpp"  // first: the emulator's threadIdx, shuffles and launch
+
+#include <catch2/catch.hpp>
+
+#include <vector>
+
+#include "cuda/bert_model_case.hpp"
+#include "cuda/host_backend.hpp"
+#include "cuda_backend.cuh"
+#include "model_logic.hpp"
+#include "pld/cuda/pre_ln_layer.cuh"
+
+namespace pc = pld::cuda;
+
+namespace {
+
+template <class T>
+struct SimtBackend : pc::KernelBackend<T>, pld::test::HostMemory {};
+template <class T>
+using SimtBert = bert::BasicBertMlm<bert::CudaBackend<T, SimtBackend<T>>>;
+
+template <class T>
+double compare_with_cpu(const pld::LayerPlan& plan, double loss_tol, double grad_tol) {
+  const bert::ModelConfig c = pld::test::tiny_bert_config();
+  const bert::MlmBatch batch = pld::test::tiny_bert_batch(3, 12, c.vocab, 4);
+  SimtBert<T> gpu(c);
+  using P = typename bert::CudaBackend<T, SimtBackend<T>>::Param;
+  auto values = [](const P& p) {
+    std::vector<float> v(p.size);
+    for (std::size_t k = 0; k < p.size; ++k) v[k] = pc::to_float(p.value[k]);
+    return v;
+  };
+  auto grads = [](const P& p) { return std::vector<float>(p.grad, p.grad + p.size); };
+  const auto got = pld::test::run_bert(gpu, batch, plan, values, grads);
+  const auto want = pld::test::run_cpu_bert(c, batch, plan, [](float x) { return pc::to_float(pc::from_float<T>(x)); });
+  return pld::test::check_bert_runs(want, got, plan, loss_tol, grad_tol);
+}
+
+}  // namespace
+
+// Bounds, from what this emulation measured (worst over the tensors) with a margin: fp32 storage
+// differs from the CPU only in summation order (the emulated products accumulate in double, the
+// kernels' reductions in float): loss 3.9e-8 relative, gradients 6.3e-7 of the tensor's largest;
+// bounds 1e-6 and 1e-5. bf16 storage rounds every activation to 8 significant bits (2^-9 = 2e-3
+// relative) through the layers and the head and back: loss 3.2e-5, gradients 1.2e-2 (a LayerNorm
+// weight, whose gradient sums products of rounded values over every row), 1.4e-2 with per-sample
+// gates; bounds 1e-3 and 3e-2 (the single layer's bf16 bound in tests/cuda/layer_case.hpp is
+// 1.5e-2). fp16 (3 more bits): gradients 2.8e-3 with per-sample gates; bound 1e-2.
+TEST_CASE("SIMT GPU model equals the CPU model: loss and every gradient, fp32, a layer dropped, dropout on", "[cuda-simt][bert-gpu]") {
+  compare_with_cpu<float>(pld::test::plan_with_a_drop(3, 0), 1e-6, 1e-5);
+}
+
+TEST_CASE("SIMT GPU model equals the CPU model: per-sample gates, fp32", "[cuda-simt][bert-gpu]") {
+  compare_with_cpu<float>(pld::test::plan_with_a_drop(3, 3), 1e-6, 1e-5);
+}
+
+TEST_CASE("SIMT GPU model equals the CPU model: bf16 storage", "[cuda-simt][bert-gpu]") {
+  compare_with_cpu<pc::bf16>(pld::test::plan_with_a_drop(3, 0), 1e-3, 3e-2);
+}
+
+TEST_CASE("SIMT GPU model equals the CPU model: per-sample gates, bf16 and fp16", "[cuda-simt][bert-gpu]") {
+  compare_with_cpu<pc::bf16>(pld::test::plan_with_a_drop(3, 3), 1e-3, 3e-2);
+  compare_with_cpu<pc::fp16>(pld::test::plan_with_a_drop(3, 3), 1e-3, 1e-2);
+}
+
+TEST_CASE("GPU model refuses what it does not have", "[cuda-simt][bert-gpu]") {
+  bert::ModelConfig c = pld::test::tiny_bert_config();
+  c.norm = pld::NormPosition::post;
+  CHECK_THROWS_WITH(SimtBert<float>(c), Catch::Contains("Pre-LN only"));
+  c = pld::test::tiny_bert_config();
+  SimtBert<float> gpu(c);
+  bert::MlmBatch batch = pld::test::tiny_bert_batch(3, 12, c.vocab, 4);
+  batch.input[5] = c.vocab;  // a token id past the table: refused before anything runs
+  pld::ScheduleSpec spec;
+  spec.preset = pld::Preset::none;
+  spec.num_layers = c.layers;
+  const pld::LayerPlan plan = pld::Gate(pld::make_schedule(spec)).plan(0);
+  CHECK_THROWS_WITH(gpu.step(batch, plan, 1, true), Catch::Contains("outside the vocabulary"));
+  CHECK(gpu.backend.launches().kernels == 0);
+}
