@@ -236,13 +236,7 @@ void optimizer_matches_cpu(bert::OptimizerKind kind) {
       // adamw_step computes the norm over its own table; the update alone keeps the all-tensor norm.
       pc::adamw_update<T>(tensors.data(), chunks.data(), nc, h, stats.data(), nullptr, counts);
     } else {
-      PLD_LAUNCH(pc::detail::blocks_for(nc, pc::detail::kWarpsPerBlock), pc::detail::kBlock, nullptr, pc::detail::lamb_direction_kernel<>)(
-          tensors.data(), chunks.data(), nc, h, stats.data(), scratch.data());
-      float* trust = scratch.data() + 2 * nc;
-      PLD_LAUNCH(pc::detail::blocks_for(nt, pc::detail::kWarpsPerBlock), pc::detail::kBlock, nullptr, pc::detail::lamb_trust_kernel<>)(
-          tensors.data(), nt, scratch.data(), stats.data(), trust);
-      PLD_LAUNCH(pc::detail::blocks_for(nc, pc::detail::kWarpsPerBlock), pc::detail::kBlock, nullptr, pc::detail::lamb_apply_kernel<T>)(
-          tensors.data(), chunks.data(), nc, h, stats.data(), trust);
+      pc::lamb_update<T>(tensors.data(), nt, chunks.data(), nc, h, scratch.data(), stats.data(), nullptr, counts);
     }
     for (std::size_t t = 0; t < gpu.w.size(); ++t) {
       INFO("tensor " << t);

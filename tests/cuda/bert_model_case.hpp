@@ -17,6 +17,7 @@
 
 #include "mlm_data.hpp"
 #include "model_config.hpp"
+#include "optimizer_config.hpp"
 #include "pld/gate/gate.hpp"
 #include "pld/schedule/presets.hpp"
 
@@ -123,6 +124,79 @@ BertModelRun run_bert(Model& m, const bert::MlmBatch& b, const LayerPlan& plan, 
   }
   for (const auto& p : m.params()) r.grad.push_back(read_grad(p));
   return r;
+}
+
+// Training: kBertTrainSteps optimizer steps on the case's batch, each with its own plan of a
+// PLD schedule that drops layers often (--skip-dropped-updates on), recording each step's loss
+// and, at the end, every tensor's fp32 weights.
+constexpr int kBertTrainSteps = 4;
+
+inline std::vector<LayerPlan> bert_train_plans(int layers) {
+  ScheduleSpec spec;
+  spec.preset = Preset::pld;
+  spec.num_layers = layers;
+  spec.theta_bar = 0.5;
+  spec.gamma = 1.0;
+  GateConfig o;
+  o.seed = 4;
+  const Gate gate(make_schedule(spec), o);
+  std::vector<LayerPlan> plans;
+  for (int s = 0; s < kBertTrainSteps; ++s) plans.push_back(gate.plan(s + 1));
+  return plans;
+}
+
+inline bert::OptimizerConfig bert_train_optimizer(bert::OptimizerKind kind) {
+  bert::OptimizerConfig o;
+  o.kind = kind;
+  o.lr = 1e-2;
+  o.weight_decay = 0.1;
+  o.clip_norm = 0.5;  // below the case's gradient norm: clipping acts
+  o.skip_dropped = true;
+  return o;
+}
+
+struct BertTrainRun {
+  std::vector<double> loss, norm;
+  std::vector<std::vector<float>> values;
+};
+
+BertTrainRun train_cpu_bert(const bert::ModelConfig& c, const bert::MlmBatch& b, const bert::OptimizerConfig& o,
+                            const std::function<float(float)>& round);
+
+// model.step, then `update(lr, plan)` returning the gradient norm; `read(k)` reads tensor k's fp32
+// weights at the end.
+template <class Model, class Update, class Read>
+BertTrainRun train_bert(Model& m, const bert::MlmBatch& b, const bert::OptimizerConfig& o, Update update, Read read) {
+  BertTrainRun r;
+  const auto plans = bert_train_plans(m.encoder.config().layers);
+  m.zero_grad();
+  for (int s = 0; s < kBertTrainSteps; ++s) {
+    r.loss.push_back(m.step(b, plans[static_cast<std::size_t>(s)], kBertCaseSeed + static_cast<std::uint64_t>(s), true).loss);
+    r.norm.push_back(update(o.lr, plans[static_cast<std::size_t>(s)]));
+  }
+  for (std::size_t k = 0; k < m.params().size(); ++k) r.values.push_back(read(k));
+  return r;
+}
+
+// The GPU training run against the CPU one: each step's loss within loss_tol and gradient norm
+// within norm_tol (relative), every final weight within weight_tol of lr (one step's update).
+// Returns the worst weight difference in units of lr.
+inline double check_bert_training(const BertTrainRun& cpu, const BertTrainRun& gpu, const bert::OptimizerConfig& o, double loss_tol,
+                                  double norm_tol, double weight_tol) {
+  for (int s = 0; s < kBertTrainSteps; ++s) {
+    INFO("step " << s);
+    CHECK(std::abs(gpu.loss[static_cast<std::size_t>(s)] - cpu.loss[static_cast<std::size_t>(s)]) <= loss_tol * cpu.loss[static_cast<std::size_t>(s)]);
+    CHECK(std::abs(gpu.norm[static_cast<std::size_t>(s)] - cpu.norm[static_cast<std::size_t>(s)]) <= norm_tol * cpu.norm[static_cast<std::size_t>(s)]);
+  }
+  double worst = 0.0;
+  REQUIRE(gpu.values.size() == cpu.values.size());
+  for (std::size_t k = 0; k < cpu.values.size(); ++k) {
+    REQUIRE(gpu.values[k].size() == cpu.values[k].size());
+    for (std::size_t i = 0; i < cpu.values[k].size(); ++i)
+      worst = std::max(worst, std::abs(static_cast<double>(gpu.values[k][i]) - cpu.values[k][i]) / o.lr);
+  }
+  CHECK(worst <= weight_tol);
+  return worst;
 }
 
 // The GPU run against the CPU run: the same tensors and initial values; the loss within

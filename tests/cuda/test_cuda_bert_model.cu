@@ -10,6 +10,7 @@
 
 #include "bert_model_case.hpp"
 #include "cuda_backend.cuh"
+#include "cuda_optimizer.cuh"
 #include "model_logic.hpp"
 #include "pld/cuda.hpp"
 
@@ -39,6 +40,21 @@ void compare_with_cpu(const pld::LayerPlan& plan, double loss_tol, double grad_t
   std::printf("rel-error bert-model %s gradients %.3e\n", label, worst);
 }
 
+template <class T>
+void train_like_cpu(bert::OptimizerKind kind, double loss_tol, double norm_tol, double weight_tol, const char* label) {
+  const bert::ModelConfig c = pld::test::tiny_bert_config();
+  const bert::MlmBatch batch = pld::test::tiny_bert_batch(3, 12, c.vocab, 4);
+  const bert::OptimizerConfig o = pld::test::bert_train_optimizer(kind);
+  GpuBert<T> gpu(c);
+  bert::CudaOptimizer<T, pc::DeviceBackend<T>> opt(o, gpu.params());
+  auto update = [&](double lr, const pld::LayerPlan& plan) { return opt.step(lr, plan).norm; };
+  auto read = [&](std::size_t k) { return opt.values(k); };
+  const auto got = pld::test::train_bert(gpu, batch, o, update, read);
+  const auto want = pld::test::train_cpu_bert(c, batch, o, [](float x) { return pc::to_float(pc::from_float<T>(x)); });
+  const double worst = pld::test::check_bert_training(want, got, o, loss_tol, norm_tol, weight_tol);
+  std::printf("rel-error bert-train %s weights/lr %.3e\n", label, worst);
+}
+
 }  // namespace
 
 // The emulator's bounds, measured there (tests/test_bert_gpu_model_simt.cpp).
@@ -49,4 +65,10 @@ TEST_CASE("GPU BERT model equals the CPU model: fp32, a layer dropped, dropout o
 TEST_CASE("GPU BERT model equals the CPU model: per-sample gates, bf16 and fp16", "[cuda][bert-gpu]") {
   compare_with_cpu<pc::bf16>(pld::test::plan_with_a_drop(3, 3), 1e-3, 3e-2, "bf16");
   compare_with_cpu<pc::fp16>(pld::test::plan_with_a_drop(3, 3), 1e-3, 1e-2, "fp16");
+}
+
+TEST_CASE("GPU BERT model trains like the CPU model: AdamW and LAMB, fp32 and bf16", "[cuda][bert-gpu]") {
+  train_like_cpu<float>(bert::OptimizerKind::adamw, 1e-6, 1e-6, 2e-3, "fp32-adamw");
+  train_like_cpu<float>(bert::OptimizerKind::lamb, 1e-6, 1e-6, 2e-3, "fp32-lamb");
+  train_like_cpu<pc::bf16>(bert::OptimizerKind::adamw, 1e-3, 1.5e-2, 4.0, "bf16-adamw");
 }

@@ -250,12 +250,12 @@ void adamw_step(const OptimizerTensor* tensors, const OptimizerChunk* chunks, in
   adamw_update<T>(tensors, chunks, nchunks, h, stats, stream, counts);
 }
 
-// One LAMB step: norm, direction, trust ratios, apply (five launches).
+// The LAMB update alone (direction, trust ratios, apply: three launches) with `stats` already
+// holding the step's gradient norm, as adamw_update. scratch: optimizer_scratch(nchunks, ntensors).
 template <class T>
-void lamb_step(const OptimizerTensor* tensors, int ntensors, const OptimizerChunk* chunks, int nchunks, const OptimizerHyper& h,
-               float* scratch, float* stats, cudaStream_t stream, LaunchCounts& counts) {
+void lamb_update(const OptimizerTensor* tensors, int ntensors, const OptimizerChunk* chunks, int nchunks, const OptimizerHyper& h,
+                 float* scratch, const float* stats, cudaStream_t stream, LaunchCounts& counts) {
   if (nchunks == 0) return;
-  optimizer_grad_norm(tensors, chunks, nchunks, h, scratch, stats, stream, counts);
   float* trust = scratch + 2 * static_cast<std::int64_t>(nchunks);
   PLD_LAUNCH(detail::blocks_for(nchunks, detail::kWarpsPerBlock), detail::kBlock, stream, detail::lamb_direction_kernel<>)(
       tensors, chunks, nchunks, h, stats, scratch);
@@ -267,6 +267,15 @@ void lamb_step(const OptimizerTensor* tensors, int ntensors, const OptimizerChun
       tensors, chunks, nchunks, h, stats, trust);
   check_launch("lamb_apply_kernel");
   counts.kernels += 3;
+}
+
+// One LAMB step: norm, direction, trust ratios, apply (five launches).
+template <class T>
+void lamb_step(const OptimizerTensor* tensors, int ntensors, const OptimizerChunk* chunks, int nchunks, const OptimizerHyper& h,
+               float* scratch, float* stats, cudaStream_t stream, LaunchCounts& counts) {
+  if (nchunks == 0) return;
+  optimizer_grad_norm(tensors, chunks, nchunks, h, scratch, stats, stream, counts);
+  lamb_update<T>(tensors, ntensors, chunks, nchunks, h, scratch, stats, stream, counts);
 }
 
 }  // namespace pld::cuda
