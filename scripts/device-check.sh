@@ -127,7 +127,7 @@ run_tests() {
        END { for (s in worst) printf "worst relative error %s: %.3e (%s)\n", s, worst[s], at[s] }' "$logs/tests.log" >"$out/errors.txt"
   # pld-bert's GPU model against its CPU model: worst gradient error of a tensor's largest per
   # storage; after four optimizer steps, worst weight difference in units of lr.
-  awk '/^rel-error bert-(model|train)/ { printf "%s %s %s: %s\n", $2, $3, $4, $5 }' "$logs/tests.log" >>"$out/errors.txt"
+  awk '/^rel-error bert-(model|train|resume)/ { printf "%s %s %s: %s\n", $2, $3, $4, $5 }' "$logs/tests.log" >>"$out/errors.txt"
   [ -s "$out/errors.txt" ] || rm -f "$out/errors.txt"
   if [ $rc -eq 77 ]; then
     note "memcheck: skipped (no CUDA device)"

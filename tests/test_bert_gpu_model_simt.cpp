@@ -60,6 +60,24 @@ double train_like_cpu(bert::OptimizerKind kind, double loss_tol, double norm_tol
 
 }  // namespace
 
+TEST_CASE("SIMT GPU model resumes a CPU checkpoint and writes one the CPU reads", "[cuda-simt][bert-gpu]") {
+  pld::test::resume_like_cpu<SimtBert<float>, bert::CudaOptimizer<float, SimtBackend<float>>>(2e-3);
+  // What does not fit is refused, and nothing changes.
+  const bert::ModelConfig c = pld::test::tiny_bert_config();
+  SimtBert<float> gpu(c);
+  bert::CudaOptimizer<float, SimtBackend<float>> opt(pld::test::bert_train_optimizer(bert::OptimizerKind::adamw), gpu.params());
+  bert::Checkpoint ck;
+  opt.capture(ck);
+  const auto before = opt.values(0);
+  bert::Checkpoint bad = ck;
+  bad.values.back().pop_back();
+  CHECK_THROWS_WITH(opt.restore(bad, "bad.bin"), Catch::Contains("cls.predictions.bias") && Catch::Contains("bad.bin"));
+  bad = ck;
+  bad.names[3] = "embeddings.Layer_Norm.bias";
+  CHECK_THROWS_WITH(opt.restore(bad, "bad.bin"), Catch::Contains("tensor 3"));
+  CHECK(opt.values(0) == before);
+}
+
 // Four optimizer steps (lr 1e-2, clipping at 0.5, weight decay, a dropped layer skipped) of the
 // GPU model with CudaOptimizer against the CPU model with bert::Optimizer. fp32 storage: each
 // step's loss and gradient norm agree to 2.5e-8 relative, every final weight to 2.4e-4 lr (AdamW)

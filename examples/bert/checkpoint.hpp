@@ -21,7 +21,6 @@
 #include <unistd.h>
 
 #include "model_config.hpp"
-#include "optimizer.hpp"
 #include "pld/core/error.hpp"
 #include "pld/hooks/state.hpp"
 
@@ -219,7 +218,25 @@ inline Checkpoint read_checkpoint(const std::string& path) {
 }
 
 // The model's and optimizer's state, as a checkpoint (key, step etc. filled by the caller).
-inline void capture(std::vector<Param>& params, Optimizer& opt, Checkpoint& c) {
+// Checks that a checkpoint's tensors are, in order, the model's (names and sizes), with an
+// optimizer state of the same sizes: one error naming the first that differs.
+inline void check_checkpoint_tensors(const Checkpoint& c, const std::vector<std::string>& names, const std::vector<std::size_t>& sizes,
+                                     const std::string& what) {
+  if (c.names.size() != names.size())
+    pld::detail::throw_error("checkpoint ", what, " holds ", c.names.size(), " tensors, the model has ", names.size());
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (c.names[i] != names[i] || c.values[i].size() != sizes[i])
+      pld::detail::throw_error("checkpoint ", what, ": tensor ", i, " is ", c.names[i], " (", c.values[i].size(), "), the model expects ",
+                               names[i], " (", sizes[i], ")");
+    if (c.m[i].size() != sizes[i] || c.v[i].size() != sizes[i])
+      pld::detail::throw_error("checkpoint ", what, ": optimizer state of ", c.names[i], " has the wrong size");
+  }
+  if (c.opt_steps.size() != names.size()) pld::detail::throw_error("checkpoint ", what, ": optimizer step counts for ", c.opt_steps.size(), " tensors");
+}
+
+// The CPU model's parameters and bert::Optimizer's state into a checkpoint.
+template <class Optimizer>
+void capture(std::vector<Param>& params, Optimizer& opt, Checkpoint& c) {
   c.names.clear();
   c.values.clear();
   c.m = opt.first_moments();
@@ -232,16 +249,15 @@ inline void capture(std::vector<Param>& params, Optimizer& opt, Checkpoint& c) {
 }
 
 // Loads parameters (and, when `opt` is given, the optimizer's state) by name and size.
-inline void restore(const Checkpoint& c, std::vector<Param>& params, Optimizer* opt, const std::string& what) {
-  if (c.names.size() != params.size())
-    pld::detail::throw_error("checkpoint ", what, " holds ", c.names.size(), " tensors, the model has ", params.size());
-  for (std::size_t i = 0; i < params.size(); ++i) {
-    if (c.names[i] != params[i].name || c.values[i].size() != params[i].size)
-      pld::detail::throw_error("checkpoint ", what, ": tensor ", i, " is ", c.names[i], " (", c.values[i].size(), "), the model expects ",
-                               params[i].name, " (", params[i].size, ")");
-    if (c.m[i].size() != params[i].size || c.v[i].size() != params[i].size)
-      pld::detail::throw_error("checkpoint ", what, ": optimizer state of ", c.names[i], " has the wrong size");
+template <class Optimizer>
+void restore(const Checkpoint& c, std::vector<Param>& params, Optimizer* opt, const std::string& what) {
+  std::vector<std::string> names;
+  std::vector<std::size_t> sizes;
+  for (const auto& p : params) {
+    names.push_back(p.name);
+    sizes.push_back(p.size);
   }
+  check_checkpoint_tensors(c, names, sizes, what);
   for (std::size_t i = 0; i < params.size(); ++i) std::copy(c.values[i].begin(), c.values[i].end(), params[i].value);
   if (opt) {
     opt->first_moments() = c.m;

@@ -9,7 +9,8 @@
 //
 // The masters start as the storage values (exact for fp32 storage); set_values() gives them the
 // fp32 numbers a run starts from (the CPU model's initial values, a checkpoint's), and writes the
-// storage copy from them.
+// storage copy from them. capture() / restore() move the whole state through pld-bert's
+// checkpoint (checkpoint.hpp), the CPU's format and tensor names.
 //
 // Per step the host uploads the table of the tensors that run (their step counts and bias
 // corrections) and its chunk table: synchronous copies, written for the SIMT emulator and a first
@@ -21,6 +22,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "checkpoint.hpp"
 #include "cuda_backend.cuh"
 #include "optimizer_config.hpp"
 #include "pld/cuda/optimizer.cuh"
@@ -77,6 +79,39 @@ class CudaOptimizer {
   std::vector<float> first_moments(std::size_t k) const { return download(m_.at(k)); }
   std::vector<float> second_moments(std::size_t k) const { return download(v_.at(k)); }
   const std::vector<std::int64_t>& steps() const { return steps_; }
+
+  // The model's tensors (fp32 masters) and this optimizer's state into a checkpoint, in the CPU's
+  // format and names: a GPU run's checkpoint resumes on the CPU and back.
+  void capture(Checkpoint& c) const {
+    c.names.clear();
+    c.values.clear();
+    c.m.clear();
+    c.v.clear();
+    for (std::size_t k = 0; k < params_.size(); ++k) {
+      c.names.push_back(params_[k].name);
+      c.values.push_back(values(k));
+      c.m.push_back(first_moments(k));
+      c.v.push_back(second_moments(k));
+    }
+    c.opt_steps = steps_;
+  }
+  // A checkpoint's tensors (by name and size, checked first: nothing changes on an error) into the
+  // masters, the model's storage copies and the optimizer's state.
+  void restore(const Checkpoint& c, const std::string& what) {
+    std::vector<std::string> names;
+    std::vector<std::size_t> sizes;
+    for (const Param& p : params_) {
+      names.push_back(p.name);
+      sizes.push_back(p.size);
+    }
+    check_checkpoint_tensors(c, names, sizes, what);
+    for (std::size_t k = 0; k < params_.size(); ++k) {
+      set_values(k, c.values[k]);
+      LB::upload(m_[k].data(), c.m[k].data(), c.m[k].size() * sizeof(float), stream_);
+      LB::upload(v_[k].data(), c.v[k].data(), c.v[k].size() * sizeof(float), stream_);
+    }
+    steps_ = c.opt_steps;
+  }
   const pld::cuda::LaunchCounts& launches() const { return counts_; }
 
   // One update at learning rate lr after the step's backward; `inv_loss_scale` undoes fp16 loss

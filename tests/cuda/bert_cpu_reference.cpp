@@ -32,4 +32,40 @@ BertTrainRun train_cpu_bert(const bert::ModelConfig& c, const bert::MlmBatch& b,
   return train_bert(m, b, o, update, read);
 }
 
+namespace {
+// A CPU model with bert::Optimizer whose update clips, steps and zeroes the gradients.
+struct CpuTrainer {
+  bert::BertMlm m;
+  bert::Optimizer opt;
+  CpuTrainer(const bert::ModelConfig& c, const bert::OptimizerConfig& o) : m(c), opt(o, m.params()) {}
+  double update(double lr, const LayerPlan& plan) {
+    const double norm = opt.clip(m.params());
+    opt.update(m.params(), lr, plan);
+    m.zero_grad();
+    return norm;
+  }
+  bert::Checkpoint checkpoint() {
+    bert::Checkpoint c;
+    bert::capture(m.params(), opt, c);
+    return bert::parse_checkpoint(bert::serialize_checkpoint(c), "the test's checkpoint");
+  }
+};
+}  // namespace
+
+bert::Checkpoint cpu_bert_checkpoint(const bert::ModelConfig& c, const bert::MlmBatch& b, const bert::OptimizerConfig& o) {
+  CpuTrainer t(c, o);
+  BertTrainRun r;
+  train_bert_steps(t.m, b, o, 0, kBertResumeAt, [&](double lr, const LayerPlan& p) { return t.update(lr, p); }, r);
+  return t.checkpoint();
+}
+
+std::pair<BertTrainRun, bert::Checkpoint> cpu_bert_resume(const bert::ModelConfig& c, const bert::MlmBatch& b, const bert::OptimizerConfig& o,
+                                                          const bert::Checkpoint& from) {
+  CpuTrainer t(c, o);
+  bert::restore(from, t.m.params(), &t.opt, "the test's checkpoint");
+  BertTrainRun r;
+  train_bert_steps(t.m, b, o, kBertResumeAt, kBertTrainSteps, [&](double lr, const LayerPlan& p) { return t.update(lr, p); }, r);
+  return {r, t.checkpoint()};
+}
+
 }  // namespace pld::test

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint.hpp"
 #include "mlm_data.hpp"
 #include "model_config.hpp"
 #include "optimizer_config.hpp"
@@ -163,19 +164,57 @@ struct BertTrainRun {
 BertTrainRun train_cpu_bert(const bert::ModelConfig& c, const bert::MlmBatch& b, const bert::OptimizerConfig& o,
                             const std::function<float(float)>& round);
 
-// model.step, then `update(lr, plan)` returning the gradient norm; `read(k)` reads tensor k's fp32
-// weights at the end.
-template <class Model, class Update, class Read>
-BertTrainRun train_bert(Model& m, const bert::MlmBatch& b, const bert::OptimizerConfig& o, Update update, Read read) {
-  BertTrainRun r;
+// Training steps [first, last): model.step, then `update(lr, plan)` returning the gradient norm.
+template <class Model, class Update>
+void train_bert_steps(Model& m, const bert::MlmBatch& b, const bert::OptimizerConfig& o, int first, int last, Update update, BertTrainRun& r) {
   const auto plans = bert_train_plans(m.encoder.config().layers);
   m.zero_grad();
-  for (int s = 0; s < kBertTrainSteps; ++s) {
+  for (int s = first; s < last; ++s) {
     r.loss.push_back(m.step(b, plans[static_cast<std::size_t>(s)], kBertCaseSeed + static_cast<std::uint64_t>(s), true).loss);
     r.norm.push_back(update(o.lr, plans[static_cast<std::size_t>(s)]));
   }
+}
+
+// All the training steps; `read(k)` reads tensor k's fp32 weights at the end.
+template <class Model, class Update, class Read>
+BertTrainRun train_bert(Model& m, const bert::MlmBatch& b, const bert::OptimizerConfig& o, Update update, Read read) {
+  BertTrainRun r;
+  train_bert_steps(m, b, o, 0, kBertTrainSteps, update, r);
   for (std::size_t k = 0; k < m.params().size(); ++k) r.values.push_back(read(k));
   return r;
+}
+
+// Checkpoints between the devices: the CPU trains the first kBertResumeAt steps and checkpoints
+// (serialized and parsed again: the bytes a file holds); a model that restores it trains the
+// rest and checkpoints again.
+constexpr int kBertResumeAt = 2;
+bert::Checkpoint cpu_bert_checkpoint(const bert::ModelConfig& c, const bert::MlmBatch& b, const bert::OptimizerConfig& o);
+// The CPU resuming from `from`: the losses of the remaining steps, and its checkpoint at the end.
+std::pair<BertTrainRun, bert::Checkpoint> cpu_bert_resume(const bert::ModelConfig& c, const bert::MlmBatch& b, const bert::OptimizerConfig& o,
+                                                          const bert::Checkpoint& from);
+// Two checkpoints of the same tensors: values within weight_tol lr, moments within moment_tol of
+// each tensor's largest, the same step counts. Returns the worst value difference in lr.
+inline double check_checkpoints(const bert::Checkpoint& want, const bert::Checkpoint& got, double lr, double weight_tol, double moment_tol) {
+  REQUIRE(got.names == want.names);
+  CHECK(got.opt_steps == want.opt_steps);
+  double worst = 0.0;
+  for (std::size_t k = 0; k < want.names.size(); ++k) {
+    INFO(want.names[k]);
+    for (std::size_t i = 0; i < want.values[k].size(); ++i)
+      worst = std::max(worst, std::abs(static_cast<double>(got.values[k][i]) - want.values[k][i]) / lr);
+    for (const auto* pair : {&want.m, &want.v}) {
+      const auto& w = (*pair)[k];
+      const auto& g = pair == &want.m ? got.m[k] : got.v[k];
+      double largest = 0.0, diff = 0.0;
+      for (std::size_t i = 0; i < w.size(); ++i) {
+        largest = std::max(largest, std::abs(static_cast<double>(w[i])));
+        diff = std::max(diff, std::abs(static_cast<double>(g[i]) - w[i]));
+      }
+      CHECK(diff <= moment_tol * largest);
+    }
+  }
+  CHECK(worst <= weight_tol);
+  return worst;
 }
 
 // The GPU training run against the CPU one: each step's loss within loss_tol and gradient norm
@@ -197,6 +236,28 @@ inline double check_bert_training(const BertTrainRun& cpu, const BertTrainRun& g
   }
   CHECK(worst <= weight_tol);
   return worst;
+}
+
+// A CPU checkpoint resumed by Model with Optimizer (a GPU model and its CudaOptimizer, storage
+// float): the remaining steps' losses, and its checkpoint at the end against the CPU resuming
+// the same checkpoint. Returns the worst weight difference in lr.
+template <class Model, class Optimizer>
+double resume_like_cpu(double weight_tol) {
+  const bert::ModelConfig c = tiny_bert_config();
+  const bert::MlmBatch batch = tiny_bert_batch(3, 12, c.vocab, 4);
+  const bert::OptimizerConfig o = bert_train_optimizer(bert::OptimizerKind::adamw);
+  const bert::Checkpoint from = cpu_bert_checkpoint(c, batch, o);
+  const auto [want, want_end] = cpu_bert_resume(c, batch, o, from);
+  Model gpu(c);
+  Optimizer opt(o, gpu.params());
+  opt.restore(from, "the CPU's checkpoint");
+  BertTrainRun got;
+  train_bert_steps(gpu, batch, o, kBertResumeAt, kBertTrainSteps, [&](double lr, const LayerPlan& plan) { return opt.step(lr, plan).norm; }, got);
+  for (std::size_t s = 0; s < want.loss.size(); ++s) CHECK(std::abs(got.loss[s] - want.loss[s]) <= 1e-6 * want.loss[s]);
+  bert::Checkpoint got_end;
+  opt.capture(got_end);
+  got_end = bert::parse_checkpoint(bert::serialize_checkpoint(got_end), "the GPU's checkpoint");
+  return check_checkpoints(want_end, got_end, o.lr, weight_tol, 1e-4);
 }
 
 // The GPU run against the CPU run: the same tensors and initial values; the loss within

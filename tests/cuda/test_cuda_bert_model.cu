@@ -72,3 +72,8 @@ TEST_CASE("GPU BERT model trains like the CPU model: AdamW and LAMB, fp32 and bf
   train_like_cpu<float>(bert::OptimizerKind::lamb, 1e-6, 1e-6, 2e-3, "fp32-lamb");
   train_like_cpu<pc::bf16>(bert::OptimizerKind::adamw, 1e-3, 1.5e-2, 4.0, "bf16-adamw");
 }
+
+TEST_CASE("GPU BERT model resumes a CPU checkpoint and writes one the CPU reads", "[cuda][bert-gpu]") {
+  const double worst = pld::test::resume_like_cpu<GpuBert<float>, bert::CudaOptimizer<float, pc::DeviceBackend<float>>>(2e-3);
+  std::printf("rel-error bert-resume fp32 weights/lr %.3e\n", worst);
+}
