@@ -10,6 +10,7 @@
 #include "model_config.hpp"
 #include "optimizer.hpp"
 #include "options.hpp"
+#include "pld/cpu/gemm.hpp"
 #include "pld/pld.hpp"
 
 namespace bert {
