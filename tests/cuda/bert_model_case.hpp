@@ -65,18 +65,23 @@ inline bert::MlmBatch tiny_bert_batch(int B, int T, int vocab, int pad) {
   return b;
 }
 
-// The first training step of a PLD schedule whose plan drops at least one layer (per-sample: one
-// row of one layer) and keeps at least one; `rows` > 0 makes a per-sample plan for that batch.
-inline LayerPlan plan_with_a_drop(int layers, int rows) {
+// A PLD gate whose theta falls to its floor 0.5 within a few steps: its plans drop layers often.
+inline Gate dropping_gate(int layers, std::uint64_t seed, Granularity g) {
   ScheduleSpec spec;
   spec.preset = Preset::pld;
   spec.num_layers = layers;
   spec.theta_bar = 0.5;
   spec.gamma = 1.0;
   GateConfig o;
-  o.seed = 3;
-  o.granularity = rows > 0 ? Granularity::sample : Granularity::layer;
-  const Gate gate(make_schedule(spec), o);
+  o.seed = seed;
+  o.granularity = g;
+  return Gate(make_schedule(spec), o);
+}
+
+// The first training step of a PLD schedule whose plan drops at least one layer (per-sample: one
+// row of one layer) and keeps at least one; `rows` > 0 makes a per-sample plan for that batch.
+inline LayerPlan plan_with_a_drop(int layers, int rows) {
+  const Gate gate = dropping_gate(layers, 3, rows > 0 ? Granularity::sample : Granularity::layer);
   const int n = rows > 0 ? rows : 1;
   for (std::int64_t step = 1; step < 1000; ++step) {
     LayerPlan p = gate.plan(step, true, rows);
@@ -133,14 +138,7 @@ BertModelRun run_bert(Model& m, const bert::MlmBatch& b, const LayerPlan& plan, 
 constexpr int kBertTrainSteps = 4;
 
 inline std::vector<LayerPlan> bert_train_plans(int layers) {
-  ScheduleSpec spec;
-  spec.preset = Preset::pld;
-  spec.num_layers = layers;
-  spec.theta_bar = 0.5;
-  spec.gamma = 1.0;
-  GateConfig o;
-  o.seed = 4;
-  const Gate gate(make_schedule(spec), o);
+  const Gate gate = dropping_gate(layers, 4, Granularity::layer);
   std::vector<LayerPlan> plans;
   for (int s = 0; s < kBertTrainSteps; ++s) plans.push_back(gate.plan(s + 1));
   return plans;
