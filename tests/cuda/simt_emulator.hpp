@@ -1,10 +1,10 @@
 // A small SIMT emulator so pld's CUDA kernels run, as written, on a machine without a GPU: the
 // test translation unit defines PLD_CUDA_EMULATION, includes this header first, then the .cuh
 // files, and compiles them with the host compiler. A launch runs every block of the grid, one
-// warp at a time, each warp's 32 lanes as 32 host threads; __shfl_xor_sync is an exchange between
-// those threads with a barrier on each side. Enough for pld's kernels, which use warp shuffles
-// but no shared memory and no __syncthreads (the emulator has neither). Slow (a barrier is a
-// thread hand-off), so tests keep shapes small. It checks indexing, masking, reductions and
+// warp at a time, each warp's 32 lanes as 32 fibers of the launching thread (WarpPool);
+// __shfl_xor_sync is an exchange between the lanes with a barrier on each side. Enough for pld's kernels, which use warp shuffles
+// but no shared memory and no __syncthreads (the emulator has neither). Slow (a barrier is 32
+// context switches), so tests keep shapes small. It checks indexing, masking, reductions and
 // rounding of the real kernel code; not timing, memory coalescing or races between warps.
 #pragma once
 
@@ -13,12 +13,15 @@
 #endif
 
 #include <cmath>
-#include <condition_variable>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <mutex>
-#include <thread>
 #include <vector>
+
+#include <ucontext.h>
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#endif
 
 #include <cuda_runtime.h>  // dim3, uint3 (host declarations only under a host compiler)
 
@@ -30,87 +33,106 @@ inline thread_local dim3 tl_block_dim{1, 1, 1};
 inline thread_local dim3 tl_grid_dim{1, 1, 1};
 inline thread_local int tl_lane = 0;
 
-// 32 persistent threads, one per lane; run(job) runs job(lane) on all of them and waits.
+// The 32 lanes of a warp as fibers of the calling thread (ucontext): run() enters each lane in
+// turn; a lane runs until it reaches a warp barrier (a shuffle, __syncwarp) or returns, then
+// control comes back here. A round in which every live lane was entered once therefore brings
+// them all to the same barrier: the barrier's semantics, with no thread hand-off. (Session 9: the
+// earlier 32 host threads with mutex barriers spent most of their time in the OS scheduler; with
+// fibers the 40-step fp16 loop test took 26 s instead of 157 s on 2 busy cores.) Lanes that
+// return early simply leave the rounds, as exited lanes leave a warp.
 class WarpPool {
  public:
-  WarpPool() {
-    for (int lane = 0; lane < 32; ++lane) workers_.emplace_back([this, lane] { work(lane); });
-  }
-  ~WarpPool() {
-    {
-      std::lock_guard<std::mutex> l(m_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    for (auto& t : workers_) t.join();
-  }
-  void run(const std::function<void(int)>& job) {
-    std::unique_lock<std::mutex> l(m_);
+  static constexpr std::size_t kStack = 256 * 1024;  // per lane: pld's kernels keep small locals
+
+  WarpPool() : stacks_(32 * kStack) {}
+  WarpPool(const WarpPool&) = delete;
+  WarpPool& operator=(const WarpPool&) = delete;
+
+  // job(lane) on all 32 lanes; enter(lane) runs each time the lane is entered or resumed (it sets
+  // the lane's thread-local indices, which the fibers share with this thread).
+  void run(const std::function<void(int)>& job, const std::function<void(int)>& enter) {
     job_ = &job;
-    remaining_ = 32;
-    ++generation_;
-    cv_.notify_all();
-    done_.wait(l, [this] { return remaining_ == 0; });
+    for (int l = 0; l < 32; ++l) make_lane(l);
+    for (int live = 32; live > 0;) {
+      for (int l = 0; l < 32; ++l) {
+        if (done_[l]) continue;
+        current_ = l;
+        tl_lane = l;
+        enter(l);
+        switch_to_lane(l);
+        if (done_[l]) --live;
+      }
+    }
     job_ = nullptr;
   }
   // __syncwarp: every lane arrives before any goes on.
-  void sync() { barrier(); }
-  // The lanes' exchange: every lane publishes v, all wait, each reads its partner, all wait.
+  void sync() { yield(); }
+  // The lanes' exchange: every lane publishes v, all arrive, each reads its partner, all arrive.
   float shuffle_xor(float v, int lane_mask) {
-    slots_[tl_lane] = v;
-    barrier();
-    const float r = slots_[tl_lane ^ lane_mask];
-    barrier();
+    const int l = current_;
+    slots_[l] = v;
+    yield();
+    const float r = slots_[l ^ lane_mask];
+    yield();
     return r;
   }
 
  private:
-  void work(int lane) {
-    unsigned seen = 0;
-    for (;;) {
-      const std::function<void(int)>* job;
-      {
-        std::unique_lock<std::mutex> l(m_);
-        cv_.wait(l, [&] { return stop_ || generation_ != seen; });
-        if (stop_) return;
-        seen = generation_;
-        job = job_;
-      }
-      tl_lane = lane;
-      (*job)(lane);
-      std::lock_guard<std::mutex> l(m_);
-      if (--remaining_ == 0) done_.notify_one();
-    }
+  static void entry();
+  // Not inlined: getcontext returns twice, which would make run()'s locals suspect (-Wclobbered).
+  __attribute__((noinline)) void make_lane(int l) {
+    getcontext(&lane_[l]);
+    lane_[l].uc_stack.ss_sp = stacks_.data() + static_cast<std::size_t>(l) * kStack;
+    lane_[l].uc_stack.ss_size = kStack;
+    lane_[l].uc_link = &home_;
+    makecontext(&lane_[l], &WarpPool::entry, 0);
+    done_[l] = false;
   }
-  void barrier() {
-    std::unique_lock<std::mutex> l(bm_);
-    const unsigned gen = bgen_;
-    if (++arrived_ == 32) {
-      arrived_ = 0;
-      ++bgen_;
-      bcv_.notify_all();
-    } else {
-      bcv_.wait(l, [&] { return bgen_ != gen; });
-    }
+  void switch_to_lane(int l) {
+    annotate_start(&fake_stack_, stacks_.data() + static_cast<std::size_t>(l) * kStack, kStack);
+    swapcontext(&home_, &lane_[l]);
+    annotate_finish(fake_stack_, nullptr, nullptr);
   }
+  void yield() {  // on a lane: back to run()
+    const int l = current_;
+    void* fake = nullptr;
+    annotate_start(&fake, home_bottom_, home_size_);
+    swapcontext(&lane_[l], &home_);
+    annotate_finish(fake, nullptr, nullptr);
+  }
+#if defined(__SANITIZE_ADDRESS__)
+  static void annotate_start(void** fake, const void* bottom, std::size_t size) { __sanitizer_start_switch_fiber(fake, bottom, size); }
+  static void annotate_finish(void* fake, const void** bottom, std::size_t* size) { __sanitizer_finish_switch_fiber(fake, bottom, size); }
+#else
+  static void annotate_start(void**, const void*, std::size_t) {}
+  static void annotate_finish(void*, const void**, std::size_t*) {}
+#endif
 
-  std::vector<std::thread> workers_;
-  std::mutex m_;
-  std::condition_variable cv_, done_;
+  std::vector<char> stacks_;
+  ucontext_t home_{}, lane_[32]{};
+  bool done_[32] = {};
+  int current_ = 0;
   const std::function<void(int)>* job_ = nullptr;
-  unsigned generation_ = 0;
-  int remaining_ = 0;
-  bool stop_ = false;
   float slots_[32] = {};
-  std::mutex bm_;
-  std::condition_variable bcv_;
-  int arrived_ = 0;
-  unsigned bgen_ = 0;
+  void* fake_stack_ = nullptr;
+  const void* home_bottom_ = nullptr;  // the calling thread's stack, as ASan learns it on a lane's first entry
+  std::size_t home_size_ = 0;
 };
 
+// One pool per host thread (lanes are fibers of the thread that launches).
 inline WarpPool& pool() {
-  static WarpPool p;
+  static thread_local WarpPool p;
   return p;
+}
+
+inline void WarpPool::entry() {
+  WarpPool& p = pool();
+  p.annotate_finish(nullptr, &p.home_bottom_, &p.home_size_);
+  const int l = p.current_;
+  (*p.job_)(l);
+  p.done_[l] = true;
+  // Returning ends the fiber (uc_link: back to run()); its stack is not used again this run.
+  p.annotate_start(nullptr, p.home_bottom_, p.home_size_);
 }
 
 inline dim3 as_dim3(dim3 d) { return d; }
@@ -126,15 +148,18 @@ auto launch(G grid_arg, B block_arg, void (*kernel)(P...)) {
       for (unsigned by = 0; by < grid.y; ++by)
         for (unsigned bx = 0; bx < grid.x; ++bx)
           for (unsigned w = 0; w < (block.x * block.y * block.z + 31) / 32; ++w) {
-            const std::function<void(int)> job = [&](int lane) {
+            const unsigned threads = block.x * block.y * block.z;
+            const std::function<void(int)> enter = [&](int lane) {
               const unsigned t = w * 32 + static_cast<unsigned>(lane);
               tl_thread_idx = uint3{t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
               tl_block_idx = uint3{bx, by, bz};
               tl_block_dim = block;
               tl_grid_dim = grid;
-              if (t < block.x * block.y * block.z) kernel(static_cast<P>(args)...);
             };
-            pool().run(job);
+            const std::function<void(int)> job = [&](int lane) {
+              if (w * 32 + static_cast<unsigned>(lane) < threads) kernel(static_cast<P>(args)...);
+            };
+            pool().run(job, enter);
           }
   };
 }
