@@ -3,6 +3,8 @@
 // every parameter, the optimizer's moments and the elapsed training time.
 //
 // Layout: "PLDBERT\n" | u32 version | u64 payload bytes | payload | u64 FNV-1a of the payload.
+// Version 2 adds one string after the controller state, the trainer's own state (a GPU fp16
+// run's loss scale); a checkpoint without one is written as version 1, as before, and both read.
 // All integers little-endian as the machine writes them (x86-64, AArch64). Written atomically:
 // a temporary file in the same directory, flushed and fsync'ed, then renamed over the target, so
 // a crash or a full disk never leaves a half-written checkpoint under the real name.
@@ -27,7 +29,7 @@
 namespace bert {
 
 inline constexpr char kCheckpointMagic[8] = {'P', 'L', 'D', 'B', 'E', 'R', 'T', '\n'};
-inline constexpr std::uint32_t kCheckpointVersion = 1;
+inline constexpr std::uint32_t kCheckpointVersion = 2;  // the newest this program reads
 
 struct Checkpoint {
   std::string key;  // compatibility JSON: a checkpoint only resumes the run that wrote it
@@ -35,6 +37,7 @@ struct Checkpoint {
   std::uint64_t data_position = 0;
   double elapsed_seconds = 0.0;
   std::string controller_state;
+  std::string trainer_state;  // "" or the device's own state (fp16 loss scale: pld::cuda::DynamicLossScale)
   std::vector<std::string> names;
   std::vector<std::vector<float>> values, m, v;
   std::vector<std::int64_t> opt_steps;
@@ -145,6 +148,8 @@ inline std::string serialize_checkpoint(const Checkpoint& c) {
   w.pod(c.data_position);
   w.pod(c.elapsed_seconds);
   w.str(c.controller_state);
+  const std::uint32_t version = c.trainer_state.empty() ? 1 : 2;
+  if (version == 2) w.str(c.trainer_state);
   w.pod<std::uint64_t>(c.names.size());
   for (std::size_t i = 0; i < c.names.size(); ++i) {
     w.str(c.names[i]);
@@ -156,7 +161,7 @@ inline std::string serialize_checkpoint(const Checkpoint& c) {
   const std::string& payload = w.bytes();
   detail::Writer file;
   std::string out(kCheckpointMagic, sizeof kCheckpointMagic);
-  file.pod(kCheckpointVersion);
+  file.pod(version);
   file.pod<std::uint64_t>(payload.size());
   out += file.bytes();
   out += payload;
@@ -173,8 +178,8 @@ inline Checkpoint parse_checkpoint(const std::string& bytes, const std::string& 
   std::uint64_t size = 0;
   std::memcpy(&version, bytes.data() + sizeof kCheckpointMagic, sizeof version);
   std::memcpy(&size, bytes.data() + sizeof kCheckpointMagic + sizeof version, sizeof size);
-  if (version != kCheckpointVersion)
-    pld::detail::throw_error("checkpoint ", what, " has version ", version, "; this program reads version ", kCheckpointVersion);
+  if (version < 1 || version > kCheckpointVersion)
+    pld::detail::throw_error("checkpoint ", what, " has version ", version, "; this program reads versions 1 to ", kCheckpointVersion);
   if (size != bytes.size() - head - sizeof(std::uint64_t))
     pld::detail::throw_error("checkpoint ", what, " is truncated or has trailing bytes (", bytes.size(), " bytes, header says ",
                              size + head + sizeof(std::uint64_t), ")");
@@ -189,6 +194,7 @@ inline Checkpoint parse_checkpoint(const std::string& bytes, const std::string& 
   c.data_position = r.pod<std::uint64_t>();
   c.elapsed_seconds = r.pod<double>();
   c.controller_state = r.str();
+  if (version >= 2) c.trainer_state = r.str();
   const auto n = r.pod<std::uint64_t>();
   if (n > payload.size()) pld::detail::throw_error("checkpoint ", what, " is corrupt: ", n, " tensors");
   for (std::uint64_t i = 0; i < n; ++i) {

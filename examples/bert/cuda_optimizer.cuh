@@ -62,6 +62,8 @@ class CudaOptimizer {
     upload(all_, all);
     upload(all_chunks_, chunks);
     all_chunk_count_ = static_cast<int>(chunks.size());
+    // The norm's and any update's scratch: a step's tensors and chunks are a subset of these.
+    scratch_.resize(static_cast<std::size_t>(pld::cuda::optimizer_scratch(all_chunk_count_, static_cast<int>(params.size()))));
     stats_.resize(pld::cuda::kOptimizerStats);
     LB::zero(stats_.data(), pld::cuda::kOptimizerStats * sizeof(float), stream_);
   }
@@ -117,11 +119,42 @@ class CudaOptimizer {
   // One update at learning rate lr after the step's backward; `inv_loss_scale` undoes fp16 loss
   // scaling. Returns the gradient norm before clipping (read back: a synchronisation) and whether
   // it was finite (not finite: the kernels changed nothing, as an fp16 overflow step must).
+  // The same as norm() then apply(), for loops that need no look at the norm in between.
   struct Result {
     double norm = 0.0;
     bool finite = true;
   };
   Result step(double lr, const pld::LayerPlan& plan, float inv_loss_scale = 1.0f) {
+    const Result r = norm(inv_loss_scale);
+    apply(lr, plan);
+    return r;
+  }
+
+  // The global gradient norm over every tensor (of the unscaled gradients), read back; the
+  // clipping factor and the overflow flag stay on the device for apply().
+  Result norm(float inv_loss_scale = 1.0f) {
+    h_ = pld::cuda::OptimizerHyper{};
+    h_.beta1 = static_cast<float>(c_.beta1);
+    h_.beta2 = static_cast<float>(c_.beta2);
+    h_.eps = static_cast<float>(c_.eps);
+    h_.clip_norm = static_cast<float>(c_.clip_norm);
+    h_.inv_loss_scale = inv_loss_scale;
+    pld::cuda::optimizer_grad_norm(all_.data(), all_chunks_.data(), all_chunk_count_, h_, scratch_.data(), stats_.data(), stream_, counts_);
+    float stats[pld::cuda::kOptimizerStats];
+    LB::download(stats, stats_.data(), sizeof(stats), stream_);
+    last_ = Result{static_cast<double>(stats[0]), stats[1] == 0.0f};
+    have_norm_ = true;
+    return last_;
+  }
+
+  // What the last norm() returned.
+  const Result& last_norm() const { return last_; }
+
+  // The update at lr after norm() (an overflow step changes nothing and counts no step), then
+  // the gradients zeroed for the next step.
+  void apply(double lr, const pld::LayerPlan& plan) {
+    if (!have_norm_) pld::detail::throw_error("CudaOptimizer::apply without norm() first");
+    have_norm_ = false;
     std::vector<pld::cuda::OptimizerTensor> run;
     std::vector<std::size_t> ran;
     for (std::size_t k = 0; k < params_.size(); ++k) {
@@ -138,26 +171,14 @@ class CudaOptimizer {
     upload(run_, run);
     upload(run_chunks_, chunks);
     const int nc = static_cast<int>(chunks.size()), nt = static_cast<int>(run.size());
-    scratch_.resize(static_cast<std::size_t>(std::max(pld::cuda::optimizer_scratch(all_chunk_count_, 0), pld::cuda::optimizer_scratch(nc, nt))));
-    pld::cuda::OptimizerHyper h;
-    h.lr = static_cast<float>(lr);
-    h.beta1 = static_cast<float>(c_.beta1);
-    h.beta2 = static_cast<float>(c_.beta2);
-    h.eps = static_cast<float>(c_.eps);
-    h.clip_norm = static_cast<float>(c_.clip_norm);
-    h.inv_loss_scale = inv_loss_scale;
-    pld::cuda::optimizer_grad_norm(all_.data(), all_chunks_.data(), all_chunk_count_, h, scratch_.data(), stats_.data(), stream_, counts_);
+    h_.lr = static_cast<float>(lr);
     if (c_.kind == OptimizerKind::adamw)
-      pld::cuda::adamw_update<T>(run_.data(), run_chunks_.data(), nc, h, stats_.data(), stream_, counts_);
+      pld::cuda::adamw_update<T>(run_.data(), run_chunks_.data(), nc, h_, stats_.data(), stream_, counts_);
     else
-      pld::cuda::lamb_update<T>(run_.data(), nt, run_chunks_.data(), nc, h, scratch_.data(), stats_.data(), stream_, counts_);
-    float stats[pld::cuda::kOptimizerStats];
-    LB::download(stats, stats_.data(), sizeof(stats), stream_);
-    Result r{static_cast<double>(stats[0]), stats[1] == 0.0f};
-    if (r.finite)
+      pld::cuda::lamb_update<T>(run_.data(), nt, run_chunks_.data(), nc, h_, scratch_.data(), stats_.data(), stream_, counts_);
+    if (last_.finite)
       for (std::size_t k : ran) ++steps_[k];  // an overflow step is not a step
     for (const Param& p : params_) LB::zero(p.grad, p.size * sizeof(float), stream_);
-    return r;
   }
 
  private:
@@ -193,6 +214,9 @@ class CudaOptimizer {
   Buffer<pld::cuda::OptimizerChunk> all_chunks_, run_chunks_;
   int all_chunk_count_ = 0;
   Buffer<float> scratch_, stats_;
+  pld::cuda::OptimizerHyper h_;  // of the last norm(), for its apply()
+  Result last_;
+  bool have_norm_ = false;
   pld::cuda::LaunchCounts counts_;
 };
 

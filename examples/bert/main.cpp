@@ -1,4 +1,4 @@
-// pld-bert: BERT pretraining with progressive layer dropping on the CPU.
+// pld-bert: BERT pretraining with progressive layer dropping on the CPU (or, built with CUDA, a GPU).
 //   pld-bert pretrain [options]   MLM pretraining (see pld-bert pretrain --help)
 //   pld-bert finetune [options]   genre classification or POS tagging from a checkpoint
 //   pld-bert vocab [options]      train the WordPiece vocabulary only
@@ -127,7 +127,12 @@ int main(int argc, char** argv) {
     return fail(2);
   }
   try {
-    if (cmd == "pretrain") return bert::run_pretrain(args, std::cout, ranks);
+#if defined(PLD_BERT_CUDA)
+    const bert::TrainerFactory cuda = bert::make_cuda_trainer;
+#else
+    const bert::TrainerFactory cuda;
+#endif
+    if (cmd == "pretrain") return bert::run_pretrain(args, std::cout, ranks, cuda);
     if (cmd == "finetune") return bert::run_finetune(args, std::cout);
     if (cmd == "vocab") return run_vocab(args, std::cout);
     if (cmd == "tokenize") return run_tokenize(args, std::cout);

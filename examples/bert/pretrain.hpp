@@ -1,5 +1,6 @@
-// `pld-bert pretrain`: MLM pretraining with PLD on the CPU, with evaluation, checkpoints, exact
-// resume, a progress line, metrics.jsonl and a summary.
+// `pld-bert pretrain`: MLM pretraining with PLD on the CPU or a GPU, with evaluation, checkpoints,
+// exact resume, a progress line, metrics.jsonl and a summary. The loop is written once over a
+// Trainer (trainer.hpp): the CPU's (cpu_trainer.hpp) or the GPU's (cuda_trainer.cuh).
 #pragma once
 
 #include <omp.h>
@@ -20,9 +21,9 @@
 
 #include "checkpoint.hpp"
 #include "corpus.hpp"
+#include "cpu_trainer.hpp"
 #include "dataset.hpp"
 #include "mlm_data.hpp"
-#include "model.hpp"
 #include "optimizer.hpp"
 #include "options.hpp"
 #include "run_dir.hpp"
@@ -30,6 +31,7 @@
 #include "pld/pld.hpp"
 #include "run_config.hpp"
 #include "tokenizer.hpp"
+#include "trainer.hpp"
 
 namespace bert {
 
@@ -48,17 +50,13 @@ inline std::string format_number(double x) {
   return b;
 }
 
-// The products' engine as a line for the log: library, CPU ISA, precision.
-inline std::string engine_line(pld::cpu::Precision p) {
-  return std::string(pld::cpu::has_onednn() ? "oneDNN" : "Eigen") + " products, CPU ISA " + pld::cpu::cpu_isa_name() + ", " +
-         pld::cpu::to_string(p) + " operands, fp32 accumulation";
-}
-
-// The same for options.json and summary.json, with the kernel oneDNN chose for the last product.
-inline nlohmann::json engine_info(BertMlm& model) {
-  const pld::cpu::Gemm& g = model.encoder.layer(0).gemm();
-  return {{"library", pld::cpu::has_onednn() ? "oneDNN" : "Eigen"}, {"isa", pld::cpu::cpu_isa_name()},
-          {"precision", pld::cpu::to_string(g.precision())}, {"kernel", g.last_implementation()}};
+// The engine for options.json and summary.json, with the kernel oneDNN chose for the last product.
+inline nlohmann::json engine_info(Trainer& t) {
+  const EngineInfo e = t.engine();
+  nlohmann::json j = {{"device", e.device}, {"library", e.library}, {"precision", e.precision}};
+  j[e.device == "cpu" ? "isa" : "gpu"] = e.processor;
+  if (!e.kernel.empty() || e.device == "cpu") j["kernel"] = e.kernel;
+  return j;
 }
 
 struct EvalResult {
@@ -113,7 +111,7 @@ inline LossReferences loss_references(const std::vector<Sequence>& train, const 
 }
 
 // MLM loss and accuracy on validation sequences, all layers kept, no dropout, fixed masking.
-inline EvalResult evaluate_mlm(BertMlm& model, const std::vector<Sequence>& seqs, std::size_t max_seqs, int batch, int max_len,
+inline EvalResult evaluate_mlm(Trainer& model, const std::vector<Sequence>& seqs, std::size_t max_seqs, int batch, int max_len,
                                int vocab_size, std::uint64_t seed, double mask_prob, const pld::Gate& gate, std::int64_t step) {
   const std::size_t n = max_seqs == 0 ? seqs.size() : std::min(max_seqs, seqs.size());
   const pld::LayerPlan plan = gate.plan(step, /*training=*/false);
@@ -188,11 +186,14 @@ inline std::optional<EvalResult> logged_evaluation(const std::string& path, std:
 // is the ordinary run. Every rank runs the same checks and holds the whole model; each global
 // batch of --batch sequences is split into equal shards; the gradients are averaged through
 // pld::dist::GradientReducer (a layer the plan dropped sends nothing); rank 0 alone logs and writes.
-inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_arg, pld::dist::Communicator* comm_arg = nullptr) {
+// `cuda`: makes the GPU trainer for --device cuda (make_cuda_trainer in a pld-bert built with
+// CUDA); without one, --device cuda is refused.
+inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_arg, pld::dist::Communicator* comm_arg = nullptr,
+                        const TrainerFactory& cuda = nullptr) {
   Options o("pretrain", pretrain_option_specs());
   o.parse(args);
   if (o.help_requested()) {
-    out_arg << "Pretrains BERT with masked-language modelling and progressive layer dropping on the CPU.\n\n" << o.help();
+    out_arg << "Pretrains BERT with masked-language modelling and progressive layer dropping on the CPU or a GPU.\n\n" << o.help();
     return 0;
   }
   pld::dist::LocalCommunicator local;
@@ -223,6 +224,12 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
   const bool allow_noisy = o.boolean("allow-noisy-corpus");
   const double max_loss_arg = o.str("max-loss") == "auto" ? -1.0 : o.real("max-loss", 0.0, 1e30);
   const OptimizerConfig opt_cfg = optimizer_config_from(o);
+  const bool gpu = o.choice("device", {"cpu", "cuda"}) == "cuda";
+  const GpuPrecision gpu_precision = gpu_precision_from(o);
+  if (gpu && !cuda)
+    pld::detail::throw_error("--device cuda: this pld-bert was built without CUDA (configure with a CUDA toolkit and -DPLD_ENABLE_CUDA=ON)");
+  if (gpu && world > 1)
+    pld::detail::throw_error("--device cuda runs on one GPU: data parallelism (", world, " ranks) runs on the CPU only so far");
   pld::GateConfig gate_cfg;
   gate_cfg.seed = seed;
   gate_cfg.sampling = pld::parse_sampling(o.choice("sampling", {"bernoulli", "fixed_count"}));
@@ -230,7 +237,7 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
   if (gate_cfg.granularity == pld::Granularity::sample && opt_cfg.skip_dropped)
     pld::detail::throw_error("--skip-dropped-updates needs --granularity layer");
   // The model's shape and the schedule, built once here so their errors come first.
-  pld::make_schedule(schedule_spec_from(o, model_config_from(o, kNumSpecial + 1).layers));
+  pld::make_schedule(schedule_spec_from(o, model_config_from(o, kNumSpecial + 1, !gpu).layers));
   const std::string ckpt_path = out_dir + "/checkpoint.bin";
   std::string resume = o.str("resume");
   if (resume == "auto") resume = fs::exists(ckpt_path) ? ckpt_path : "";
@@ -254,7 +261,7 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
 
   if (threads > 0) omp_set_num_threads(threads);
   Data data = load_data(o.str("corpus"), o.str("vocab"), out_dir, vocab_size, out, /*may_train_vocab=*/true, allow_noisy);
-  ModelConfig mc = model_config_from(o, data.vocab.size());
+  ModelConfig mc = model_config_from(o, data.vocab.size(), !gpu);
   mc.seed = seed;
   const std::vector<Sequence> train = pack_sequences(data.docs, data.split, Split::train, data.vocab, mc.max_len);
   const std::vector<Sequence> valid = pack_sequences(data.docs, data.split, Split::validation, data.vocab, mc.max_len);
@@ -275,7 +282,7 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
   // Not in the key: how a run is executed rather than what it computes (precision changes the last
   // bits, not the model: a checkpoint moves between fp32 and bf16 machines, exact only on the same one).
   for (const char* k : {"config", "corpus", "out", "vocab", "steps", "stop-at", "threads", "eval-every", "eval-max-seqs", "log-every",
-                        "checkpoint-every", "resume", "max-loss", "allow-noisy-corpus", "precision"})
+                        "checkpoint-every", "resume", "max-loss", "allow-noisy-corpus", "precision", "device"})
     key.erase(k);
   key["vocab_hash"] = std::to_string(data.vocab.hash());
   key["train_data_hash"] = std::to_string(data_hash);
@@ -287,6 +294,11 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
       if (!theirs.contains(k) || theirs[k] != v) diff += (diff.empty() ? "" : ", ") + k + " (" + (theirs.contains(k) ? theirs[k].dump() : "absent") + " there, " + v.dump() + " here)";
     pld::detail::throw_error("checkpoint ", resume, " is from another configuration: ", diff.empty() ? "keys differ" : diff);
   }
+
+  // The model and its optimizer on their device (a GPU that is missing fails here, before any write).
+  std::unique_ptr<Trainer> trainer;
+  if (gpu) trainer = cuda(mc, opt_cfg, gpu_precision);
+  else trainer = std::make_unique<CpuTrainer>(mc, opt_cfg);
 
   // Everything checked: from here on the run writes (rank 0 alone).
   if (root) {
@@ -306,15 +318,12 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
       return 0;
     }
   }();
-  BertMlm model(mc);
-  std::vector<Param>& params = model.params();
-  Optimizer opt(opt_cfg, params);
   pld::Controller controller(pld::make_schedule(schedule_spec_from(o, mc.layers)), gate_cfg);
   MlmStream stream(&train, mc.max_len, mc.vocab, seed, mask_prob);
   std::int64_t start = 0;
   double elapsed_before = 0.0;
   if (ckpt) {
-    restore(*ckpt, params, &opt, resume);
+    trainer->restore(*ckpt, resume);
     controller.restore_state(ckpt->controller_state);
     stream.seek(ckpt->data_position);
     start = ckpt->step;
@@ -334,8 +343,8 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
   if (root) {
     nlohmann::json opts = o.to_json();
     opts["model"] = {{"vocab", mc.vocab}, {"layers", mc.layers}, {"hidden", mc.hidden}, {"heads", mc.heads}, {"ffn", mc.layer_config().ffn_size()},
-                     {"max_len", mc.max_len}, {"parameters", model.num_parameters()}};
-    opts["engine"] = engine_info(model);
+                     {"max_len", mc.max_len}, {"parameters", trainer->num_parameters()}};
+    opts["engine"] = engine_info(*trainer);
     opts["ranks"] = world;
     write_file_atomically(out_dir + "/options.json", opts.dump(2) + "\n");
   }
@@ -343,8 +352,8 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
     out << "data parallel: " << world << " ranks over " << comm.name() << ", " << shard << " of the " << batch
         << " sequences of each global batch per rank\n";
   out << "model: L=" << mc.layers << " H=" << mc.hidden << " heads=" << mc.heads << " F=" << mc.layer_config().ffn_size() << " vocab=" << mc.vocab
-      << ", " << model.num_parameters() << " parameters; PLD " << o.str("pld") << ", " << omp_get_max_threads() << " threads\n";
-  out << "engine: " << engine_line(mc.precision) << "\n";
+      << ", " << trainer->num_parameters() << " parameters; PLD " << o.str("pld") << ", " << omp_get_max_threads() << " threads\n";
+  out << "engine: " << trainer->engine().line << "\n";
   out << "reference lines for the validation MLM loss: unigram " << format_number(refs.unigram) << " (training-split token frequencies), uniform ln V "
       << format_number(refs.uniform) << "\n";
 
@@ -352,6 +361,8 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
   const StopOnSignals stop_on_signals;  // SIGTERM / SIGINT: checkpoint after the current step, then exit
   double train_seconds = 0;  // time in training steps only (no eval, no checkpoint)
   double layer_seconds = 0;  // of which inside the encoder layers
+  const bool layers_timed = trainer->layer_seconds() >= 0;  // not on the GPU (host clocks are not its)
+  const bool loss_scaled = gpu && gpu_precision == GpuPrecision::fp16;
   auto save = [&](std::int64_t step_done, double elapsed) {
     Checkpoint c;
     c.key = key_text;
@@ -359,7 +370,7 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
     c.data_position = stream.position();
     c.elapsed_seconds = elapsed;
     c.controller_state = controller.save_state();
-    capture(params, opt, c);
+    trainer->capture(c);
     if (root) write_file_atomically(ckpt_path, serialize_checkpoint(c));
     last_saved = step_done;
   };
@@ -368,12 +379,12 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
   std::optional<pld::dist::GradientReducer> reducer;
   if (world > 1) {
     reducer.emplace(comm, mc.layers);
-    for (const Param& p : params) reducer->add(p.layer, p.grad, p.size);
+    for (const Param& p : *trainer->host_params()) reducer->add(p.layer, p.grad, p.size);
   }
   MlmBatch local_batch;
   auto eval = [&](std::int64_t step_done) {
     const auto t0 = std::chrono::steady_clock::now();
-    const EvalResult e = evaluate_mlm(model, valid, eval_max, batch, mc.max_len, mc.vocab, seed, mask_prob, controller.gate(), step_done);
+    const EvalResult e = evaluate_mlm(*trainer, valid, eval_max, batch, mc.max_len, mc.vocab, seed, mask_prob, controller.gate(), step_done);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     out << "eval step " << step_done << ": validation MLM loss " << e.loss << ", accuracy " << e.accuracy << " (" << e.predicted
         << " masked tokens, " << format_duration(s) << ")\n";
@@ -398,8 +409,8 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
   for (std::int64_t step = start; step < end; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
     const pld::LayerPlan& plan = controller.begin_step(step, gate_cfg.granularity == pld::Granularity::sample ? batch : 0);
-    const double layer_before = model.encoder.layer_seconds();
-    model.zero_grad();
+    const double layer_before = trainer->layer_seconds();
+    trainer->zero_grad();
     if (reducer) reducer->begin_step(plan);
     double loss = 0;
     int correct = 0, predicted = 0;
@@ -407,7 +418,7 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
     for (int a = 0; a < accum; ++a) {
       stream.next(batch, b);  // the global batch, the same on every rank
       if (world == 1) {
-        const MlmResult r = model.step(b, plan, seed, true, 1.0 / accum);
+        const MlmResult r = trainer->step(b, plan, seed, true, 1.0 / accum);
         loss += r.loss / accum;
         correct += r.correct;
         predicted += r.predicted;
@@ -422,7 +433,7 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
       // On the last micro-batch each layer's all-reduce starts as soon as its backward is done,
       // overlapping the backward of the layers below it.
       const auto done = [&](int l) { reducer->layer_done(l); };
-      const MlmResult r = model.step(local_batch, plan, seed, true, world * share / accum, first_row,
+      const MlmResult r = trainer->step(local_batch, plan, seed, true, world * share / accum, first_row,
                                      a + 1 == accum ? std::function<void(int)>(done) : std::function<void(int)>());
       loss += r.loss * share / accum;  // summed over ranks below: the global mean
       correct += r.correct;
@@ -442,8 +453,11 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
       // after this sum is counted in the next step's), so no rank leaves the others waiting.
       agreed_stop = sums[4] > 0 ? (StopOnSignals::requested() ? StopOnSignals::requested() : SIGTERM) : 0;
     }
-    const double gnorm = opt.clip(params);
-    if (!std::isfinite(loss) || !std::isfinite(gnorm) || (max_loss > 0 && loss > max_loss)) {
+    // fp16 on the GPU: scaled gradients that overflowed skip the step (update() changes nothing and
+    // the loss scale backs off); anywhere else a non-finite norm is divergence.
+    const Trainer::Norm norm = trainer->clip();
+    const double gnorm = norm.norm;
+    if (!std::isfinite(loss) || (!norm.overflow && !std::isfinite(gnorm)) || (max_loss > 0 && loss > max_loss)) {
       metrics.flush();
       char what[160];
       std::snprintf(what, sizeof what, "loss %.4g, gradient norm %.4g%s", loss, gnorm,
@@ -454,7 +468,7 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
                                "; try a lower --lr than ", format_number(opt_cfg.lr));
     }
     const double lr = learning_rate(opt_cfg, step, steps);
-    opt.update(params, lr, plan);
+    trainer->update(lr, plan);
     const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const int kept = plan.num_kept();
     std::string layers_ran(static_cast<std::size_t>(mc.layers), '0');
@@ -465,7 +479,7 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
     controller.end_step({loss, tokens, sec});
     kept_sum += plan.kept_fraction();  // layer work done: per-sample mode counts rows
     train_seconds += sec;
-    layer_seconds += model.encoder.layer_seconds() - layer_before;
+    if (layers_timed) layer_seconds += trainer->layer_seconds() - layer_before;
     loss_window += loss;
     acc_window += predicted ? static_cast<double>(correct) / predicted : 0.0;
     tokens_window += tokens;
@@ -480,13 +494,16 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
                     static_cast<long long>(done), static_cast<long long>(steps), loss_window / window, acc_window / window, theta,
                     layers_ran.c_str(), lr, gnorm, tps, format_duration(eta).c_str());
       out << line << "\n" << std::flush;
-      metrics << nlohmann::json{{"step", done}, {"split", "train"}, {"loss", loss_window / window}, {"mlm_accuracy", acc_window / window},
+      nlohmann::json rec{{"step", done}, {"split", "train"}, {"loss", loss_window / window}, {"mlm_accuracy", acc_window / window},
                                 {"theta", theta}, {"layers", layers_ran}, {"kept_fraction", kept_window / window},
                                 {"expected_kept_fraction", expected_window / window},
                                 {"lr", lr}, {"grad_norm", gnorm}, {"tokens_per_s", tps},
-                                {"elapsed_s", elapsed_before + train_seconds}}
-                     .dump()
-              << "\n";
+                                {"elapsed_s", elapsed_before + train_seconds}};
+      if (loss_scaled) {
+        rec["loss_scale"] = trainer->loss_scale();
+        rec["overflow_steps"] = trainer->overflow_steps();  // skipped so far, this process and the ones it resumed
+      }
+      metrics << rec.dump() << "\n";
       metrics.flush();
       loss_window = acc_window = window_seconds = kept_window = expected_window = 0;
       tokens_window = window = 0;
@@ -520,9 +537,9 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
   const pld::ControllerStats& st = controller.stats();
   nlohmann::json summary = {{"steps_done", end}, {"steps_this_process", end - start}, {"wall_s", wall}, {"train_s", train_seconds},
                             {"train_s_total", elapsed_before + train_seconds},  // every process of the run (resumes included)
-                            {"layer_s", layer_seconds}, {"tokens_per_s", st.tokens_per_second()},
+                            {"layer_s", layers_timed ? nlohmann::json(layer_seconds) : nlohmann::json()}, {"tokens_per_s", st.tokens_per_second()},
                             {"mean_kept_fraction", (end - start) > 0 ? kept_sum / static_cast<double>(end - start) : 1.0},
-                            {"layer_work_saved", st.layer_work_saved()}, {"checkpoint", ckpt_path}, {"engine", engine_info(model)},
+                            {"layer_work_saved", st.layer_work_saved()}, {"checkpoint", ckpt_path}, {"engine", engine_info(*trainer)},
                             {"validation_unigram_loss", refs.unigram}, {"validation_uniform_loss", refs.uniform}};
   out << "done: " << end << "/" << steps << " steps (" << (end - start) << " in this process) in " << format_duration(wall) << " ("
       << format_duration(train_seconds) << " training)\n";
@@ -536,7 +553,11 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
   // layers as measured. The layers are identical in shape, so a layer-step costs the same whichever
   // layer it is. (Session 2 fitted a line over steps instead; this has no fit and less noise.)
   const double layer_steps = kept_sum * mc.layers;  // kept layer-steps in this process
-  if (end > start && layer_steps > 0) {
+  if (loss_scaled) {
+    summary["overflow_steps"] = trainer->overflow_steps();
+    summary["loss_scale"] = trainer->loss_scale();
+  }
+  if (layers_timed && end > start && layer_steps > 0) {
     const double per_layer_step = layer_seconds / layer_steps;
     const double all_layer_steps = static_cast<double>(end - start) * mc.layers;
     const double full = train_seconds - layer_seconds + per_layer_step * all_layer_steps;

@@ -12,6 +12,7 @@
 #include "options.hpp"
 #include "pld/cpu/gemm.hpp"
 #include "pld/pld.hpp"
+#include "trainer.hpp"
 
 namespace bert {
 
@@ -31,7 +32,7 @@ inline std::vector<OptionSpec> model_option_specs() {
       {"max-len", "128", "tokens per sequence including [CLS] and [SEP] (8..4096)"},
       {"dropout", "0.1", "dropout on embeddings, attention probabilities and residual branches"},
       {"norm", "pre", "LayerNorm position: pre (Pre-LN, PLD's layer, with a final LayerNorm) or post (Post-LN, BERT's original layer)"},
-      {"precision", "auto", "operands of every matrix product: fp32, bf16 (fp32 accumulation; needs oneDNN) or auto (bf16 where the CPU multiplies bf16 natively: AMX, AVX512-BF16)"},
+      {"precision", "auto", "CPU: operands of every matrix product, fp32, bf16 (fp32 accumulation; needs oneDNN) or auto (bf16 where the CPU multiplies bf16 natively: AMX, AVX512-BF16); GPU (pretrain --device cuda): storage of weights and activations, bf16 (auto), fp16 (with dynamic loss scaling) or fp32, always with fp32 accumulation and master weights"},
   };
 }
 
@@ -42,6 +43,7 @@ inline std::vector<OptionSpec> pretrain_option_specs() {
       {"out", "runs/bert", "output directory: vocab.txt, checkpoint.bin, metrics.jsonl, summary.json, options.json"},
       {"vocab", "", "vocab.txt to use (default: <out>/vocab.txt, trained on the training split when missing)"},
       {"vocab-size", "8192", "WordPiece vocabulary size when training one"},
+      {"device", "cpu", "cpu, or cuda (the current CUDA device; needs a pld-bert built with CUDA; Pre-LN, one process)"},
   };
   for (auto& m : model_option_specs()) s.push_back(m);
   std::vector<OptionSpec> t = {
@@ -82,7 +84,9 @@ inline std::vector<OptionSpec> pretrain_option_specs() {
   return s;
 }
 
-inline ModelConfig model_config_from(const Options& o, int vocab_size) {
+// `cpu`: the model runs on the CPU (the precision is its products'); a GPU run's precision is
+// gpu_precision_from's.
+inline ModelConfig model_config_from(const Options& o, int vocab_size, bool cpu = true) {
   ModelConfig c;
   const std::string size = o.choice("size", {"mini", "small", "base"});
   if (size == "mini") c.layers = 4, c.hidden = 256, c.heads = 4;
@@ -96,11 +100,19 @@ inline ModelConfig model_config_from(const Options& o, int vocab_size) {
   c.dropout = static_cast<float>(o.real("dropout", 0.0, 0.9));
   c.norm = pld::parse_norm_position(o.choice("norm", {"pre", "post"}));
   c.vocab = vocab_size;
-  c.precision = pld::cpu::resolve_precision(pld::cpu::parse_precision(o.choice("precision", {"auto", "fp32", "bf16"})));
+  const std::string precision = o.choice("precision", {"auto", "fp32", "bf16", "fp16"});
+  if (cpu && precision == "fp16")
+    pld::detail::throw_error("--precision fp16 is for the GPU (pretrain --device cuda); the CPU multiplies in fp32 or bf16");
+  c.precision = cpu ? pld::cpu::resolve_precision(pld::cpu::parse_precision(precision)) : pld::cpu::Precision::fp32;
   if (c.precision == pld::cpu::Precision::bf16 && !pld::cpu::has_onednn())
     pld::detail::throw_error("--precision bf16 needs oneDNN: this pld-bert was built without it (install libdnnl-dev and rebuild)");
   if (c.hidden % c.heads != 0) pld::detail::throw_error("--hidden (", c.hidden, ") must be divisible by --heads (", c.heads, ")");
   return c;
+}
+
+inline GpuPrecision gpu_precision_from(const Options& o) {
+  const std::string p = o.choice("precision", {"auto", "fp32", "bf16", "fp16"});
+  return p == "fp32" ? GpuPrecision::fp32 : p == "fp16" ? GpuPrecision::fp16 : GpuPrecision::bf16;
 }
 
 inline pld::ScheduleSpec schedule_spec_from(const Options& o, int layers) {
