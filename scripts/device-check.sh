@@ -8,7 +8,13 @@
 #   scripts/device-check.sh bench   the same build, then bench_cuda_layer (pld's layer, the cuBLASLt
 #                                   GEMM ceiling, a dropped layer) and the PyTorch peer (eager, SDPA,
 #                                   torch.compile) in the same call, and the side-by-side table.
-#   scripts/device-check.sh all     both in one call (one machine start instead of two).
+#   scripts/device-check.sh train   pld-bert pretraining on the GPU (issue 16): BERT-base, T = 128,
+#                                   batch 128, bf16, 300 steps each of --pld none, --pld pld and
+#                                   none with half the layers (the layers' share of a step); Hugging
+#                                   Face BertForMaskedLM (eager, torch.compile) and the bf16 GEMM
+#                                   ceiling in the same call; an fp16 stability probe (fp16 with loss
+#                                   scaling at a large lr: none, dd_only, pld). Table: train.txt.
+#   scripts/device-check.sh all     tests and bench in one call (one machine start instead of two).
 #
 # Every step has its own time cap, and all of them together stay inside PLD_DEVICE_DEADLINE seconds
 # (default 540, under the tool's 600 s per call): a step that would pass it gets the time left or
@@ -27,8 +33,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-}"
 case "$mode" in
-  tests|bench|all) ;;
-  *) echo "usage: scripts/device-check.sh tests|bench|all   (see the comment at the top)" >&2; exit 2 ;;
+  tests|bench|train|all) ;;
+  *) echo "usage: scripts/device-check.sh tests|bench|train|all   (see the comment at the top)" >&2; exit 2 ;;
 esac
 out="${OUT:-build-gpu/out}"
 mkdir -p "$out"
@@ -59,6 +65,7 @@ finish() {
     printf '%s\n' "${summary[@]}"
     [ -f "$out/errors.txt" ] && cat "$out/errors.txt"
     [ -f "$out/table.txt" ] && cat "$out/table.txt"
+    [ -f "$out/train.txt" ] && cat "$out/train.txt"
   } >"$out/summary.txt"
   echo "----- summary -----"
   cat "$out/summary.txt"
@@ -85,10 +92,11 @@ else
   command -v ninja >/dev/null && generator=(-G Ninja)
   targets=(pld_cuda_tests pld_cuda_host_tests)
   [ "$mode" = bench ] && targets=(bench_cuda_layer)
+  [ "$mode" = train ] && targets=(pld-bert)
   [ "$mode" = all ] && targets+=(bench_cuda_layer)
   stamp "configure (CUDA architecture $arch)"
   if ! timeout "$(cap 60)" cmake -S . -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release "${prefix[@]}" \
-      -DCMAKE_CUDA_ARCHITECTURES="$arch" -DPLD_BUILD_EXAMPLES=OFF -DPLD_BUILD_TOOLS=OFF \
+      -DCMAKE_CUDA_ARCHITECTURES="$arch" -DPLD_BUILD_EXAMPLES=ON -DPLD_ENABLE_TORCH=OFF -DPLD_BUILD_TOOLS=OFF \
       -DPLD_WARNINGS_AS_ERRORS=OFF >"$logs/configure.log" 2>&1; then
     tail -30 "$logs/configure.log"; note "configure: FAILED (logs/configure.log)"; failed=1; finish
   fi
@@ -197,9 +205,72 @@ run_bench() {
   fi
 }
 
+# --- train -------------------------------------------------------------------------------------------
+# pld-bert's runs go to $build/train-runs (their checkpoints are large); their metrics and
+# summaries travel in logs.tar.gz, the table in train.txt.
+run_train() {
+  local bin="$build/examples/bert/pld-bert"
+  if [ ! -x "$bin" ]; then
+    note "train: pld-bert was not built (examples need nlohmann-json: ../shared/device/pack-deps.sh)"; failed=1; return
+  fi
+  if [ -z "$gpu" ]; then
+    note "train: skipped (no CUDA device)"; return
+  fi
+  local corpus="${PLD_DEVICE_CORPUS:-.device-deps/brown}"
+  if [ ! -d "$corpus" ]; then
+    note "train: no Brown corpus at $corpus (cp -r ~/.cache/pld/brown .device-deps/); using the committed slice"
+    corpus=tests/data/brown-slice
+  fi
+  local runs="$build/train-runs"
+  rm -rf "$runs" && mkdir -p "$runs" "$logs/train"
+  local common=(--device cuda --corpus "$corpus" --size base --max-len 128 --batch 128 --warmup 30 --eval-every 0
+                --eval-max-seqs 128 --log-every 20 --checkpoint-every 0 --max-loss 0 --dropout 0.1 --threads 4)
+  # one NAME SECONDS ARGS...: a pld-bert run into $runs/NAME, its log and records kept.
+  one() {
+    local name=$1 secs=$2; shift 2
+    out_of_time "train $name" && return 1
+    stamp "pld-bert $name"
+    local vocab=()
+    [ -f "$runs/none/vocab.txt" ] && vocab=(--vocab "$runs/none/vocab.txt")
+    timeout "$(cap "$secs")" "$bin" pretrain "${common[@]}" "${vocab[@]}" --out "$runs/$name" "$@" >"$logs/train/$name.log" 2>&1
+    local rc=$?
+    mkdir -p "$logs/train/$name"
+    cp "$runs/$name"/*.json* "$logs/train/$name/" 2>/dev/null
+    rm -f "$runs/$name/checkpoint.bin"
+    case $rc in
+      0) note "train $name: ran" ;;
+      124) note "train $name: TIMED OUT (logs/train/$name.log)"; failed=1 ;;
+      *) note "train $name: exit $rc: $(tail -1 "$logs/train/$name.log")" ;;
+    esac
+    tail -2 "$logs/train/$name.log"
+  }
+  one none 100 --pld none --steps 300 --vocab-size 30522 --lr 1e-4 || return
+  one pld 100 --pld pld --gamma 0.02 --steps 300 --lr 1e-4
+  one half 80 --pld none --layers 6 --steps 300 --lr 1e-4
+  if ! out_of_time "Hugging Face peer"; then
+    stamp "Hugging Face peer"
+    local v
+    v=$(wc -l <"$runs/none/vocab.txt" 2>/dev/null || echo 30522)
+    PYTHONUNBUFFERED=1 timeout "$(cap 180)" python3 benchmarks/peer/hf_bert_pretrain.py --vocab "$v" --out "$out/peer_bert.json" \
+      >"$logs/peer_bert.log" 2>&1
+    case $? in
+      0) note "Hugging Face peer: ran" ;;
+      3) note "Hugging Face peer: ran, a mode failed (peer_bert.json 'error')" ;;
+      124) note "Hugging Face peer: TIMED OUT (peer_bert.json holds what finished)" ;;
+      *) note "Hugging Face peer: FAILED (logs/peer_bert.log)"; tail -3 "$logs/peer_bert.log" ;;
+    esac
+  fi
+  # fp16 at ten times the lr: does PLD's schedule keep it stable where no dropping does not?
+  for preset in none dd_only pld; do
+    one "fp16-$preset" 60 --pld "$preset" --gamma 0.02 --precision fp16 --steps 150 --warmup 15 --lr 1e-3
+  done
+  python3 benchmarks/bert_gpu_table.py "$runs" "$out/peer_bert.json" >"$out/train.txt" 2>"$logs/train_table.log" || rm -f "$out/train.txt"
+}
+
 case "$mode" in
   tests) run_tests ;;
   bench) run_bench ;;
+  train) run_train ;;
   all) run_tests; run_bench ;;
 esac
 finish

@@ -2,7 +2,7 @@
 # directory with OUT set to a fresh folder, then checks what the GPU call would return: exit 0,
 # at most 8 files (the device tool's limit), none deeper than $OUT itself, summary.txt with the
 # device steps reported as skipped, and the logs packed in logs.tar.gz.
-#   cmake -DSCRIPT=... -DMODE=tests|bench|all -DPREBUILT=<build dir> -DOUT=<dir> -P device_dry_run.cmake
+#   cmake -DSCRIPT=... -DMODE=tests|bench|train|all -DPREBUILT=<build dir> -DOUT=<dir> -P device_dry_run.cmake
 file(REMOVE_RECURSE "${OUT}")
 file(MAKE_DIRECTORY "${OUT}")
 execute_process(
@@ -34,6 +34,9 @@ if(MODE STREQUAL "tests" OR MODE STREQUAL "all")
 endif()
 if(MODE STREQUAL "bench" OR MODE STREQUAL "all")
   list(APPEND expect "benchmark: skipped \\(no CUDA device\\)")
+endif()
+if(MODE STREQUAL "train")
+  list(APPEND expect "train: skipped \\(no CUDA device\\)")
 endif()
 foreach(e IN LISTS expect)
   if(NOT summary MATCHES "${e}")
