@@ -105,7 +105,7 @@ mkdir -p "$out"
 bert="$out/bin/pld-bert"
 if [ ! -x "$bert" ] || [ "$rebuild" = 1 ]; then
   if [ ! -x "$build/examples/bert/pld-bert" ] || [ "${PLD_ABLATION_REBUILD:-1}" = 1 ]; then
-    cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DPLD_BUILD_TESTS=OFF -DPLD_BUILD_BENCHMARKS=OFF >/dev/null
+    cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DPLD_BUILD_TESTS=OFF -DPLD_BUILD_BENCHMARKS=OFF -DPLD_BERT_CUDA=OFF >/dev/null
     cmake --build "$build" -j"$(nproc)" --target pld-bert >/dev/null
   fi
   mkdir -p "$out/bin"

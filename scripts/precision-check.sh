@@ -27,7 +27,7 @@ fi
 bert="$build/examples/bert/pld-bert"
 if [ ! -x "$bert" ]; then
   bash scripts/setup-deps.sh >/dev/null
-  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DPLD_BUILD_TESTS=OFF -DPLD_BUILD_BENCHMARKS=OFF >/dev/null
+  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DPLD_BUILD_TESTS=OFF -DPLD_BUILD_BENCHMARKS=OFF -DPLD_BERT_CUDA=OFF >/dev/null
   cmake --build "$build" -j"$(nproc)" --target pld-bert >/dev/null
 fi
 mkdir -p "$out"
