@@ -148,8 +148,17 @@ class CudaBackend {
     int size() const { return stack_.num_layers(); }
     auto& layer(int l) { return stack_.layer(l); }
     pld::cuda::BasicLayerStack<T, LB>& stack() { return stack_; }
-    // Host time is not the GPU's: not measured on this backend (0).
-    double seconds() const { return 0.0; }
+    // Time the stream spent in the layers (forward and backward) since construction, from LB's
+    // events around each pass (CUDA events on a GPU). Reading it waits for the passes recorded so
+    // far; pld-bert reads it once a step, after the step's results were read back anyway.
+    double seconds() const {
+      for (std::size_t i = 0; i < used_; ++i) {
+        timers_[i]->stop.synchronize();
+        seconds_ += static_cast<double>(timers_[i]->stop.elapsed_ms_since(timers_[i]->start)) * 1e-3;
+      }
+      used_ = 0;
+      return seconds_;
+    }
 
     void collect(std::vector<Param>& out) {
       for (int l = 0; l < size(); ++l) {
@@ -167,14 +176,34 @@ class CudaBackend {
         pld::detail::throw_error("the GPU model has no data-parallel per-sample plans yet (row offset ", row_offset, ")");
       valid_.resize(valid.size());
       LB::upload(valid_.data(), valid.data(), valid.size(), be_.stream_);
+      Timer& t = timer();
+      t.start.record(be_.stream_);
       stack_.forward(x, B, T_, valid_.data(), plan, seed, be_.stream_);
+      t.stop.record(be_.stream_);
     }
-    void backward(T* dx, const std::function<void(int)>& layer_done) { stack_.backward(dx, be_.stream_, layer_done); }
+    void backward(T* dx, const std::function<void(int)>& layer_done) {
+      Timer& t = timer();
+      t.start.record(be_.stream_);
+      stack_.backward(dx, be_.stream_, layer_done);
+      t.stop.record(be_.stream_);
+    }
 
    private:
+    struct Timer {
+      typename LB::Event start, stop;
+    };
+    // The next unread pair of events (made once, reused after seconds() read them).
+    Timer& timer() {
+      if (used_ == timers_.size()) timers_.push_back(std::make_unique<Timer>());
+      return *timers_[used_++];
+    }
+
     CudaBackend& be_;
     pld::cuda::BasicLayerStack<T, LB> stack_;
     Buffer<std::uint8_t> valid_;
+    mutable std::vector<std::unique_ptr<Timer>> timers_;
+    mutable std::size_t used_ = 0;  // timers recorded and not yet read
+    mutable double seconds_ = 0.0;
   };
 
   // y[n] = tok[ids[n]] + pos[n % T]; the ids (checked by the caller) are uploaded, and grouped by

@@ -8,8 +8,9 @@
 // nothing (no weight, moment or step count) and the scale backs off (pld::cuda::DynamicLossScale).
 // Its state travels in the checkpoint's trainer state, so a resumed run continues at the same scale.
 //
-// Not measured here: the time inside the layers (the host's clock is not the GPU's; CUDA events
-// would be), so layer_seconds() is -1 and pld-bert prints no layer-time split on the GPU.
+// The time inside the layers comes from events around the stack's passes on the stream (CUDA
+// events on a GPU; CudaBackend::Layers::seconds), so pld-bert prints the same layer-time split and
+// no-dropping estimate as on the CPU.
 #pragma once
 
 #include <optional>
@@ -93,7 +94,7 @@ class CudaTrainer final : public Trainer {
       opt_.restore(c, what);  // a checkpoint of another precision: a fresh loss scale
     }
   }
-  double layer_seconds() const override { return -1.0; }
+  double layer_seconds() const override { return model_.encoder.layer_seconds(); }
   double loss_scale() const override { return scale_ ? scale_->scale() : 1.0; }
   std::int64_t overflow_steps() const override { return scale_ ? scale_->overflows() : 0; }
 

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -196,6 +197,17 @@ class HostStaging {
 };
 
 // The memory half of a host backend: parameters, products and copies on host memory.
+// An event on the host's clock: what the emulated stream did between two records took that long.
+class HostEvent {
+ public:
+  void record(cudaStream_t) { t_ = std::chrono::steady_clock::now(); }
+  void synchronize() {}
+  float elapsed_ms_since(const HostEvent& start) const { return std::chrono::duration<float, std::milli>(t_ - start.t_).count(); }
+
+ private:
+  std::chrono::steady_clock::time_point t_{};
+};
+
 struct HostMemory {
   template <class U>
   using Params = HostLayerParams<U>;
@@ -203,6 +215,7 @@ struct HostMemory {
   using Plan = HostPlan;
   using RowStaging = HostStaging;
   using Buffer = HostBuffer;
+  using Event = HostEvent;
   static void copy(void* dst, const void* src, std::size_t bytes, cudaStream_t) { std::memmove(dst, src, bytes); }
   // Host-to-device copies must read staging memory (page-locked on a device): checked here.
   static void copy_from_host(void* dst, const void* src, std::size_t bytes, cudaStream_t) {

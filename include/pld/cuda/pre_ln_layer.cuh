@@ -90,6 +90,7 @@ struct DeviceBackend : KernelBackend<T> {
   using Plan = GemmPlan;
   using RowStaging = PinnedStaging<int>;  // per-sample row indices: page-locked, copied asynchronously
   using Buffer = DeviceBuffer;            // a stack's workspace arena
+  using Event = pld::cuda::Event;         // timing on the stream (a model's layer time)
 
   static void copy(void* dst, const void* src, std::size_t bytes, cudaStream_t st) {
     check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, st), "cudaMemcpyAsync (device to device)");
