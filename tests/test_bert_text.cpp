@@ -8,6 +8,7 @@
 
 #include "dataset.hpp"
 #include "mlm_data.hpp"
+#include "prefetch.hpp"
 #include "bert_test_util.hpp"
 #include "tokenizer.hpp"
 
@@ -213,4 +214,34 @@ TEST_CASE("packing, masking statistics and the data stream", "[bert][data]") {
   c.next(5, bc);
   CHECK(ba.input == bc.input);
   CHECK(ba.target == bc.target);
+}
+
+TEST_CASE("the batch prefetcher yields the stream's batches in order, from any position", "[bert][data]") {
+  const auto docs = bert::read_corpus(kSlice);
+  const auto split = bert::split_documents(docs);
+  const bert::Vocab v = bert::train_wordpiece(bert::word_counts(docs), 400);
+  const auto seqs = bert::pack_sequences(docs, split, bert::Split::train, v, 32);
+  for (const std::uint64_t start : {std::uint64_t(0), std::uint64_t(37)}) {
+    INFO("from position " << start);
+    bert::MlmStream direct(&seqs, 32, v.size(), 5, 0.15), ahead(&seqs, 32, v.size(), 5, 0.15);
+    direct.seek(start);
+    ahead.seek(start);
+    bert::MlmBatch want, got;
+    {
+      bert::BatchPrefetcher p(ahead, 6, 2);
+      CHECK(p.position() == start);
+      // Past an epoch boundary (the slice has a few hundred sequences): the reshuffle too.
+      for (int k = 0; k < 80; ++k) {
+        direct.next(6, want);
+        p.next(got);
+        REQUIRE(got.input == want.input);
+        REQUIRE(got.target == want.target);
+        REQUIRE(got.valid == want.valid);
+        REQUIRE(got.masked == want.masked);
+        REQUIRE(got.real_tokens == want.real_tokens);
+        REQUIRE(p.position() == direct.position());
+      }
+    }  // destroyed with batches made ahead and the producer waiting: it stops and joins
+  }
+  CHECK_THROWS_WITH(bert::BatchPrefetcher(bert::MlmStream(&seqs, 32, v.size(), 5, 0.15), 0), Catch::Matchers::Contains("batch and depth"));
 }

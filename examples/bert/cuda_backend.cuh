@@ -7,10 +7,10 @@
 // how CI runs this file. The layer's kernels are called through LB; the embedding and loss
 // kernels, which the layer does not use, directly.
 //
-// Every step is queued on the backend's stream. What the host must see waits for it: the loss
-// (cross_entropy reads back M floats and ints), and uploads of what the host made for the batch
-// (token ids, the masked rows, the padding mask), which are synchronous here. Overlapping them
-// with the step (pinned double buffers on a side stream) is not written yet (docs/bert.md).
+// Every step is queued on the backend's stream. What the host made for the batch (token ids, the
+// embedding gradient's grouping, the masked rows and labels, the padding mask) goes through LB's
+// staging memory (page-locked on a GPU) and is copied on the stream without waiting. What the host
+// must see waits for it: the loss (cross_entropy reads back M floats and ints).
 //
 // Not here: the optimizer over these tensors (the fp32 masters live in it; see
 // pld::cuda::StackAdamW for the encoder stack's), checkpoints, pld-bert's --device cuda.
@@ -174,8 +174,7 @@ class CudaBackend {
                  int row_offset) {
       if (row_offset != 0 && plan.per_sample())
         pld::detail::throw_error("the GPU model has no data-parallel per-sample plans yet (row offset ", row_offset, ")");
-      valid_.resize(valid.size());
-      LB::upload(valid_.data(), valid.data(), valid.size(), be_.stream_);
+      be_.stage(valid_, valid.data(), valid.size(), valid_staging_);
       Timer& t = timer();
       t.start.record(be_.stream_);
       stack_.forward(x, B, T_, valid_.data(), plan, seed, be_.stream_);
@@ -201,6 +200,7 @@ class CudaBackend {
     CudaBackend& be_;
     pld::cuda::BasicLayerStack<T, LB> stack_;
     Buffer<std::uint8_t> valid_;
+    typename LB::RowStaging valid_staging_;
     mutable std::vector<std::unique_ptr<Timer>> timers_;
     mutable std::size_t used_ = 0;  // timers recorded and not yet read
     mutable double seconds_ = 0.0;
@@ -210,16 +210,15 @@ class CudaBackend {
   // id on the host for the deterministic embed_backward.
   void embed(const std::vector<int>& ids, const Tensor& tok, const Tensor& pos, T* y, int N, int T_, int H) {
     T_seq_ = T_;
-    ids_.resize(ids.size());
-    LB::upload(ids_.data(), ids.data(), ids.size() * sizeof(int), stream_);
+    stage(ids_, ids.data(), ids.size(), ids_staging_);
     grad_plan_ = pld::cuda::EmbeddingGradPlan::build(ids.data(), N, static_cast<int>(tok.w.size() / static_cast<std::size_t>(H)));
     pld::cuda::embedding_forward<T>(ids_.data(), tok.w.data(), pos.w.data(), y, N / T_, T_, H, stream_, counts_);
   }
   void embed_backward(const T* dy, Tensor& tok, Tensor& pos, int N, int H) {
     const auto& p = grad_plan_;
-    upload_ints(plan_ids_, p.ids_unique);
-    upload_ints(plan_offsets_, p.offsets);
-    upload_ints(plan_rows_, p.rows);
+    stage(plan_ids_, p.ids_unique.data(), p.ids_unique.size(), plan_staging_[0]);
+    stage(plan_offsets_, p.offsets.data(), p.offsets.size(), plan_staging_[1]);
+    stage(plan_rows_, p.rows.data(), p.rows.size(), plan_staging_[2]);
     pld::cuda::embedding_backward<T>(dy, plan_ids_.data(), plan_offsets_.data(), plan_rows_.data(), p.groups(), N / T_seq_, T_seq_, H,
                                      tok.g.data(), pos.g.data(), stream_, counts_);
   }
@@ -249,7 +248,7 @@ class CudaBackend {
     LB::zero(p, n * sizeof(E), stream_);
   }
   void gather_rows(const T* src, const std::vector<int>& rows, int H, T* dst) {
-    upload_ints(rows_, rows);
+    stage(rows_, rows.data(), rows.size(), rows_staging_);
     LB::gather_rows(src, rows_.data(), static_cast<int>(rows.size()), H, dst, stream_, counts_);
   }
   // Uses the rows of the last gather_rows (the head scatters back where it gathered).
@@ -283,7 +282,7 @@ class CudaBackend {
   // host (a synchronisation) and are summed there in row order.
   MlmResult cross_entropy(T* logits, const std::vector<int>& labels, int C, double grad_scale, bool /*grad*/) {
     const int M = static_cast<int>(labels.size());
-    upload_ints(labels_, labels);
+    stage(labels_, labels.data(), labels.size(), labels_staging_);
     loss_.resize(labels.size());
     correct_.resize(labels.size());
     pld::cuda::softmax_cross_entropy<T>(logits, labels_.data(), M, C, static_cast<float>(grad_scale / M), loss_.data(), correct_.data(),
@@ -304,9 +303,19 @@ class CudaBackend {
   }
 
  private:
-  void upload_ints(Buffer<int>& dst, const std::vector<int>& v) {
-    dst.resize(v.size());
-    if (!v.empty()) LB::upload(dst.data(), v.data(), v.size() * sizeof(int), stream_);
+  // What the host made for the batch (ids, rows, labels, the padding mask), to the device without
+  // a synchronisation: written into LB's staging memory (page-locked on a GPU) and copied on the
+  // stream. Each site has its own staging, whose reserve() waits until its previous copy has read
+  // it (a step earlier: no wait in practice).
+  template <class E>
+  void stage(Buffer<E>& dst, const E* src, std::size_t n, typename LB::RowStaging& staging) {
+    dst.resize(n);
+    if (n == 0) return;
+    const std::size_t bytes = n * sizeof(E);
+    int* s = staging.reserve((bytes + sizeof(int) - 1) / sizeof(int));
+    std::memcpy(s, src, bytes);
+    LB::copy_from_host(dst.data(), s, bytes, stream_);
+    staging.copied(stream_);
   }
   void* lt_ws() {
     if (lt_ws_.size() == 0) lt_ws_.resize(pld::cuda::kLtWorkspaceBytes);
@@ -318,6 +327,7 @@ class CudaBackend {
   pld::cuda::LaunchCounts counts_;
   int T_seq_ = 0;
   Buffer<int> ids_, plan_ids_, plan_offsets_, plan_rows_, rows_, labels_, correct_;
+  typename LB::RowStaging ids_staging_, plan_staging_[3], rows_staging_, labels_staging_;
   Buffer<float> colsum_, loss_;
   Buffer<unsigned char> lt_ws_;
   pld::cuda::EmbeddingGradPlan grad_plan_;

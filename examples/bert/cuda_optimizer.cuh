@@ -12,14 +12,14 @@
 // storage copy from them. capture() / restore() move the whole state through pld-bert's
 // checkpoint (checkpoint.hpp), the CPU's format and tensor names.
 //
-// Per step the host uploads the table of the tensors that run (their step counts and bias
-// corrections) and its chunk table: synchronous copies, written for the SIMT emulator and a first
-// GPU run (pld::cuda::StackAdamW shows the asynchronous form: pinned staging, chunks gathered on
-// the device).
+// Per step the host makes the table of the tensors that run (their step counts and bias
+// corrections) and its chunk table, and copies them through staging memory (page-locked on a GPU)
+// without waiting. What the host reads back: the gradient norm (norm()), once a step.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "checkpoint.hpp"
@@ -168,8 +168,8 @@ class CudaOptimizer {
       ran.push_back(k);
     }
     const auto chunks = pld::cuda::make_optimizer_chunks(run);
-    upload(run_, run);
-    upload(run_chunks_, chunks);
+    stage(run_, run, run_staging_);
+    stage(run_chunks_, chunks, chunks_staging_);
     const int nc = static_cast<int>(chunks.size()), nt = static_cast<int>(run.size());
     h_.lr = static_cast<float>(lr);
     if (c_.kind == OptimizerKind::adamw)
@@ -199,6 +199,18 @@ class CudaOptimizer {
     dst.resize(v.size());
     if (!v.empty()) LB::upload(dst.data(), v.data(), v.size() * sizeof(E), stream_);
   }
+  // The step's tables to the device without a synchronisation, through LB's staging memory
+  // (page-locked on a GPU), which waits before reuse until its last copy has read it.
+  template <class E>
+  void stage(Buffer<E>& dst, const std::vector<E>& v, typename LB::RowStaging& staging) {
+    dst.resize(v.size());
+    if (v.empty()) return;
+    const std::size_t bytes = v.size() * sizeof(E);
+    int* s = staging.reserve((bytes + sizeof(int) - 1) / sizeof(int));
+    std::memcpy(s, v.data(), bytes);
+    LB::copy_from_host(dst.data(), s, bytes, stream_);
+    staging.copied(stream_);
+  }
   std::vector<float> download(const Buffer<float>& b) const {
     std::vector<float> v(b.size());
     LB::download(v.data(), b.data(), v.size() * sizeof(float), stream_);
@@ -212,6 +224,7 @@ class CudaOptimizer {
   std::vector<std::int64_t> steps_;
   Buffer<pld::cuda::OptimizerTensor> all_, run_;
   Buffer<pld::cuda::OptimizerChunk> all_chunks_, run_chunks_;
+  typename LB::RowStaging run_staging_, chunks_staging_;
   int all_chunk_count_ = 0;
   Buffer<float> scratch_, stats_;
   pld::cuda::OptimizerHyper h_;  // of the last norm(), for its apply()

@@ -26,6 +26,7 @@
 #include "mlm_data.hpp"
 #include "optimizer.hpp"
 #include "options.hpp"
+#include "prefetch.hpp"
 #include "run_dir.hpp"
 #include "pld/dist/reducer.hpp"
 #include "pld/pld.hpp"
@@ -333,6 +334,9 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
       out << "the checkpoint was written by " << ranks_before << " rank(s), this run has " << world
           << ": the same global batches from the same data position, other shards\n";
   }
+  // The batches from here on, masked ahead on a thread of their own (the same batches in the same
+  // order: the numbers do not change).
+  BatchPrefetcher batches(stream, batch);
   const std::int64_t end = stop_at > 0 ? std::min(stop_at, steps) : steps;
   const std::string metrics_path = out_dir + "/metrics.jsonl";
   if (root) {
@@ -367,7 +371,7 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
     Checkpoint c;
     c.key = key_text;
     c.step = step_done;
-    c.data_position = stream.position();
+    c.data_position = batches.position();
     c.elapsed_seconds = elapsed;
     c.controller_state = controller.save_state();
     trainer->capture(c);
@@ -416,7 +420,7 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
     int correct = 0, predicted = 0;
     std::int64_t tokens = 0;
     for (int a = 0; a < accum; ++a) {
-      stream.next(batch, b);  // the global batch, the same on every rank
+      batches.next(b);  // the global batch, the same on every rank
       if (world == 1) {
         const MlmResult r = trainer->step(b, plan, seed, true, 1.0 / accum);
         loss += r.loss / accum;
