@@ -38,6 +38,20 @@
 
 namespace bert {
 
+// n elements of host data into dst (LB memory, resized to n) without a synchronisation: written
+// into `staging` (page-locked on a GPU, whose reserve() first waits until its previous copy has
+// read it) and copied on the stream. The emulator refuses a copy from any other memory.
+template <class LB, class Buf, class E>
+void stage_copy(Buf& dst, const E* src, std::size_t n, typename LB::RowStaging& staging, cudaStream_t stream) {
+  dst.resize(n);
+  if (n == 0) return;
+  const std::size_t bytes = n * sizeof(E);
+  int* s = staging.reserve((bytes + sizeof(int) - 1) / sizeof(int));
+  std::memcpy(s, src, bytes);
+  LB::copy_from_host(dst.data(), s, bytes, stream);
+  staging.copied(stream);
+}
+
 template <class T, class LB>
 class CudaBackend {
  public:
@@ -303,19 +317,11 @@ class CudaBackend {
   }
 
  private:
-  // What the host made for the batch (ids, rows, labels, the padding mask), to the device without
-  // a synchronisation: written into LB's staging memory (page-locked on a GPU) and copied on the
-  // stream. Each site has its own staging, whose reserve() waits until its previous copy has read
-  // it (a step earlier: no wait in practice).
+  // What the host made for the batch (ids, rows, labels, the padding mask) to the device without a
+  // synchronisation; each site has its own staging (its previous copy is a step old: no wait).
   template <class E>
   void stage(Buffer<E>& dst, const E* src, std::size_t n, typename LB::RowStaging& staging) {
-    dst.resize(n);
-    if (n == 0) return;
-    const std::size_t bytes = n * sizeof(E);
-    int* s = staging.reserve((bytes + sizeof(int) - 1) / sizeof(int));
-    std::memcpy(s, src, bytes);
-    LB::copy_from_host(dst.data(), s, bytes, stream_);
-    staging.copied(stream_);
+    stage_copy<LB>(dst, src, n, staging, stream_);
   }
   void* lt_ws() {
     if (lt_ws_.size() == 0) lt_ws_.resize(pld::cuda::kLtWorkspaceBytes);

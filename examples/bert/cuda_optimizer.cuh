@@ -19,7 +19,6 @@
 
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <vector>
 
 #include "checkpoint.hpp"
@@ -199,17 +198,10 @@ class CudaOptimizer {
     dst.resize(v.size());
     if (!v.empty()) LB::upload(dst.data(), v.data(), v.size() * sizeof(E), stream_);
   }
-  // The step's tables to the device without a synchronisation, through LB's staging memory
-  // (page-locked on a GPU), which waits before reuse until its last copy has read it.
+  // The step's tables to the device without a synchronisation (stage_copy, cuda_backend.cuh).
   template <class E>
   void stage(Buffer<E>& dst, const std::vector<E>& v, typename LB::RowStaging& staging) {
-    dst.resize(v.size());
-    if (v.empty()) return;
-    const std::size_t bytes = v.size() * sizeof(E);
-    int* s = staging.reserve((bytes + sizeof(int) - 1) / sizeof(int));
-    std::memcpy(s, v.data(), bytes);
-    LB::copy_from_host(dst.data(), s, bytes, stream_);
-    staging.copied(stream_);
+    stage_copy<LB>(dst, v.data(), v.size(), staging, stream_);
   }
   std::vector<float> download(const Buffer<float>& b) const {
     std::vector<float> v(b.size());
