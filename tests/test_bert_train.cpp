@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -367,6 +368,51 @@ TEST_CASE("a checkpoint with an empty tensor round-trips (a fuzzing finding)", "
   CHECK(back.m == c.m);
   CHECK(back.v == c.v);
   CHECK(bert::serialize_checkpoint(back) == bytes);
+}
+
+TEST_CASE("checkpoint versions: 1 without a trainer state, 2 with one, one encoding each (a fuzzing finding)", "[bert][hardening]") {
+  bert::Checkpoint c;
+  c.key = "{}";
+  c.names = {"w"};
+  c.values = {{1.0f, 2.0f}};
+  c.m = {{0.5f, 0.5f}};
+  c.v = {{0.25f, 0.25f}};
+  c.opt_steps = {4};
+  auto version_of = [](const std::string& bytes) {
+    std::uint32_t v = 0;
+    std::memcpy(&v, bytes.data() + sizeof bert::kCheckpointMagic, sizeof v);
+    return v;
+  };
+  const std::string v1 = bert::serialize_checkpoint(c);
+  CHECK(version_of(v1) == 1);  // what every CPU run writes, as before version 2 existed
+  c.trainer_state = "pld-loss-scale 1 65536 12 3";
+  const std::string v2 = bert::serialize_checkpoint(c);
+  CHECK(version_of(v2) == 2);
+  const bert::Checkpoint back = bert::parse_checkpoint(v2, "test");
+  CHECK(back.trainer_state == c.trainer_state);
+  CHECK(bert::serialize_checkpoint(back) == v2);
+  CHECK(bert::parse_checkpoint(v1, "test").trainer_state.empty());
+  // Version 2 with an empty trainer state would write back as version 1: refused, so every
+  // accepted file round-trips to its own bytes (the checkpoint fuzzer found the second encoding).
+  std::string payload = v2.substr(sizeof bert::kCheckpointMagic + 12, v2.size() - sizeof bert::kCheckpointMagic - 12 - 8);
+  const std::uint64_t state_size = c.trainer_state.size();  // a string record: u64 length, bytes
+  const std::string state_record = std::string(reinterpret_cast<const char*>(&state_size), sizeof state_size) + c.trainer_state;
+  const std::size_t at = payload.find(state_record);
+  REQUIRE(at != std::string::npos);
+  payload.replace(at, state_record.size(), std::string(8, '\0'));  // the same record, empty
+  std::string framed(bert::kCheckpointMagic, sizeof bert::kCheckpointMagic);
+  const std::uint32_t version = 2;
+  const std::uint64_t n = payload.size(), sum = pld::detail::fnv1a64(payload);
+  framed.append(reinterpret_cast<const char*>(&version), sizeof version);
+  framed.append(reinterpret_cast<const char*>(&n), sizeof n);
+  framed += payload;
+  framed.append(reinterpret_cast<const char*>(&sum), sizeof sum);
+  CHECK_THROWS_WITH(bert::parse_checkpoint(framed, "v2.bin"), Catch::Contains("version 2 with an empty trainer state"));
+  // A version this program does not know.
+  std::string v9 = v1;
+  const std::uint32_t nine = 9;
+  std::memcpy(&v9[sizeof bert::kCheckpointMagic], &nine, sizeof nine);
+  CHECK_THROWS_WITH(bert::parse_checkpoint(v9, "v9.bin"), Catch::Contains("reads versions 1 to 2"));
 }
 
 TEST_CASE("validation masks do not depend on the run's seed, and the loss reference lines", "[bert][ablation]") {

@@ -194,7 +194,11 @@ inline Checkpoint parse_checkpoint(const std::string& bytes, const std::string& 
   c.data_position = r.pod<std::uint64_t>();
   c.elapsed_seconds = r.pod<double>();
   c.controller_state = r.str();
-  if (version >= 2) c.trainer_state = r.str();
+  if (version >= 2) {
+    c.trainer_state = r.str();
+    // One encoding per content: an empty trainer state is written as version 1.
+    if (c.trainer_state.empty()) pld::detail::throw_error("checkpoint ", what, " is corrupt: version 2 with an empty trainer state");
+  }
   const auto n = r.pod<std::uint64_t>();
   if (n > payload.size()) pld::detail::throw_error("checkpoint ", what, " is corrupt: ", n, " tensors");
   for (std::uint64_t i = 0; i < n; ++i) {
