@@ -365,7 +365,6 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
   const StopOnSignals stop_on_signals;  // SIGTERM / SIGINT: checkpoint after the current step, then exit
   double train_seconds = 0;  // time in training steps only (no eval, no checkpoint)
   double layer_seconds = 0;  // of which inside the encoder layers
-  const bool layers_timed = trainer->layer_seconds() >= 0;  // not on the GPU (host clocks are not its)
   const bool loss_scaled = gpu && gpu_precision == GpuPrecision::fp16;
   auto save = [&](std::int64_t step_done, double elapsed) {
     Checkpoint c;
@@ -483,7 +482,7 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
     controller.end_step({loss, tokens, sec});
     kept_sum += plan.kept_fraction();  // layer work done: per-sample mode counts rows
     train_seconds += sec;
-    if (layers_timed) layer_seconds += trainer->layer_seconds() - layer_before;
+    layer_seconds += trainer->layer_seconds() - layer_before;
     loss_window += loss;
     acc_window += predicted ? static_cast<double>(correct) / predicted : 0.0;
     tokens_window += tokens;
@@ -541,7 +540,7 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
   const pld::ControllerStats& st = controller.stats();
   nlohmann::json summary = {{"steps_done", end}, {"steps_this_process", end - start}, {"wall_s", wall}, {"train_s", train_seconds},
                             {"train_s_total", elapsed_before + train_seconds},  // every process of the run (resumes included)
-                            {"layer_s", layers_timed ? nlohmann::json(layer_seconds) : nlohmann::json()}, {"tokens_per_s", st.tokens_per_second()},
+                            {"layer_s", layer_seconds}, {"tokens_per_s", st.tokens_per_second()},
                             {"mean_kept_fraction", (end - start) > 0 ? kept_sum / static_cast<double>(end - start) : 1.0},
                             {"layer_work_saved", st.layer_work_saved()}, {"checkpoint", ckpt_path}, {"engine", engine_info(*trainer)},
                             {"validation_unigram_loss", refs.unigram}, {"validation_uniform_loss", refs.uniform}};
@@ -561,7 +560,7 @@ inline int run_pretrain(const std::vector<std::string>& args, std::ostream& out_
     summary["overflow_steps"] = trainer->overflow_steps();
     summary["loss_scale"] = trainer->loss_scale();
   }
-  if (layers_timed && end > start && layer_steps > 0) {
+  if (end > start && layer_steps > 0) {
     const double per_layer_step = layer_seconds / layer_steps;
     const double all_layer_steps = static_cast<double>(end - start) * mc.layers;
     const double full = train_seconds - layer_seconds + per_layer_step * all_layer_steps;

@@ -63,7 +63,7 @@ class Trainer {
   virtual void capture(Checkpoint& c) = 0;
   virtual void restore(const Checkpoint& c, const std::string& what) = 0;
 
-  // Seconds inside the encoder layers since construction; < 0 where not measured.
+  // Seconds inside the encoder layers since construction (the CPU's clock; on a GPU, events on the stream).
   virtual double layer_seconds() const = 0;
   // fp16 loss scaling: the current scale and the overflow steps skipped so far (1 and 0 without).
   virtual double loss_scale() const { return 1.0; }
