@@ -336,6 +336,75 @@ TEST_CASE("GEMM builders: batched head products in cuBLASLt's column-major terms
   }
 }
 
+// The layer's products (pld::MatMul, row-major) through ProductPlan: the translation to
+// cuBLASLt's column-major problem and the operand swap, for every transpose combination, padded
+// leading dimensions, batches and the bias epilogue, against the row-major definition itself.
+TEST_CASE("ProductPlan runs a row-major MatMul as its definition says", "[cuda-host]") {
+  using Plan = pc::ProductPlan<float, pld::test::HostPlan, pld::test::HostHandle>;
+  const pld::test::HostHandle handle;
+  const int m = 3, n = 5, k = 4, pad = 2;
+  for (int batch : {1, 3})
+    for (int tx = 0; tx < 2; ++tx)
+      for (int ty = 0; ty < 2; ++ty)
+        for (int with_bias = 0; with_bias < (batch == 1 ? 2 : 1); ++with_bias) {
+          pld::MatMul mm;
+          mm.m = m; mm.n = n; mm.k = k;
+          mm.trans_x = tx == 1; mm.trans_y = ty == 1;
+          mm.ldx = mm.cols_x() + pad; mm.ldy = mm.cols_y() + pad; mm.ldd = n + pad;
+          mm.batch = batch;
+          mm.stride_x = mm.rows_x() * mm.ldx; mm.stride_y = mm.rows_y() * mm.ldy; mm.stride_d = m * mm.ldd;
+          if (with_bias) mm.epilogue = pld::Epilogue::bias;
+          INFO("batch " << batch << " trans_x " << tx << " trans_y " << ty << " bias " << with_bias);
+          auto to_float = [](const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); };
+          const auto X = to_float(random_matrix(static_cast<std::size_t>(batch * mm.stride_x), 11));
+          const auto Y = to_float(random_matrix(static_cast<std::size_t>(batch * mm.stride_y), 12));
+          const auto bias = to_float(random_matrix(static_cast<std::size_t>(n), 13));
+          std::vector<float> D = to_float(random_matrix(static_cast<std::size_t>(batch * mm.stride_d), 14));
+          const std::vector<float> D0 = D;
+          Plan plan(handle, mm);
+          plan.run(handle, 0.5f, X.data(), Y.data(), 2.0f, D.data(), with_bias ? bias.data() : nullptr, nullptr, nullptr, nullptr);
+          for (int b = 0; b < batch; ++b)
+            for (int i = 0; i < m; ++i)
+              for (int j = 0; j < n; ++j) {
+                double s = 0;
+                for (int e = 0; e < k; ++e) {
+                  const double x = X[static_cast<std::size_t>(b * mm.stride_x + (tx ? e * mm.ldx + i : i * mm.ldx + e))];
+                  const double y = Y[static_cast<std::size_t>(b * mm.stride_y + (ty ? j * mm.ldy + e : e * mm.ldy + j))];
+                  s += x * y;
+                }
+                const std::size_t at = static_cast<std::size_t>(b * mm.stride_d + i * mm.ldd + j);
+                const double want = 0.5 * s + 2.0 * D0[at] + (with_bias ? bias[static_cast<std::size_t>(j)] : 0.0);
+                REQUIRE_THAT(D[at], Catch::Matchers::WithinAbs(want, 1e-6));
+              }
+          // The padding between rows is left alone.
+          for (int b = 0; b < batch; ++b)
+            for (int i = 0; i < m; ++i)
+              for (int j = n; j < mm.ldd; ++j) {
+                const std::size_t at = static_cast<std::size_t>(b * mm.stride_d + i * mm.ldd + j);
+                REQUIRE(D[at] == D0[at]);
+              }
+        }
+}
+
+TEST_CASE("MatMul descriptions are checked before a backend sees them", "[cuda-host]") {
+  pld::MatMul p = pld::linear_product(128, 64, 192);
+  CHECK_NOTHROW(p.check());
+  pld::MatMul bad = p;
+  bad.ldy = 10;
+  CHECK_THROWS_WITH(bad.check(), Contains("leading dimension"));
+  bad = pld::with_epilogue(p, pld::Epilogue::bias_gelu_aux, 190);
+  CHECK_THROWS_WITH(bad.check(), Contains("multiple of 8"));
+  CHECK_NOTHROW(pld::with_epilogue(p, pld::Epilogue::bias_gelu_aux, 192).check());
+  bad = pld::with_epilogue(pld::heads_abt_product(32, 128, 64, true), pld::Epilogue::bias);
+  CHECK_THROWS_WITH(bad.check(), Contains("unbatched"));
+  bad = p;
+  bad.k = 0;
+  CHECK_THROWS_WITH(bad.check(), Contains("must be > 0"));
+  // ProductPlan checks the description before translating it.
+  CHECK_THROWS_WITH((pc::ProductPlan<float, pld::test::HostPlan, pld::test::HostHandle>(pld::test::HostHandle{}, bad)),
+                    Contains("must be > 0"));
+}
+
 TEST_CASE("Dynamic loss scale: backoff on overflow, growth after the interval, bounds, state", "[cuda-host]") {
   pld::cuda::LossScaleConfig c;
   c.initial = 1024.0;

@@ -114,22 +114,21 @@ class CudaBackend {
    public:
     explicit Gemm(CudaBackend& b) : be_(b) {}
     enum Kind { forward, dgrad, wgrad };
-    typename LB::Plan& plan(Kind kind, int rows, int in, int out) {
+    using Plan = typename LB::template Plan<T>;
+    Plan& plan(Kind kind, int rows, int in, int out) {
       const auto key = std::make_tuple(static_cast<int>(kind), rows, in, out);
       auto it = plans_.find(key);
       if (it != plans_.end()) return *it->second;
-      const cudaDataType_t t = pld::cuda::Storage<T>::data_type;
-      pld::cuda::GemmProblem p = kind == forward ? pld::cuda::row_major_linear(rows, in, out, t, CUBLAS_COMPUTE_32F)
-                                 : kind == dgrad ? pld::cuda::row_major_linear_dgrad(rows, in, out, t, CUBLAS_COMPUTE_32F)
-                                                 : pld::cuda::row_major_linear_wgrad(rows, in, out, t, CUBLAS_COMPUTE_32F);
-      if (kind == forward) p.epilogue = pld::cuda::Epilogue::bias;
-      auto made = std::make_unique<typename LB::Plan>(be_.lt_, p);
+      const pld::MatMul p = kind == forward ? pld::with_epilogue(pld::linear_product(rows, in, out), pld::Epilogue::bias)
+                            : kind == dgrad ? pld::linear_dgrad_product(rows, in, out)
+                                            : pld::linear_wgrad_product(rows, in, out);
+      auto made = std::make_unique<Plan>(be_.lt_, p);
       return *plans_.emplace(key, std::move(made)).first->second;
     }
 
    private:
     CudaBackend& be_;
-    std::map<std::tuple<int, int, int, int>, std::unique_ptr<typename LB::Plan>> plans_;
+    std::map<std::tuple<int, int, int, int>, std::unique_ptr<Plan>> plans_;
   };
 
   // Initial values as the CPU model draws them (model_config.hpp's tensor ids), in storage T.
@@ -272,15 +271,15 @@ class CudaBackend {
 
   // y (M, N) = x (M, K) W^T + b with W (N, K).
   void linear_forward(Gemm& g, const T* x, const Tensor& w, const Tensor& b, T* y, int M, int K, int N) {
-    g.plan(Gemm::forward, M, K, N).run(lt_, 1.0f, w.w.data(), x, 0.0f, y, b.w.data(), nullptr, lt_ws(), stream_);
+    g.plan(Gemm::forward, M, K, N).run(lt_, 1.0f, x, w.w.data(), 0.0f, y, b.w.data(), nullptr, lt_ws(), stream_);
     counts_.gemms += 1;
   }
   // dx written; w.g and b.g (fp32) accumulate.
   void linear_backward(Gemm& g, const T* dy, const T* x, Tensor& w, Tensor& b, T* dx, int M, int K, int N) {
     colsum_.resize(static_cast<std::size_t>(pld::cuda::column_sums_scratch(M, N)));
     LB::column_sums(dy, M, N, b.g.data(), colsum_.data(), stream_, counts_);
-    g.plan(Gemm::wgrad, M, K, N).run(lt_, 1.0f, x, dy, 1.0f, w.g.data(), nullptr, nullptr, lt_ws(), stream_);
-    g.plan(Gemm::dgrad, M, K, N).run(lt_, 1.0f, w.w.data(), dy, 0.0f, dx, nullptr, nullptr, lt_ws(), stream_);
+    g.plan(Gemm::wgrad, M, K, N).run(lt_, 1.0f, dy, x, 1.0f, w.g.data(), nullptr, nullptr, lt_ws(), stream_);
+    g.plan(Gemm::dgrad, M, K, N).run(lt_, 1.0f, dy, w.w.data(), 0.0f, dx, nullptr, nullptr, lt_ws(), stream_);
     counts_.gemms += 2;
   }
   // a = GELU(z) (erf form); z is kept as it is: the GPU backward recomputes from it.

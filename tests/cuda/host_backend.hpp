@@ -25,6 +25,7 @@
 #include "pld/cuda/launch.hpp"
 #include "pld/cuda/layer_params.hpp"
 #include "pld/cuda/storage.hpp"
+#include "pld/cuda/workspace.hpp"
 
 namespace pld::test {
 
@@ -112,6 +113,7 @@ class HostBuffer {
 class HostPlan {
  public:
   HostPlan(const HostHandle&, const pc::GemmProblem& p) : p_((p.check(), p)) {}
+  const pc::GemmProblem& problem() const { return p_; }
   void run(const HostHandle&, float alpha, const void* A, const void* B, float beta, void* D, const void* bias, const void* aux,
            void*, cudaStream_t) {
     const pc::GemmProblem& p = p_;
@@ -212,7 +214,8 @@ struct HostMemory {
   template <class U>
   using Params = HostLayerParams<U>;
   using Handle = HostHandle;
-  using Plan = HostPlan;
+  template <class U>
+  using Plan = pc::ProductPlan<U, HostPlan, HostHandle>;  // through the cuBLASLt translation
   using RowStaging = HostStaging;
   using Buffer = HostBuffer;
   using Event = HostEvent;
@@ -230,7 +233,7 @@ struct HostMemory {
 
 // Every kernel as plain loops, on host memory.
 template <class T>
-struct HostBackend : HostMemory {
+struct HostBackend : HostMemory, pc::LayerTraits {
   using LC = pc::LaunchCounts;
 
   static float f(T v) { return pc::to_float(v); }

@@ -1,7 +1,9 @@
 // cuBLASLt matrix products in the CUTLASS shape: describe the problem (GemmProblem), check it and
 // pick an algorithm once (GemmPlan), then run it on the caller's stream with the caller's
-// workspace. Column-major, as cuBLAS sees memory; row_major_* below build the problems a
-// row-major layer needs. Handles and descriptors are RAII objects; every status is checked.
+// workspace. Column-major, as cuBLAS sees memory. lt_problem() translates the layer's row-major
+// products (pld::MatMul, pld/layer/products.hpp) and ProductPlan<T> is the plan the layer's
+// logic uses; row_major_* build the same problems directly. Handles and descriptors are RAII
+// objects; every status is checked.
 #pragma once
 
 #include <cstddef>
@@ -13,6 +15,8 @@
 
 #include "pld/core/error.hpp"
 #include "pld/cuda/error.hpp"
+#include "pld/cuda/storage.hpp"
+#include "pld/layer/products.hpp"
 
 namespace pld::cuda {
 
@@ -28,10 +32,11 @@ class LtHandle {
   cublasLtHandle_t h_ = nullptr;
 };
 
-// What the product does after the multiply. Bias is a vector over the rows of D (m); the GELU
-// auxiliary matrix (the GELU input, saved for the backward) has D's shape and aux_ld. cuBLASLt's
-// GELU is the tanh approximation, so these fit GeluForm::tanh only.
-enum class Epilogue { none, bias, bias_gelu_aux, dgelu };
+// What the product does after the multiply (pld::Epilogue): in cuBLASLt's column-major terms the
+// bias is a vector over the rows of D (m); the GELU auxiliary matrix (the GELU input, saved for
+// the backward) has D's shape and aux_ld. cuBLASLt's GELU is the tanh approximation, so these fit
+// GeluForm::tanh only.
+using pld::Epilogue;
 
 // D = alpha op(A) op(B) + beta C, with C = D in place. m x n output, k the reduction.
 struct GemmProblem {
@@ -70,12 +75,7 @@ struct GemmProblem {
 
 // RAII wrappers of the three descriptor kinds.
 namespace detail {
-// Largest power of two, at most 256, dividing `bytes` (0 divides by anything: 256).
-inline std::uint32_t pow2_alignment(std::int64_t bytes) {
-  std::uint32_t a = 256;
-  while (a > 1 && bytes % a != 0) a /= 2;
-  return a;
-}
+using pld::pow2_alignment;
 
 inline std::size_t element_bytes(cudaDataType_t t) {
   switch (t) {
@@ -217,71 +217,73 @@ class GemmPlan {
   cublasLtMatmulAlgo_t algo_{};
 };
 
-// Row-major products of a layer whose weights are (out, in) as in PyTorch, over N rows.
-// y (N, out) = x (N, in) W^T: in column-major terms y^T = op_T(W) x^T.
-inline GemmProblem row_major_linear(int rows, int in, int out, cudaDataType_t type, cublasComputeType_t compute) {
+// A row-major product as cuBLASLt's column-major problem: row-major D = op(X) op(Y) is
+// column-major D^T = op(Y)^T op(X)^T, so Y is cuBLASLt's A and X its B, with m and n swapped.
+inline GemmProblem lt_problem(const MatMul& mm, cudaDataType_t storage, cublasComputeType_t compute = CUBLAS_COMPUTE_32F) {
   GemmProblem p;
-  p.trans_a = true;
-  p.m = out; p.n = rows; p.k = in;
-  p.lda = in; p.ldb = in; p.ldd = out;
-  p.ab_type = p.d_type = type;
+  p.trans_a = mm.trans_y;
+  p.trans_b = mm.trans_x;
+  p.m = mm.n; p.n = mm.m; p.k = mm.k;
+  p.lda = mm.ldy; p.ldb = mm.ldx; p.ldd = mm.ldd;
+  p.batch = mm.batch;
+  p.stride_a = mm.stride_y; p.stride_b = mm.stride_x; p.stride_d = mm.stride_d;
+  p.ab_type = storage;
+  p.d_type = mm.fp32_out ? CUDA_R_32F : storage;
   p.compute = compute;
-  return p;
-}
-// dx (N, in) = dy (N, out) W: dx^T = W_colmajor(in x out) dy^T.
-inline GemmProblem row_major_linear_dgrad(int rows, int in, int out, cudaDataType_t type, cublasComputeType_t compute) {
-  GemmProblem p;
-  p.m = in; p.n = rows; p.k = out;
-  p.lda = in; p.ldb = out; p.ldd = in;
-  p.ab_type = p.d_type = type;
-  p.compute = compute;
-  return p;
-}
-// dW (out, in) += dy^T x, accumulated in fp32: dW_colmajor(in x out) = x^T(in x N) op_T(dy^T).
-inline GemmProblem row_major_linear_wgrad(int rows, int in, int out, cudaDataType_t type, cublasComputeType_t compute) {
-  GemmProblem p;
-  p.trans_b = true;
-  p.m = in; p.n = out; p.k = rows;
-  p.lda = in; p.ldb = out; p.ldd = in;
-  p.ab_type = type;
-  p.d_type = CUDA_R_32F;
-  p.compute = compute;
+  p.epilogue = mm.epilogue;
+  p.aux_ld = mm.aux_ld;
+  p.align_bytes = mm.align_bytes;
   return p;
 }
 
+// The plan of one MatMul in storage T, operands in the MatMul's row-major order: what the layer's
+// logic (BasicPreLnLayer) and the BERT model run. Lt is the plan of the translated problem:
+// GemmPlan on a device, the tests' host emulation of cuBLASLt elsewhere.
+template <class T, class Lt = GemmPlan, class Handle = LtHandle>
+class ProductPlan {
+ public:
+  ProductPlan(const Handle& handle, const MatMul& mm) : matmul_((mm.check(), mm)), lt_(handle, lt_problem(mm, Storage<T>::data_type)) {}
+  const MatMul& matmul() const { return matmul_; }
+  const GemmProblem& problem() const { return lt_.problem(); }
+  // D = alpha op(X) op(Y) + beta D, then the epilogue (bias: n values; aux: the GELU input).
+  void run(const Handle& handle, float alpha, const void* X, const void* Y, float beta, void* D, const void* bias, const void* aux,
+           void* workspace, cudaStream_t stream) {
+    lt_.run(handle, alpha, Y, X, beta, D, bias, aux, workspace, stream);
+  }
+
+ private:
+  MatMul matmul_;
+  Lt lt_;
+};
+
+// The layer's products as cuBLASLt problems directly (benchmarks, the tests of the translation).
+// y (N, out) = x (N, in) W^T: run(W, x).
+inline GemmProblem row_major_linear(int rows, int in, int out, cudaDataType_t type, cublasComputeType_t compute) {
+  return lt_problem(linear_product(rows, in, out), type, compute);
+}
+// dx (N, in) = dy (N, out) W: run(W, dy).
+inline GemmProblem row_major_linear_dgrad(int rows, int in, int out, cudaDataType_t type, cublasComputeType_t compute) {
+  return lt_problem(linear_dgrad_product(rows, in, out), type, compute);
+}
+// dW (out, in) += dy^T x, accumulated in fp32: run(x, dy).
+inline GemmProblem row_major_linear_wgrad(int rows, int in, int out, cudaDataType_t type, cublasComputeType_t compute) {
+  return lt_problem(linear_wgrad_product(rows, in, out), type, compute);
+}
 // Batched row-major (T x d) head matrices, `batch` of them, each T*d apart.
-// A (T x d) times B^T: (T x T) row-major, e.g. scores = Q K^T, dP = dC V^T. Operands (A, B) in run().
+// A (T x d) times B^T: (T x T) row-major, e.g. scores = Q K^T: run(B, A).
 inline GemmProblem heads_a_bt(int batch, int seq, int dim, cudaDataType_t type, cudaDataType_t out_type,
                               cublasComputeType_t compute) {
-  GemmProblem p;  // (A B^T)^T = B A^T: op_T(B_colmajor) op_N(A_colmajor); run(B, A)
-  p.trans_a = true;
-  p.m = seq; p.n = seq; p.k = dim;
-  p.lda = dim; p.ldb = dim; p.ldd = seq;
-  p.batch = batch;
-  p.stride_a = p.stride_b = static_cast<std::int64_t>(seq) * dim;
-  p.stride_d = static_cast<std::int64_t>(seq) * seq;
-  p.ab_type = type;
+  GemmProblem p = lt_problem(heads_abt_product(batch, seq, dim, false), type, compute);
   p.d_type = out_type;
-  p.compute = compute;
   return p;
 }
-// P (T x T) times V (T x d): (T x d), e.g. ctx = P V, dQ = dS K. run(V, P).
+// P (T x T) times V (T x d): (T x d), e.g. ctx = P V: run(V, P).
 inline GemmProblem heads_p_v(int batch, int seq, int dim, cudaDataType_t type, cublasComputeType_t compute) {
-  GemmProblem p;  // (P V)^T = V^T P^T: op_N(V_colmajor d x T) op_N(P_colmajor = P^T)
-  p.m = dim; p.n = seq; p.k = seq;
-  p.lda = dim; p.ldb = seq; p.ldd = dim;
-  p.batch = batch;
-  p.stride_a = p.stride_d = static_cast<std::int64_t>(seq) * dim;
-  p.stride_b = static_cast<std::int64_t>(seq) * seq;
-  p.ab_type = p.d_type = type;
-  p.compute = compute;
-  return p;
+  return lt_problem(heads_pv_product(batch, seq, dim), type, compute);
 }
-// P^T (T x T) times G (T x d): (T x d), e.g. dV = P^T dC, dK = dS^T Q. run(G, P).
+// P^T (T x T) times G (T x d): (T x d), e.g. dV = P^T dC: run(G, P).
 inline GemmProblem heads_pt_v(int batch, int seq, int dim, cudaDataType_t type, cublasComputeType_t compute) {
-  GemmProblem p = heads_p_v(batch, seq, dim, type, compute);  // (P^T G)^T = G^T P: op_N(G) op_T(P^T storage)
-  p.trans_b = true;
-  return p;
+  return lt_problem(heads_ptv_product(batch, seq, dim), type, compute);
 }
 
 }  // namespace pld::cuda

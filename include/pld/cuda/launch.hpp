@@ -1,9 +1,11 @@
-// Bookkeeping of what a layer puts on the stream, so a test can prove that a dropped layer
-// launches nothing; and the launch shapes every kernel launcher shares.
+// The launch shapes every kernel launcher shares, and (pld/layer/launch_counts.hpp) the
+// bookkeeping of what a layer puts on the stream.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+
+#include "pld/layer/launch_counts.hpp"
 
 // Every kernel launch: PLD_LAUNCH(grid, block, stream, kernel)(arguments). Under nvcc it is the
 // triple-chevron launch; with PLD_CUDA_EMULATION (the tests' SIMT emulator, which compiles the
@@ -16,12 +18,7 @@
 
 namespace pld::cuda {
 
-struct LaunchCounts {
-  std::uint64_t kernels = 0;  // our own kernels
-  std::uint64_t gemms = 0;    // cuBLASLt matmuls
-  std::uint64_t copies = 0;   // cudaMemcpyAsync on the stream
-  std::uint64_t total() const { return kernels + gemms + copies; }
-};
+using pld::LaunchCounts;
 
 namespace detail {
 constexpr int kBlock = 256;                  // threads per block of every pld kernel

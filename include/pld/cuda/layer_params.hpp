@@ -18,10 +18,7 @@
 
 namespace pld::cuda {
 
-enum class ParamId : int {
-  in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias, linear1_weight, linear1_bias,
-  linear2_weight, linear2_bias, norm1_weight, norm1_bias, norm2_weight, norm2_bias
-};
+using pld::ParamId;
 constexpr int kNumParams = kLayerTensors;  // in the order of pld::layer_tensor_shapes
 
 template <class T>

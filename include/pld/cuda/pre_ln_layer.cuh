@@ -1,5 +1,5 @@
-// pld::cuda::PreLnLayer<T>: the Pre-LN layer of basic_pre_ln_layer.hpp run by DeviceBackend,
-// cuBLASLt for the products and pld's kernels for the rest, on the caller's stream.
+// pld::cuda::PreLnLayer<T>: the Pre-LN layer of pld/layer/basic_pre_ln_layer.hpp run by
+// DeviceBackend, cuBLASLt for the products and pld's kernels for the rest, on the caller's stream.
 #pragma once
 
 #include <cstddef>
@@ -19,13 +19,14 @@
 #include "pld/cuda/reduce.cuh"
 #include "pld/cuda/residual.cuh"
 #include "pld/cuda/rows.cuh"
+#include "pld/cuda/workspace.hpp"
 
 namespace pld::cuda {
 
 // The kernel half of a backend: one forwarding function per launcher. DeviceBackend adds device
 // memory and cuBLASLt; the tests' SIMT emulator pairs the same kernels with host memory.
 template <class T>
-struct KernelBackend {
+struct KernelBackend : LayerTraits {
   static void gather_rows(const T* src, const int* index, int rows, std::int64_t row_elems, T* dst, cudaStream_t st, LaunchCounts& c) {
     pld::cuda::gather_rows<T>(src, index, rows, row_elems, dst, st, c);
   }
@@ -87,7 +88,8 @@ struct DeviceBackend : KernelBackend<T> {
   template <class U>
   using Params = DeviceLayerParams<U>;
   using Handle = LtHandle;
-  using Plan = GemmPlan;
+  template <class U>
+  using Plan = ProductPlan<U>;
   using RowStaging = PinnedStaging<int>;  // per-sample row indices: page-locked, copied asynchronously
   using Buffer = DeviceBuffer;            // a stack's workspace arena
   using Event = pld::cuda::Event;         // timing on the stream (a model's layer time)

@@ -1,123 +1,31 @@
-// Memory of the CUDA Pre-LN layer, owned by the caller (the CUTLASS way: ask the size, pass the
-// memory). Two parts: `saved` holds the activations the backward needs and must stay untouched
-// from a layer's forward to its backward (one per kept layer of a stack); `scratch` is needed only
-// while a forward or backward runs, so one scratch can serve every layer of a stack in turn.
-// A dropped layer needs neither (both sizes are 0). Pure host arithmetic: tested without a GPU.
+// Workspace of the CUDA layer: pld::Workspace and its layout (pld/layer/workspace.hpp) with the
+// CUDA backend's scratch (cuBLASLt's workspace, the column sums' partials), and what the CUDA
+// kernels can run. Pure host arithmetic: tested without a GPU.
 #pragma once
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
+#include <cuda_runtime_api.h>
+
 #include "pld/core/error.hpp"
 #include "pld/cuda/blas_lt.hpp"
 #include "pld/cuda/launch.hpp"
 #include "pld/layer/layer_config.hpp"
 #include "pld/layer/layer_step.hpp"
+#include "pld/layer/workspace.hpp"
 
 namespace pld::cuda {
 
-struct WorkspaceSizes {
-  std::size_t saved = 0;
-  std::size_t scratch = 0;
-};
+using pld::layer_rows;
+using pld::Workspace;
+using pld::WorkspaceSizes;
 
-struct Workspace {
-  void* saved = nullptr;
-  std::size_t saved_bytes = 0;
-  void* scratch = nullptr;
-  std::size_t scratch_bytes = 0;
-};
-
-namespace detail {
-
-constexpr std::size_t kAlign = 256;  // cudaMalloc's alignment; cuBLASLt wants >= 16 bytes
-
-// Byte offsets of every buffer, for `rows` sequences (the kept ones in per-sample mode) of length
-// `seq`, storage elements of `elem` bytes. Shapes: N = rows * seq tokens, H hidden, F ffn.
-struct WorkspaceLayout {
-  // saved
-  std::size_t xin = 0;    // (N, H) the layer input (gathered in per-sample mode)
-  std::size_t ln1 = 0;    // (N, H)
-  std::size_t mean1 = 0;  // (N) fp32
-  std::size_t rstd1 = 0;  // (N) fp32
-  std::size_t qkvh = 0;   // (3, B, heads, T, d) q, k, v head-major
-  std::size_t probs = 0;  // (B, heads, T, T) softmax output before dropout
-  std::size_t ctx = 0;    // (N, H) attention context, packed
-  std::size_t h = 0;      // (N, H) after the attention residual
-  std::size_t ln2 = 0;    // (N, H)
-  std::size_t mean2 = 0;  // (N) fp32
-  std::size_t rstd2 = 0;  // (N) fp32
-  std::size_t pre = 0;    // (N, F) GELU input
-  std::size_t act = 0;    // (N, F) GELU output
-  std::size_t index = 0;  // (B) int: per-sample mode, the full-batch row of each kept row
-  std::size_t saved_bytes = 0;
-  // scratch
-  std::size_t qkv = 0;      // (N, 3H) packed q|k|v; in backward dqkv
-  std::size_t scores = 0;   // (B, heads, T, T) fp32 scores; in backward d(dropped P)
-  std::size_t dropped = 0;  // (B, heads, T, T) dropped P; in backward dS
-  std::size_t ctxh = 0;     // (B, heads, T, d) head-major context; in backward its gradient
-  std::size_t branch = 0;   // (N, H) a branch output before dropout; in backward g Dropout(dy)
-  std::size_t wide = 0;     // (N, F) gradient of act, then of pre
-  std::size_t dln = 0;      // (N, H) gradient of a LayerNorm output
-  std::size_t dh = 0;       // (N, H) gradient of h
-  std::size_t dqkvh = 0;    // (3, B, heads, T, d)
-  std::size_t rows_in = 0;  // (N, H) per-sample: gathered dy, or the dense y before its scatter
-  std::size_t rows_out = 0; // (N, H) per-sample: dense dx before its scatter
-  std::size_t valid = 0;    // (B, T) bytes, per-sample: gathered padding mask
-  std::size_t colsum = 0;   // fp32 partial column sums
-  std::size_t lt = 0;       // cuBLASLt workspace
-  std::size_t scratch_bytes = 0;
-
-  static WorkspaceLayout make(const LayerConfig& c, int rows, int seq, std::size_t elem, bool per_sample) {
-    WorkspaceLayout L;
-    const auto N = static_cast<std::size_t>(rows) * static_cast<std::size_t>(seq);
-    const auto H = static_cast<std::size_t>(c.hidden), F = static_cast<std::size_t>(c.ffn_size());
-    const auto TT = static_cast<std::size_t>(rows) * static_cast<std::size_t>(c.heads) * static_cast<std::size_t>(seq) *
-                    static_cast<std::size_t>(seq);
-    std::size_t off = 0;
-    auto take = [&off](std::size_t bytes) {
-      const std::size_t at = off;
-      off += (bytes + kAlign - 1) / kAlign * kAlign;
-      return at;
-    };
-    L.xin = take(N * H * elem);
-    L.ln1 = take(N * H * elem);
-    L.mean1 = take(N * 4);
-    L.rstd1 = take(N * 4);
-    L.qkvh = take(3 * N * H * elem);
-    L.probs = take(TT * elem);
-    L.ctx = take(N * H * elem);
-    L.h = take(N * H * elem);
-    L.ln2 = take(N * H * elem);
-    L.mean2 = take(N * 4);
-    L.rstd2 = take(N * 4);
-    L.pre = take(N * F * elem);
-    L.act = take(N * F * elem);
-    L.index = per_sample ? take(static_cast<std::size_t>(rows) * sizeof(int)) : off;
-    L.saved_bytes = off;
-
-    off = 0;
-    L.qkv = take(3 * N * H * elem);
-    L.scores = take(TT * 4);
-    L.dropped = take(TT * elem);
-    L.ctxh = take(N * H * elem);
-    L.branch = take(N * H * elem);
-    L.wide = take(N * F * elem);
-    L.dln = take(N * H * elem);
-    L.dh = take(N * H * elem);
-    L.dqkvh = take(3 * N * H * elem);
-    L.rows_in = per_sample ? take(N * H * elem) : off;
-    L.rows_out = per_sample ? take(N * H * elem) : off;
-    L.valid = per_sample ? take(N) : off;
-    L.colsum = take(static_cast<std::size_t>(column_sums_scratch(static_cast<std::int64_t>(N), static_cast<std::int64_t>(std::max(3 * H, F)))) * 4);
-    L.lt = take(kLtWorkspaceBytes);
-    L.scratch_bytes = off;
-    return L;
-  }
-};
-
-}  // namespace detail
+// The CUDA backend's part of a layer's scratch, for N rows of at most `cols` columns.
+inline ScratchNeeds scratch_needs(std::int64_t rows, std::int64_t cols) {
+  return {kLtWorkspaceBytes, static_cast<std::size_t>(column_sums_scratch(rows, cols))};
+}
 
 // Longest sequence the attention kernels take (one warp holds a softmax row in registers).
 constexpr int kMaxAttentionSeq = 1024;
@@ -135,14 +43,15 @@ inline void check_layer_problem(const LayerConfig& c, int batch, int seq) {
     pld::detail::throw_error("cuda::PreLnLayer: batch * T * max(3H, F) = ", tokens_wide, " exceeds the 32-bit GEMM dimensions");
 }
 
-// Rows (sequences) a step runs through the layer: 0 when dropped, the kept rows in per-sample mode.
-inline int layer_rows(int batch, const LayerStep& step) {
-  if (!step.kept) return 0;
-  if (!step.rows) return batch;
-  int n = 0;
-  for (int b = 0; b < batch; ++b) n += step.rows[b] ? 1 : 0;
-  return n;
-}
+// What BasicPreLnLayer asks of a backend that runs pld's CUDA kernels (on a device, or on the
+// tests' emulators): their stream, limits and scratch.
+struct LayerTraits {
+  using Stream = cudaStream_t;
+  static void check_problem(const LayerConfig& c, int batch, int seq) { check_layer_problem(c, batch, seq); }
+  static ScratchNeeds scratch_needs(std::int64_t rows, std::int64_t cols) { return pld::cuda::scratch_needs(rows, cols); }
+  // cuBLASLt's GELU epilogues: the tanh form, F a multiple of 8 (the auxiliary matrix's ld).
+  static bool fuses_gelu(GeluForm form, int ffn) { return form == GeluForm::tanh && ffn % 8 == 0; }
+};
 
 // Workspace one step of the layer needs with storage elements of `elem` bytes: zero for a
 // dropped layer or a per-sample step that keeps no row.
@@ -150,7 +59,7 @@ inline WorkspaceSizes layer_workspace_sizes(const LayerConfig& c, int batch, int
   check_layer_problem(c, batch, seq);
   const int rows = layer_rows(batch, step);
   if (rows == 0) return {};
-  const auto L = detail::WorkspaceLayout::make(c, rows, seq, elem, step.rows != nullptr);
+  const auto L = pld::detail::WorkspaceLayout::make(c, rows, seq, elem, step.rows != nullptr, scratch_needs);
   return {L.saved_bytes, L.scratch_bytes};
 }
 

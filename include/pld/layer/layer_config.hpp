@@ -68,6 +68,12 @@ struct TensorShape {
 };
 constexpr int kLayerTensors = 12;
 
+// The layer's tensors by position in layer_tensor_shapes (and in every backend's parameters).
+enum class ParamId : int {
+  in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias, linear1_weight, linear1_bias,
+  linear2_weight, linear2_bias, norm1_weight, norm1_bias, norm2_weight, norm2_bias
+};
+
 // One stored tensor of a layer: name and shape from layer_tensor_shapes, and where its elements
 // are (host memory for pld::cpu, device memory for pld::cuda).
 struct TensorRef {

@@ -1,0 +1,383 @@
+// The Pre-LN Transformer encoder layer, gate-aware, written once over backends, with the
+// contract of pld::cpu::PreLnLayer:
+//   h = x + g * Dropout(Wo MHA(LN1(x), mask) + bo)
+//   y = h + g * Dropout(W2 GELU(W1 LN2(h) + b1) + b2)
+// This header is the layer's logic only: which buffers (pld/layer/workspace.hpp), which products
+// (pld::MatMul, pld/layer/products.hpp), which passes, in which order, and the per-sample gather
+// and scatter of kept rows. What runs them is the Backend: pld::cuda::DeviceBackend
+// (pld/cuda/pre_ln_layer.cuh: cuBLASLt and pld's CUDA kernels, the layer users get as
+// pld::cuda::PreLnLayer<T>), or the tests' host backends (plain loops; the CUDA kernels on the
+// SIMT emulator). Plain C++: no CUDA header.
+//
+// Storage T is bf16 or fp16 for training, float for tests; arithmetic and parameter gradients
+// are fp32. A dropped layer launches nothing and needs no workspace; launches() counts what a
+// layer put on the stream, so tests can prove it.
+//
+// Use (the CUTLASS shape): sizes = workspace_sizes(batch, seq, step); the caller provides
+// `saved` (kept from forward to backward) and `scratch`; forward(..., ws, stream);
+// backward(..., ws, stream). Every pointer is the backend's memory except LayerStep::rows (host).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "pld/core/error.hpp"
+#include "pld/layer/dropout_mask.hpp"
+#include "pld/layer/head_shape.hpp"
+#include "pld/layer/launch_counts.hpp"
+#include "pld/layer/layer_config.hpp"
+#include "pld/layer/layer_step.hpp"
+#include "pld/layer/products.hpp"
+#include "pld/layer/workspace.hpp"
+
+namespace pld {
+
+// Backend provides (pld::cuda::DeviceBackend in pld/cuda/pre_ln_layer.cuh is the model):
+//   Stream                   what the work is queued on, passed through to every call;
+//   Params<U>                the twelve tensors (get(ParamId) -> U*; DeviceLayerParams' interface);
+//   Handle, Plan<U>          Plan<U>(handle, MatMul) made once per shape, then
+//                            run(handle, alpha, X, Y, beta, D, bias, aux, products_workspace, stream);
+//   RowStaging               host memory the per-sample row indices are copied from
+//                            (reserve(n) -> int*, copied(stream));
+//   check_problem(c, B, T)   throws pld::Error for what the backend cannot run;
+//   scratch_needs(N, cols)   its ScratchNeeds; fuses_gelu(form, F): whether the FFN products take
+//                            the bias_gelu_aux / dgelu epilogues instead of the GELU passes;
+//   copy, copy_from_host     byte copies on the stream;
+//   one function per pass    with the signatures of pld::cuda's launchers (KernelBackend).
+template <class T, class Backend>
+class BasicPreLnLayer {
+ public:
+  using Params = typename Backend::template Params<T>;
+  using Grads = typename Backend::template Params<float>;
+  using Stream = typename Backend::Stream;
+
+  explicit BasicPreLnLayer(const LayerConfig& config)
+      : config_((config.validate(), config)), params_(config), grads_(config) {}
+
+  const LayerConfig& config() const { return config_; }
+  Params& params() { return params_; }
+  const Params& params() const { return params_; }
+  // fp32 parameter gradients; backward accumulates into them (+=). Zero them per optimizer step.
+  Grads& grads() { return grads_; }
+  const LaunchCounts& launches() const { return counts_; }
+
+  // Whether this layer can run (batch, seq): throws pld::Error naming what it cannot do.
+  static void can_implement(const LayerConfig& c, int batch, int seq) { Backend::check_problem(c, batch, seq); }
+
+  // Workspace this step needs: zero for a dropped layer (or a per-sample step that keeps no row).
+  static WorkspaceSizes workspace_sizes(const LayerConfig& c, int batch, int seq, const LayerStep& step) {
+    can_implement(c, batch, seq);
+    const int rows = layer_rows(batch, step);
+    if (rows == 0) return {};
+    const auto L = layout(c, rows, seq, step.rows != nullptr);
+    return {L.saved_bytes, L.scratch_bytes};
+  }
+  WorkspaceSizes workspace_sizes(int batch, int seq, const LayerStep& step) const {
+    return workspace_sizes(config_, batch, seq, step);
+  }
+
+  // x, y: (B, T, H); y may equal x. valid: (B, T) bytes on the device, 1 = real token, 0 = padding;
+  // null = no padding. A sequence without any real token attends to nothing (its attention output
+  // is zero); check masks on the host with check_valid_mask() where they are built.
+  void forward(const T* x, T* y, int batch, int seq, const std::uint8_t* valid, const LayerStep& step, const Workspace& ws,
+               Stream stream) {
+    can_implement(config_, batch, seq);
+    const int kb = layer_rows(batch, step);
+    pld::detail::WorkspaceLayout L;
+    if (kb > 0) {  // checked before any state changes or launches
+      L = layout(config_, kb, seq, step.rows != nullptr);
+      check_workspace(ws, L);
+    }
+    batch_ = batch;
+    seq_ = seq;
+    step_ = step;
+    saved_ = kb > 0 ? ws.saved : nullptr;
+    const std::size_t all = static_cast<std::size_t>(batch) * seq * config_.hidden;
+    rows_.clear();
+    if (step.rows)
+      for (int b = 0; b < batch; ++b)
+        if (step.rows[b]) rows_.push_back(b);
+    if (kb == 0) {  // the identity: no kernel, no workspace
+      if (y != x) copy(y, x, all, stream);
+      return;
+    }
+    const auto S = static_cast<char*>(ws.saved);
+    const auto R = static_cast<char*>(ws.scratch);
+    const std::size_t row_elems = static_cast<std::size_t>(seq) * config_.hidden;
+    T* xin = reinterpret_cast<T*>(S + L.xin);
+    if (!step.rows) {
+      copy(xin, x, all, stream);
+      core_forward(L, S, R, kb, valid, y, stream);
+      return;
+    }
+    int* index = reinterpret_cast<int*>(S + L.index);
+    // From the backend's staging memory (page-locked on a device), not from rows_: a copy from
+    // pageable memory can stall the host at every kept layer.
+    int* staged = staging_.reserve(rows_.size());
+    std::copy(rows_.begin(), rows_.end(), staged);
+    Backend::copy_from_host(index, staged, rows_.size() * sizeof(int), stream);
+    staging_.copied(stream);
+    counts_.copies += 1;
+    Backend::gather_rows(x, index, kb, static_cast<std::int64_t>(row_elems), xin, stream, counts_);
+    std::uint8_t* valid_g = nullptr;
+    if (valid) {
+      valid_g = reinterpret_cast<std::uint8_t*>(R + L.valid);
+      Backend::gather_valid(valid, index, kb, seq, valid_g, stream, counts_);
+    }
+    if (y != x) copy(y, x, all, stream);
+    T* y_dense = reinterpret_cast<T*>(R + L.rows_in);
+    core_forward(L, S, R, kb, valid_g, y_dense, stream);
+    Backend::scatter_rows(y_dense, index, kb, static_cast<std::int64_t>(row_elems), y, stream, counts_);
+  }
+
+  // dy, dx: (B, T, H) of the last forward; dx is written (may equal dy), parameter gradients
+  // accumulate. ws: the forward's `saved` memory and any scratch of the same size.
+  void backward(const T* dy, T* dx, const Workspace& ws, Stream stream) {
+    if (batch_ == 0) pld::detail::throw_error("PreLnLayer::backward() without a forward()");
+    const std::size_t all = static_cast<std::size_t>(batch_) * seq_ * config_.hidden;
+    // From the forward's own copy of the kept rows: the caller's plan need not outlive the forward.
+    const int kb = !step_.kept ? 0 : step_.rows ? static_cast<int>(rows_.size()) : batch_;
+    if (kb == 0) {
+      if (dx != dy) copy(dx, dy, all, stream);
+      return;
+    }
+    const auto L = layout(config_, kb, seq_, step_.rows != nullptr);
+    check_workspace(ws, L);
+    if (ws.saved != saved_)
+      pld::detail::throw_error("PreLnLayer::backward(): the saved workspace is not the one the forward used");
+    const auto S = static_cast<char*>(ws.saved);
+    const auto R = static_cast<char*>(ws.scratch);
+    if (!step_.rows) {
+      core_backward(L, S, R, kb, dy, dx, stream);
+      return;
+    }
+    const std::size_t row_elems = static_cast<std::size_t>(seq_) * config_.hidden;
+    const int* index = reinterpret_cast<const int*>(S + L.index);
+    T* dy_dense = reinterpret_cast<T*>(R + L.rows_in);
+    T* dx_dense = reinterpret_cast<T*>(R + L.rows_out);
+    Backend::gather_rows(dy, index, kb, static_cast<std::int64_t>(row_elems), dy_dense, stream, counts_);
+    if (dx != dy) copy(dx, dy, all, stream);
+    core_backward(L, S, R, kb, dy_dense, dx_dense, stream);
+    Backend::scatter_rows(dx_dense, index, kb, static_cast<std::int64_t>(row_elems), dx, stream, counts_);
+  }
+
+  // FLOPs of one forward (GEMMs only); the backward is twice this.
+  static double forward_flops(const LayerConfig& c, int batch, int seq) { return layer_forward_flops(c, batch, seq); }
+
+  // Whether the FFN products apply the GELU (the backend's epilogues: cuBLASLt's for the tanh form
+  // and F a multiple of 8) or the backend's GELU passes do.
+  bool uses_gelu_epilogue() const { return Backend::fuses_gelu(config_.gelu, config_.ffn_size()); }
+
+ private:
+  static pld::detail::WorkspaceLayout layout(const LayerConfig& c, int rows, int seq, bool per_sample) {
+    return pld::detail::WorkspaceLayout::make(c, rows, seq, sizeof(T), per_sample, Backend::scratch_needs);
+  }
+
+  static void check_workspace(const Workspace& ws, const pld::detail::WorkspaceLayout& L) {
+    if (!ws.saved || ws.saved_bytes < L.saved_bytes || !ws.scratch || ws.scratch_bytes < L.scratch_bytes)
+      pld::detail::throw_error("PreLnLayer: workspace too small (saved ", ws.saved_bytes, " of ", L.saved_bytes,
+                               " bytes, scratch ", ws.scratch_bytes, " of ", L.scratch_bytes, "); ask workspace_sizes()");
+    // Every buffer inside starts at a multiple of 256 bytes from these, which the GEMM plans assume.
+    if (reinterpret_cast<std::uintptr_t>(ws.saved) % kWorkspaceAlign != 0 || reinterpret_cast<std::uintptr_t>(ws.scratch) % kWorkspaceAlign != 0)
+      pld::detail::throw_error("PreLnLayer: workspace pointers must be 256-byte aligned (cudaMalloc's alignment)");
+  }
+
+  void copy(T* dst, const T* src, std::size_t n, Stream stream) {
+    Backend::copy(dst, src, n * sizeof(T), stream);
+    counts_.copies += 1;
+  }
+
+  // The GEMMs of one (rows, seq) shape, planned once and kept: per-sample steps change the row
+  // count, so several shapes can live side by side.
+  using Plan = typename Backend::template Plan<T>;
+  struct Plans {
+    Plan qkv, out, ffn1, ffn2;           // forward projections
+    Plan scores, pv, ptv;                // attention: A B^T (fp32 out), P V, P^T V
+    Plan w_qkv, w_out, w_ffn1, w_ffn2;   // weight gradients (fp32, accumulate)
+    Plan d_qkv, d_out, d_ffn1, d_ffn2;   // input gradients
+  };
+
+  Plans& plans(int kb) {
+    const std::pair<int, int> key{kb, seq_};
+    auto it = plans_.find(key);
+    if (it != plans_.end()) return *it->second;
+    const int N = kb * seq_, H = config_.hidden, F = config_.ffn_size(), heads = config_.heads, d = config_.head_dim();
+    const bool gelu_epi = uses_gelu_epilogue();
+    // K, V (and dK, dV) start N*H elements into the head-major buffers.
+    const int head_align = static_cast<int>(pow2_alignment(static_cast<std::int64_t>(N) * H * sizeof(T)));
+    auto made = std::unique_ptr<Plans>(new Plans{
+        Plan(handle_, with_epilogue(linear_product(N, H, 3 * H), Epilogue::bias)),
+        Plan(handle_, with_epilogue(linear_product(N, H, H), Epilogue::bias)),
+        Plan(handle_, with_epilogue(linear_product(N, H, F), gelu_epi ? Epilogue::bias_gelu_aux : Epilogue::bias, gelu_epi ? F : 0)),
+        Plan(handle_, with_epilogue(linear_product(N, F, H), Epilogue::bias)),
+        Plan(handle_, with_alignment(heads_abt_product(kb * heads, seq_, d, true), head_align)),
+        Plan(handle_, with_alignment(heads_pv_product(kb * heads, seq_, d), head_align)),
+        Plan(handle_, with_alignment(heads_ptv_product(kb * heads, seq_, d), head_align)),
+        Plan(handle_, linear_wgrad_product(N, H, 3 * H)),
+        Plan(handle_, linear_wgrad_product(N, H, H)),
+        Plan(handle_, linear_wgrad_product(N, H, F)),
+        Plan(handle_, linear_wgrad_product(N, F, H)),
+        Plan(handle_, linear_dgrad_product(N, H, 3 * H)),
+        Plan(handle_, linear_dgrad_product(N, H, H)),
+        Plan(handle_, linear_dgrad_product(N, H, F)),
+        Plan(handle_, with_epilogue(linear_dgrad_product(N, F, H), gelu_epi ? Epilogue::dgelu : Epilogue::none, gelu_epi ? F : 0))});
+    return *plans_.emplace(key, std::move(made)).first->second;
+  }
+
+  // D = alpha op(X) op(Y) + beta D on the plan's shapes (pld::MatMul).
+  void gemm(Plan& plan, float alpha, const void* x, const void* y, float beta, void* d, const void* bias,
+            const void* aux, void* products_ws, Stream stream) {
+    plan.run(handle_, alpha, x, y, beta, d, bias, aux, products_ws, stream);
+    counts_.gemms += 1;
+  }
+
+  template <class U>
+  static U* at(char* base, std::size_t off) { return reinterpret_cast<U*>(base + off); }
+
+  // Sizes, shapes and dropout masks of one step over kb dense rows.
+  struct Dims {
+    int seq, H, F, heads, d, N;
+    std::int64_t NH, TT;  // N*H, kb*heads*T*T
+    float g;              // the gate scale
+    HeadShape qkv_shape, one_shape;
+    DropoutMask attn, ao, fo;  // attention probabilities, attention output, FFN output
+  };
+  Dims dims(int kb) const {
+    Dims D;
+    D.seq = seq_;
+    D.H = config_.hidden;
+    D.F = config_.ffn_size();
+    D.heads = config_.heads;
+    D.d = config_.head_dim();
+    D.N = kb * seq_;
+    D.NH = static_cast<std::int64_t>(D.N) * D.H;
+    D.TT = static_cast<std::int64_t>(kb) * D.heads * seq_ * seq_;
+    D.g = static_cast<float>(step_.scale);
+    D.qkv_shape = HeadShape{kb, seq_, D.heads, D.d, 3};
+    D.one_shape = HeadShape{kb, seq_, D.heads, D.d, 1};
+    D.attn = make_dropout_mask(step_, DropoutSite::attention_probs, config_.attention_dropout);
+    D.ao = make_dropout_mask(step_, DropoutSite::attention_out, config_.hidden_dropout);
+    D.fo = make_dropout_mask(step_, DropoutSite::ffn_out, config_.hidden_dropout);
+    return D;
+  }
+
+  // The kept rows' computation on dense (kb, T, H) buffers: x is the saved xin, y is written.
+  void core_forward(const pld::detail::WorkspaceLayout& L, char* S, char* R, int kb, const std::uint8_t* valid, T* y,
+                    Stream stream) {
+    const Dims D = dims(kb);
+    const int T_ = D.seq, H = D.H, F = D.F, heads = D.heads, d = D.d, N = D.N;
+    const std::int64_t NH = D.NH;
+    const float g = D.g;
+    const HeadShape &qkv_shape = D.qkv_shape, &one_shape = D.one_shape;
+    const DropoutMask &attn = D.attn, &ao = D.ao, &fo = D.fo;
+    Plans& P = plans(kb);
+    const Params& p = params_;
+    T *xin = at<T>(S, L.xin), *ln1 = at<T>(S, L.ln1), *qkvh = at<T>(S, L.qkvh), *probs = at<T>(S, L.probs);
+    T *ctx = at<T>(S, L.ctx), *h = at<T>(S, L.h), *ln2 = at<T>(S, L.ln2), *pre = at<T>(S, L.pre), *act = at<T>(S, L.act);
+    float *mean1 = at<float>(S, L.mean1), *rstd1 = at<float>(S, L.rstd1), *mean2 = at<float>(S, L.mean2), *rstd2 = at<float>(S, L.rstd2);
+    T *qkv = at<T>(R, L.qkv), *dropped = at<T>(R, L.dropped), *ctxh = at<T>(R, L.ctxh), *branch = at<T>(R, L.branch);
+    float* scores = at<float>(R, L.scores);
+    void* pws = R + L.products;
+    const T *Q = qkvh, *K = qkvh + NH, *V = qkvh + 2 * NH;
+
+    Backend::layer_norm_forward(xin, p.get(ParamId::norm1_weight), p.get(ParamId::norm1_bias), ln1, mean1, rstd1, N, H, config_.ln_eps, stream, counts_);
+    gemm(P.qkv, 1.0f, ln1, p.get(ParamId::in_proj_weight), 0.0f, qkv, p.get(ParamId::in_proj_bias), nullptr, pws, stream);
+    Backend::split_heads(qkv, qkvh, qkv_shape, stream, counts_);
+    gemm(P.scores, 1.0f / std::sqrt(static_cast<float>(d)), Q, K, 0.0f, scores, nullptr, nullptr, pws, stream);
+    Backend::softmax_forward(scores, valid, probs, attn.active() ? dropped : nullptr, kb, heads, T_, attn, stream, counts_);
+    gemm(P.pv, 1.0f, attn.active() ? dropped : probs, V, 0.0f, ctxh, nullptr, nullptr, pws, stream);
+    Backend::merge_heads(ctxh, ctx, one_shape, stream, counts_);
+    gemm(P.out, 1.0f, ctx, p.get(ParamId::out_proj_weight), 0.0f, branch, p.get(ParamId::out_proj_bias), nullptr, pws, stream);
+    Backend::residual_layer_norm(xin, branch, h, p.get(ParamId::norm2_weight), p.get(ParamId::norm2_bias), ln2, mean2, rstd2, N, H, g, ao,
+                        config_.ln_eps, stream, counts_);
+    if (uses_gelu_epilogue()) {
+      gemm(P.ffn1, 1.0f, ln2, p.get(ParamId::linear1_weight), 0.0f, act, p.get(ParamId::linear1_bias), pre, pws, stream);
+    } else {
+      gemm(P.ffn1, 1.0f, ln2, p.get(ParamId::linear1_weight), 0.0f, pre, p.get(ParamId::linear1_bias), nullptr, pws, stream);
+      Backend::gelu_forward(pre, act, static_cast<std::int64_t>(N) * F, config_.gelu, stream, counts_);
+    }
+    gemm(P.ffn2, 1.0f, act, p.get(ParamId::linear2_weight), 0.0f, branch, p.get(ParamId::linear2_bias), nullptr, pws, stream);
+    Backend::residual_dropout(h, branch, y, NH, g, fo, stream, counts_);
+  }
+
+  // dy (kb, T, H) in, dx written; gradients accumulate. dx may equal dy: dy is last read before
+  // the final LayerNorm backward writes dx.
+  void core_backward(const pld::detail::WorkspaceLayout& L, char* S, char* R, int kb, const T* dy, T* dx, Stream stream) {
+    const Dims D = dims(kb);
+    const int T_ = D.seq, H = D.H, F = D.F, heads = D.heads, d = D.d, N = D.N;
+    const std::int64_t NH = D.NH, TT = D.TT;
+    const float g = D.g;
+    const HeadShape &qkv_shape = D.qkv_shape, &one_shape = D.one_shape;
+    const DropoutMask &attn = D.attn, &ao = D.ao, &fo = D.fo;
+    Plans& P = plans(kb);
+    const Params& p = params_;
+    Grads& gr = grads_;
+    const T *xin = at<T>(S, L.xin), *ln1 = at<T>(S, L.ln1), *qkvh = at<T>(S, L.qkvh), *probs = at<T>(S, L.probs);
+    const T *ctx = at<T>(S, L.ctx), *h = at<T>(S, L.h), *ln2 = at<T>(S, L.ln2), *pre = at<T>(S, L.pre), *act = at<T>(S, L.act);
+    const float *mean1 = at<float>(S, L.mean1), *rstd1 = at<float>(S, L.rstd1), *mean2 = at<float>(S, L.mean2), *rstd2 = at<float>(S, L.rstd2);
+    T *dqkv = at<T>(R, L.qkv), *dropped = at<T>(R, L.dropped), *dctxh = at<T>(R, L.ctxh), *dbranch = at<T>(R, L.branch);
+    T *wide = at<T>(R, L.wide), *dln = at<T>(R, L.dln), *dh = at<T>(R, L.dh), *dqkvh = at<T>(R, L.dqkvh);
+    float *dpd = at<float>(R, L.scores), *colsum = at<float>(R, L.colsum);
+    void* pws = R + L.products;
+    const T *Q = qkvh, *K = qkvh + NH, *V = qkvh + 2 * NH;
+
+    // FFN branch: y = h + g Dropout(W2 act + b2), act = gelu(W1 ln2 + b1).
+    Backend::residual_dropout(nullptr, dy, dbranch, NH, g, fo, stream, counts_);
+    Backend::column_sums(dbranch, N, H, gr.get(ParamId::linear2_bias), colsum, stream, counts_);
+    gemm(P.w_ffn2, 1.0f, dbranch, act, 1.0f, gr.get(ParamId::linear2_weight), nullptr, nullptr, pws, stream);
+    if (uses_gelu_epilogue()) {
+      gemm(P.d_ffn2, 1.0f, dbranch, p.get(ParamId::linear2_weight), 0.0f, wide, nullptr, pre, pws, stream);
+    } else {
+      gemm(P.d_ffn2, 1.0f, dbranch, p.get(ParamId::linear2_weight), 0.0f, wide, nullptr, nullptr, pws, stream);
+      Backend::gelu_backward(wide, pre, wide, static_cast<std::int64_t>(N) * F, config_.gelu, stream, counts_);
+    }
+    Backend::column_sums(wide, N, F, gr.get(ParamId::linear1_bias), colsum, stream, counts_);
+    gemm(P.w_ffn1, 1.0f, wide, ln2, 1.0f, gr.get(ParamId::linear1_weight), nullptr, nullptr, pws, stream);
+    gemm(P.d_ffn1, 1.0f, wide, p.get(ParamId::linear1_weight), 0.0f, dln, nullptr, nullptr, pws, stream);
+    Backend::layer_norm_backward(dln, h, mean2, rstd2, p.get(ParamId::norm2_weight), dy, dh, gr.get(ParamId::norm2_weight),
+                        gr.get(ParamId::norm2_bias), N, H, colsum, stream, counts_);
+
+    // Attention branch: h = x + g Dropout(Wo ctx + bo).
+    Backend::residual_dropout(nullptr, dh, dbranch, NH, g, ao, stream, counts_);
+    Backend::column_sums(dbranch, N, H, gr.get(ParamId::out_proj_bias), colsum, stream, counts_);
+    gemm(P.w_out, 1.0f, dbranch, ctx, 1.0f, gr.get(ParamId::out_proj_weight), nullptr, nullptr, pws, stream);
+    gemm(P.d_out, 1.0f, dbranch, p.get(ParamId::out_proj_weight), 0.0f, dln, nullptr, nullptr, pws, stream);  // dctx
+    Backend::split_heads(dln, dctxh, one_shape, stream, counts_);
+    const T* pd = probs;
+    if (attn.active()) {
+      Backend::dropout_probs(probs, dropped, TT, attn, stream, counts_);
+      pd = dropped;
+    }
+    gemm(P.ptv, 1.0f, pd, dctxh, 0.0f, dqkvh + 2 * NH, nullptr, nullptr, pws, stream);  // dV = Pd^T dC
+    gemm(P.scores, 1.0f, dctxh, V, 0.0f, dpd, nullptr, nullptr, pws, stream);         // d(Pd) = dC V^T
+    T* ds = dropped;  // Pd is no longer needed
+    Backend::softmax_backward(dpd, probs, ds, kb, heads, T_, 1.0f / std::sqrt(static_cast<float>(d)), attn, stream, counts_);
+    gemm(P.pv, 1.0f, ds, K, 0.0f, dqkvh, nullptr, nullptr, pws, stream);        // dQ = dS K
+    gemm(P.ptv, 1.0f, ds, Q, 0.0f, dqkvh + NH, nullptr, nullptr, pws, stream);  // dK = dS^T Q
+    Backend::merge_heads(dqkvh, dqkv, qkv_shape, stream, counts_);
+    Backend::column_sums(dqkv, N, 3 * H, gr.get(ParamId::in_proj_bias), colsum, stream, counts_);
+    gemm(P.w_qkv, 1.0f, dqkv, ln1, 1.0f, gr.get(ParamId::in_proj_weight), nullptr, nullptr, pws, stream);
+    gemm(P.d_qkv, 1.0f, dqkv, p.get(ParamId::in_proj_weight), 0.0f, dln, nullptr, nullptr, pws, stream);
+    Backend::layer_norm_backward(dln, xin, mean1, rstd1, p.get(ParamId::norm1_weight), dh, dx, gr.get(ParamId::norm1_weight),
+                        gr.get(ParamId::norm1_bias), N, H, colsum, stream, counts_);
+  }
+
+  LayerConfig config_;
+  Params params_;
+  Grads grads_;
+  typename Backend::Handle handle_;
+  std::map<std::pair<int, int>, std::unique_ptr<Plans>> plans_;
+  LaunchCounts counts_;
+  int batch_ = 0, seq_ = 0;
+  LayerStep step_;
+  std::vector<int> rows_;
+  typename Backend::RowStaging staging_;
+  void* saved_ = nullptr;
+};
+
+}  // namespace pld
