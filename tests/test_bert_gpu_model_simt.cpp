@@ -98,7 +98,7 @@ TEST_CASE("SIMT GPU model trains like the CPU model: AdamW and LAMB, skipped dro
 // bounds 1e-6 and 1e-5. bf16 storage rounds every activation to 8 significant bits (2^-9 = 2e-3
 // relative) through the layers and the head and back: loss 3.2e-5, gradients 1.2e-2 (a LayerNorm
 // weight, whose gradient sums products of rounded values over every row), 1.4e-2 with per-sample
-// gates; bounds 1e-3 and 3e-2 (the single layer's bf16 bound in tests/cuda/layer_case.hpp is
+// gates; bounds 1e-3 and 3e-2 (the single layer's bf16 bound in tests/layer/layer_case.hpp is
 // 1.5e-2). fp16 (3 more bits): gradients 2.8e-3 with per-sample gates; bound 1e-2.
 TEST_CASE("SIMT GPU model equals the CPU model: loss and every gradient, fp32, a layer dropped, dropout on", "[cuda-simt][bert-gpu]") {
   compare_with_cpu<float>(pld::test::plan_with_a_drop(3, 0), 1e-6, 1e-5);

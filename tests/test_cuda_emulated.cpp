@@ -4,7 +4,7 @@
 // same rounded weights and inputs. Runs in CI without a GPU; the GPU tests (tests/cuda/) check
 // the real kernels the same way.
 //
-// Tolerances (relative L2 error per tensor), the GPU tests' bounds (tests/cuda/layer_case.hpp): fp32 2e-5,
+// Tolerances (relative L2 error per tensor), the GPU tests' bounds (tests/layer/layer_case.hpp): fp32 2e-5,
 // fp16 2e-3, bf16 1.5e-2. The emulation rounds where the kernels round, so its errors are an estimate of the
 // GPU layer's (cuBLASLt's summation order and the device's exp/erf differ in the last bits).
 #include <catch2/catch.hpp>
@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "cuda/host_backend.hpp"
-#include "cuda/layer_case.hpp"
-#include "cuda/stack_case.hpp"
+#include "layer/layer_case.hpp"
+#include "layer/stack_case.hpp"
 #include "pld/cpu.hpp"
 #include "pld/cuda/basic_layer_stack.hpp"
 #include "pld/cuda/basic_pre_ln_layer.hpp"

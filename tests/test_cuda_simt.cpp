@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "cuda/host_backend.hpp"
-#include "cuda/layer_case.hpp"
+#include "layer/layer_case.hpp"
 #include "pld/cuda/pre_ln_layer.cuh"
 
 namespace pc = pld::cuda;

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "pld/cpu/layer_params.hpp"
-#include "layer_case.hpp"
+#include "../layer/layer_case.hpp"
 #include "pld/cuda/basic_pre_ln_layer.hpp"
 #include "pld/cuda/blas_lt.hpp"
 #include "pld/cuda/dropout.hpp"

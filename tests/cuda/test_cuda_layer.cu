@@ -5,7 +5,7 @@
 // numbers per case; outputs and workspace are poisoned (all bits set: NaN in every storage type)
 // before each run, so an element nothing wrote fails the comparison.
 //
-// The comparison and its tolerance rule are tests/cuda/layer_case.hpp's, shared with the host
+// The comparison and its tolerance rule are tests/layer/layer_case.hpp's, shared with the host
 // emulation that runs in CI. The bounds were stated before any GPU run; a run that needs them
 // loosened must say so in docs/cuda_layer.md.
 #include <catch2/catch.hpp>
@@ -17,7 +17,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "layer_case.hpp"
+#include "../layer/layer_case.hpp"
 #include "pld/cpu/layer_params.hpp"
 #include "pld/cuda.hpp"
 

@@ -1,5 +1,5 @@
 // The CUDA layer stack (pld::cuda::LayerStack) on a GPU against a stack of CPU layers in double,
-// under real PLD plans per layer and per sample (tests/cuda/stack_case.hpp, which the host
+// under real PLD plans per layer and per sample (tests/layer/stack_case.hpp, which the host
 // emulation in tests/test_cuda_emulated.cpp runs in CI too), and its arena on the device.
 #include <catch2/catch.hpp>
 
@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "pld/cuda.hpp"
-#include "stack_case.hpp"
+#include "../layer/stack_case.hpp"
 
 namespace pc = pld::cuda;
 

@@ -73,6 +73,11 @@ struct LayerParams {
     return out;
   }
 
+  // One tensor by its position (pld::ParamId): what the layer logic of pld/layer/ reads.
+  Scalar* get(ParamId id) { return member(id).data(); }
+  const Scalar* get(ParamId id) const { return const_cast<LayerParams*>(this)->member(id).data(); }
+  std::size_t size(ParamId id) const { return const_cast<LayerParams*>(this)->member(id).size(); }
+
   void zero() {
     for (auto& t : tensors()) {
       auto* p = static_cast<Scalar*>(t.data);
@@ -90,6 +95,25 @@ struct LayerParams {
       for (auto& v : *b) v = 0;
     for (auto& v : norm1_weight) v = 1;
     for (auto& v : norm2_weight) v = 1;
+  }
+
+ private:
+  std::vector<Scalar>& member(ParamId id) {
+    switch (id) {
+      case ParamId::in_proj_weight: return in_proj_weight;
+      case ParamId::in_proj_bias: return in_proj_bias;
+      case ParamId::out_proj_weight: return out_proj_weight;
+      case ParamId::out_proj_bias: return out_proj_bias;
+      case ParamId::linear1_weight: return linear1_weight;
+      case ParamId::linear1_bias: return linear1_bias;
+      case ParamId::linear2_weight: return linear2_weight;
+      case ParamId::linear2_bias: return linear2_bias;
+      case ParamId::norm1_weight: return norm1_weight;
+      case ParamId::norm1_bias: return norm1_bias;
+      case ParamId::norm2_weight: return norm2_weight;
+      case ParamId::norm2_bias: return norm2_bias;
+    }
+    pld::detail::throw_error("LayerParams: no tensor ", static_cast<int>(id));
   }
 };
 

@@ -228,7 +228,7 @@ inline GemmProblem lt_problem(const MatMul& mm, cudaDataType_t storage, cublasCo
   p.batch = mm.batch;
   p.stride_a = mm.stride_y; p.stride_b = mm.stride_x; p.stride_d = mm.stride_d;
   p.ab_type = storage;
-  p.d_type = mm.fp32_out ? CUDA_R_32F : storage;
+  p.d_type = mm.accum_out ? CUDA_R_32F : storage;
   p.compute = compute;
   p.epilogue = mm.epilogue;
   p.aux_ld = mm.aux_ld;

@@ -47,6 +47,7 @@ inline void check_layer_problem(const LayerConfig& c, int batch, int seq) {
 // tests' emulators): their stream, limits and scratch.
 struct LayerTraits {
   using Stream = cudaStream_t;
+  using Accum = float;
   static void check_problem(const LayerConfig& c, int batch, int seq) { check_layer_problem(c, batch, seq); }
   static ScratchNeeds scratch_needs(std::int64_t rows, std::int64_t cols) { return pld::cuda::scratch_needs(rows, cols); }
   // cuBLASLt's GELU epilogues: the tanh form, F a multiple of 8 (the auxiliary matrix's ld).
@@ -59,7 +60,7 @@ inline WorkspaceSizes layer_workspace_sizes(const LayerConfig& c, int batch, int
   check_layer_problem(c, batch, seq);
   const int rows = layer_rows(batch, step);
   if (rows == 0) return {};
-  const auto L = pld::detail::WorkspaceLayout::make(c, rows, seq, elem, step.rows != nullptr, scratch_needs);
+  const auto L = pld::detail::WorkspaceLayout::make(c, rows, seq, elem, sizeof(float), step.rows != nullptr, scratch_needs);
   return {L.saved_bytes, L.scratch_bytes};
 }
 

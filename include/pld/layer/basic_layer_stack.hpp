@@ -42,10 +42,12 @@ class BasicLayerStack {
   using Layer = BasicPreLnLayer<T, Backend>;
   using Stream = typename Backend::Stream;
 
-  BasicLayerStack(const LayerConfig& config, int layers) {
+  // handle_args construct every layer's Handle (the CPU's Gemm takes a pld::cpu::Precision).
+  template <class... HandleArgs>
+  BasicLayerStack(const LayerConfig& config, int layers, const HandleArgs&... handle_args) {
     config.validate();
     if (layers < 1 || layers > 1000) pld::detail::throw_error("LayerStack: layers must be in 1..1000, got ", layers);
-    for (int l = 0; l < layers; ++l) layers_.push_back(std::make_unique<Layer>(config));
+    for (int l = 0; l < layers; ++l) layers_.push_back(std::make_unique<Layer>(config, handle_args...));
   }
 
   int num_layers() const { return static_cast<int>(layers_.size()); }

@@ -9,8 +9,9 @@
 // pld::cuda::PreLnLayer<T>), or the tests' host backends (plain loops; the CUDA kernels on the
 // SIMT emulator). Plain C++: no CUDA header.
 //
-// Storage T is bf16 or fp16 for training, float for tests; arithmetic and parameter gradients
-// are fp32. A dropped layer launches nothing and needs no workspace; launches() counts what a
+// Storage T is the backend's: bf16 or fp16 for training on a GPU, float (and double, for
+// gradient checks) on the CPU. Arithmetic, statistics and parameter gradients are in the
+// backend's Accum type: fp32, or double for double storage. A dropped layer launches nothing and needs no workspace; launches() counts what a
 // layer put on the stream, so tests can prove it.
 //
 // Use (the CUTLASS shape): sizes = workspace_sizes(batch, seq, step); the caller provides
@@ -39,6 +40,7 @@ namespace pld {
 
 // Backend provides (pld::cuda::DeviceBackend in pld/cuda/pre_ln_layer.cuh is the model):
 //   Stream                   what the work is queued on, passed through to every call;
+//   Accum                    the arithmetic type (float; double for a double backend);
 //   Params<U>                the twelve tensors (get(ParamId) -> U*; DeviceLayerParams' interface);
 //   Handle, Plan<U>          Plan<U>(handle, MatMul) made once per shape, then
 //                            run(handle, alpha, X, Y, beta, D, bias, aux, products_workspace, stream);
@@ -53,11 +55,16 @@ template <class T, class Backend>
 class BasicPreLnLayer {
  public:
   using Params = typename Backend::template Params<T>;
-  using Grads = typename Backend::template Params<float>;
+  using Acc = typename Backend::Accum;
+  using Grads = typename Backend::template Params<Acc>;
   using Stream = typename Backend::Stream;
 
-  explicit BasicPreLnLayer(const LayerConfig& config)
-      : config_((config.validate(), config)), params_(config), grads_(config) {}
+  using Handle = typename Backend::Handle;
+
+  // handle_args construct the backend's Handle (the CPU's Gemm takes a pld::cpu::Precision).
+  template <class... HandleArgs>
+  explicit BasicPreLnLayer(const LayerConfig& config, HandleArgs&&... handle_args)
+      : config_((config.validate(), config)), params_(config), grads_(config), handle_(std::forward<HandleArgs>(handle_args)...) {}
 
   const LayerConfig& config() const { return config_; }
   Params& params() { return params_; }
@@ -65,6 +72,8 @@ class BasicPreLnLayer {
   // fp32 parameter gradients; backward accumulates into them (+=). Zero them per optimizer step.
   Grads& grads() { return grads_; }
   const LaunchCounts& launches() const { return counts_; }
+  // What runs the products (cuBLASLt's handle; the CPU's Gemm, which reports its kernel).
+  const Handle& handle() const { return handle_; }
 
   // Whether this layer can run (batch, seq): throws pld::Error naming what it cannot do.
   static void can_implement(const LayerConfig& c, int batch, int seq) { Backend::check_problem(c, batch, seq); }
@@ -175,7 +184,7 @@ class BasicPreLnLayer {
 
  private:
   static pld::detail::WorkspaceLayout layout(const LayerConfig& c, int rows, int seq, bool per_sample) {
-    return pld::detail::WorkspaceLayout::make(c, rows, seq, sizeof(T), per_sample, Backend::scratch_needs);
+    return pld::detail::WorkspaceLayout::make(c, rows, seq, sizeof(T), sizeof(Acc), per_sample, Backend::scratch_needs);
   }
 
   static void check_workspace(const Workspace& ws, const pld::detail::WorkspaceLayout& L) {
@@ -230,7 +239,7 @@ class BasicPreLnLayer {
   }
 
   // D = alpha op(X) op(Y) + beta D on the plan's shapes (pld::MatMul).
-  void gemm(Plan& plan, float alpha, const void* x, const void* y, float beta, void* d, const void* bias,
+  void gemm(Plan& plan, Acc alpha, const void* x, const void* y, Acc beta, void* d, const void* bias,
             const void* aux, void* products_ws, Stream stream) {
     plan.run(handle_, alpha, x, y, beta, d, bias, aux, products_ws, stream);
     counts_.gemms += 1;
@@ -243,7 +252,7 @@ class BasicPreLnLayer {
   struct Dims {
     int seq, H, F, heads, d, N;
     std::int64_t NH, TT;  // N*H, kb*heads*T*T
-    float g;              // the gate scale
+    Acc g;                // the gate scale
     HeadShape qkv_shape, one_shape;
     DropoutMask attn, ao, fo;  // attention probabilities, attention output, FFN output
   };
@@ -257,7 +266,7 @@ class BasicPreLnLayer {
     D.N = kb * seq_;
     D.NH = static_cast<std::int64_t>(D.N) * D.H;
     D.TT = static_cast<std::int64_t>(kb) * D.heads * seq_ * seq_;
-    D.g = static_cast<float>(step_.scale);
+    D.g = static_cast<Acc>(step_.scale);
     D.qkv_shape = HeadShape{kb, seq_, D.heads, D.d, 3};
     D.one_shape = HeadShape{kb, seq_, D.heads, D.d, 1};
     D.attn = make_dropout_mask(step_, DropoutSite::attention_probs, config_.attention_dropout);
@@ -272,23 +281,23 @@ class BasicPreLnLayer {
     const Dims D = dims(kb);
     const int T_ = D.seq, H = D.H, F = D.F, heads = D.heads, d = D.d, N = D.N;
     const std::int64_t NH = D.NH;
-    const float g = D.g;
+    const Acc g = D.g;
     const HeadShape &qkv_shape = D.qkv_shape, &one_shape = D.one_shape;
     const DropoutMask &attn = D.attn, &ao = D.ao, &fo = D.fo;
     Plans& P = plans(kb);
     const Params& p = params_;
     T *xin = at<T>(S, L.xin), *ln1 = at<T>(S, L.ln1), *qkvh = at<T>(S, L.qkvh), *probs = at<T>(S, L.probs);
     T *ctx = at<T>(S, L.ctx), *h = at<T>(S, L.h), *ln2 = at<T>(S, L.ln2), *pre = at<T>(S, L.pre), *act = at<T>(S, L.act);
-    float *mean1 = at<float>(S, L.mean1), *rstd1 = at<float>(S, L.rstd1), *mean2 = at<float>(S, L.mean2), *rstd2 = at<float>(S, L.rstd2);
+    Acc *mean1 = at<Acc>(S, L.mean1), *rstd1 = at<Acc>(S, L.rstd1), *mean2 = at<Acc>(S, L.mean2), *rstd2 = at<Acc>(S, L.rstd2);
     T *qkv = at<T>(R, L.qkv), *dropped = at<T>(R, L.dropped), *ctxh = at<T>(R, L.ctxh), *branch = at<T>(R, L.branch);
-    float* scores = at<float>(R, L.scores);
+    Acc* scores = at<Acc>(R, L.scores);
     void* pws = R + L.products;
     const T *Q = qkvh, *K = qkvh + NH, *V = qkvh + 2 * NH;
 
     Backend::layer_norm_forward(xin, p.get(ParamId::norm1_weight), p.get(ParamId::norm1_bias), ln1, mean1, rstd1, N, H, config_.ln_eps, stream, counts_);
     gemm(P.qkv, 1.0f, ln1, p.get(ParamId::in_proj_weight), 0.0f, qkv, p.get(ParamId::in_proj_bias), nullptr, pws, stream);
     Backend::split_heads(qkv, qkvh, qkv_shape, stream, counts_);
-    gemm(P.scores, 1.0f / std::sqrt(static_cast<float>(d)), Q, K, 0.0f, scores, nullptr, nullptr, pws, stream);
+    gemm(P.scores, Acc(1) / std::sqrt(static_cast<Acc>(d)), Q, K, 0.0f, scores, nullptr, nullptr, pws, stream);
     Backend::softmax_forward(scores, valid, probs, attn.active() ? dropped : nullptr, kb, heads, T_, attn, stream, counts_);
     gemm(P.pv, 1.0f, attn.active() ? dropped : probs, V, 0.0f, ctxh, nullptr, nullptr, pws, stream);
     Backend::merge_heads(ctxh, ctx, one_shape, stream, counts_);
@@ -311,7 +320,7 @@ class BasicPreLnLayer {
     const Dims D = dims(kb);
     const int T_ = D.seq, H = D.H, F = D.F, heads = D.heads, d = D.d, N = D.N;
     const std::int64_t NH = D.NH, TT = D.TT;
-    const float g = D.g;
+    const Acc g = D.g;
     const HeadShape &qkv_shape = D.qkv_shape, &one_shape = D.one_shape;
     const DropoutMask &attn = D.attn, &ao = D.ao, &fo = D.fo;
     Plans& P = plans(kb);
@@ -319,10 +328,10 @@ class BasicPreLnLayer {
     Grads& gr = grads_;
     const T *xin = at<T>(S, L.xin), *ln1 = at<T>(S, L.ln1), *qkvh = at<T>(S, L.qkvh), *probs = at<T>(S, L.probs);
     const T *ctx = at<T>(S, L.ctx), *h = at<T>(S, L.h), *ln2 = at<T>(S, L.ln2), *pre = at<T>(S, L.pre), *act = at<T>(S, L.act);
-    const float *mean1 = at<float>(S, L.mean1), *rstd1 = at<float>(S, L.rstd1), *mean2 = at<float>(S, L.mean2), *rstd2 = at<float>(S, L.rstd2);
+    const Acc *mean1 = at<Acc>(S, L.mean1), *rstd1 = at<Acc>(S, L.rstd1), *mean2 = at<Acc>(S, L.mean2), *rstd2 = at<Acc>(S, L.rstd2);
     T *dqkv = at<T>(R, L.qkv), *dropped = at<T>(R, L.dropped), *dctxh = at<T>(R, L.ctxh), *dbranch = at<T>(R, L.branch);
     T *wide = at<T>(R, L.wide), *dln = at<T>(R, L.dln), *dh = at<T>(R, L.dh), *dqkvh = at<T>(R, L.dqkvh);
-    float *dpd = at<float>(R, L.scores), *colsum = at<float>(R, L.colsum);
+    Acc *dpd = at<Acc>(R, L.scores), *colsum = at<Acc>(R, L.colsum);
     void* pws = R + L.products;
     const T *Q = qkvh, *K = qkvh + NH, *V = qkvh + 2 * NH;
 
@@ -356,7 +365,7 @@ class BasicPreLnLayer {
     gemm(P.ptv, 1.0f, pd, dctxh, 0.0f, dqkvh + 2 * NH, nullptr, nullptr, pws, stream);  // dV = Pd^T dC
     gemm(P.scores, 1.0f, dctxh, V, 0.0f, dpd, nullptr, nullptr, pws, stream);         // d(Pd) = dC V^T
     T* ds = dropped;  // Pd is no longer needed
-    Backend::softmax_backward(dpd, probs, ds, kb, heads, T_, 1.0f / std::sqrt(static_cast<float>(d)), attn, stream, counts_);
+    Backend::softmax_backward(dpd, probs, ds, kb, heads, T_, Acc(1) / std::sqrt(static_cast<Acc>(d)), attn, stream, counts_);
     gemm(P.pv, 1.0f, ds, K, 0.0f, dqkvh, nullptr, nullptr, pws, stream);        // dQ = dS K
     gemm(P.ptv, 1.0f, ds, Q, 0.0f, dqkvh + NH, nullptr, nullptr, pws, stream);  // dK = dS^T Q
     Backend::merge_heads(dqkvh, dqkv, qkv_shape, stream, counts_);
@@ -370,7 +379,7 @@ class BasicPreLnLayer {
   LayerConfig config_;
   Params params_;
   Grads grads_;
-  typename Backend::Handle handle_;
+  Handle handle_;
   std::map<std::pair<int, int>, std::unique_ptr<Plans>> plans_;
   LaunchCounts counts_;
   int batch_ = 0, seq_ = 0;

@@ -7,8 +7,9 @@
 //   D (m x n) = alpha op(X) op(Y) + beta D,   op(X): m x k,  op(Y): k x n,
 // run as plan.run(alpha, X, Y, beta, D, bias, aux, ...), over `batch` independent matrices
 // (matrix i of each operand starts i * stride elements after the first). X and Y are in the
-// layer's storage type; D is in the storage type or, for accumulated weight gradients, fp32.
-// Arithmetic is fp32 or wider. The builders below make the products a Transformer layer needs.
+// layer's storage type; D is in the storage type or (accum_out: weight gradients, attention
+// scores) in the backend's accumulation type, fp32 (double for a double backend). Arithmetic is
+// in the accumulation type or wider. The builders below make the products a Transformer layer needs.
 #pragma once
 
 #include <cstdint>
@@ -29,7 +30,7 @@ struct MatMul {
   std::int64_t ldx = 0, ldy = 0, ldd = 0;  // elements per stored row
   int batch = 1;
   std::int64_t stride_x = 0, stride_y = 0, stride_d = 0;
-  bool fp32_out = false;  // D (and beta's C) in fp32 rather than the storage type
+  bool accum_out = false;  // D (and beta's C) in the accumulation type rather than the storage type
   Epilogue epilogue = Epilogue::none;
   std::int64_t aux_ld = 0;
   // Alignment in bytes every X, Y and D pointer of run() has (at most 256); a batched operand's
@@ -69,20 +70,20 @@ inline MatMul linear_dgrad_product(int rows, int in, int out) {
   p.ldx = out; p.ldy = in; p.ldd = in;
   return p;
 }
-// dW (out, in) += dy^T x, fp32: run(dy, x) with beta 1.
+// dW (out, in) += dy^T x in the accumulation type: run(dy, x) with beta 1.
 inline MatMul linear_wgrad_product(int rows, int in, int out) {
   MatMul p;
   p.m = out; p.n = in; p.k = rows;
   p.trans_x = true;
   p.ldx = out; p.ldy = in; p.ldd = in;
-  p.fp32_out = true;
+  p.accum_out = true;
   return p;
 }
 
 // Per-head products over `batch` row-major (seq x dim) head matrices, each seq*dim apart, and
 // (seq x seq) score-like matrices, each seq*seq apart.
 // D (seq x seq) = A B^T, e.g. scores = Q K^T, d(P) = dC V^T: run(A, B).
-inline MatMul heads_abt_product(int batch, int seq, int dim, bool fp32_out) {
+inline MatMul heads_abt_product(int batch, int seq, int dim, bool accum_out) {
   MatMul p;
   p.m = seq; p.n = seq; p.k = dim;
   p.trans_y = true;
@@ -90,7 +91,7 @@ inline MatMul heads_abt_product(int batch, int seq, int dim, bool fp32_out) {
   p.batch = batch;
   p.stride_x = p.stride_y = static_cast<std::int64_t>(seq) * dim;
   p.stride_d = static_cast<std::int64_t>(seq) * seq;
-  p.fp32_out = fp32_out;
+  p.accum_out = accum_out;
   return p;
 }
 // D (seq x dim) = P V, e.g. ctx = P V, dQ = dS K: run(P, V).

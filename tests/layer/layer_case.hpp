@@ -1,6 +1,7 @@
-// One comparison harness for the CUDA layer against the CPU layer in double, shared by the GPU
-// tests (tests/cuda/test_cuda_layer.cu) and the host emulation (tests/test_cuda_emulated.cpp), so
-// the harness the GPU runs is exercised in CI too. A case builds random parameters (LayerNorm
+// One comparison harness for a layer of the shared logic (pld::BasicPreLnLayer on any backend)
+// against pld::cpu::PreLnLayer in double, shared by the GPU tests (tests/cuda/test_cuda_layer.cu),
+// the host emulations (tests/test_cuda_emulated.cpp, test_cuda_simt.cpp) and the CPU backend
+// (tests/test_cpu_shared_layer.cpp), so the harness the GPU runs is exercised in CI too. A case builds random parameters (LayerNorm
 // weights around 1), inputs and output gradients, rounds them to the storage type T (the CPU
 // reference gets the rounded values, so the error measures the layer's arithmetic alone), runs
 // the layer under test through a callback, and compares y, dx and all twelve parameter gradients.
@@ -10,7 +11,8 @@
 // Bounds, set from the first GPU run (H200, 2026-11-30; worst over every case and tensor: fp32
 // 2.6e-6, fp16 8.6e-4, bf16 7.0e-3) with a margin of about 2x for 16 bits and 8x for fp32:
 // fp32 2e-5, fp16 2e-3, bf16 1.5e-2 (before that run: 1e-4, 5e-3, 3e-2). The host emulation
-// measured fp32 3.6e-7, fp16 9.6e-4, bf16 6.8e-3 (docs/cuda_layer.md).
+// measured fp32 3.6e-7, fp16 9.6e-4, bf16 6.8e-3 (docs/cuda_layer.md). fp64 (the CPU backend in
+// double against the CPU layer in double: the same arithmetic in another order) 1e-12.
 #pragma once
 
 #include <catch2/catch.hpp>
@@ -25,7 +27,10 @@
 
 #include "cpu_reference.hpp"
 #include "pld/cpu/layer_params.hpp"
-#include "pld/cuda/storage.hpp"
+#if __has_include(<cuda_bf16.h>)
+#include "pld/cuda/storage.hpp"  // bf16 and fp16 storage where the CUDA headers are on the path
+#define PLD_TEST_CUDA_STORAGE 1
+#endif
 #include "pld/layer/layer_config.hpp"
 #include "pld/layer/layer_step.hpp"
 
@@ -76,30 +81,62 @@ inline std::vector<double> normals(std::size_t n, std::uint64_t seed, std::uint3
   return v;
 }
 
+// A storage type's name, its rounding from double and its one-layer error bound.
+template <class T>
+struct TestStorage;
+template <>
+struct TestStorage<double> {
+  static constexpr const char* name = "fp64";
+  static double bound() { return 1e-12; }
+  static double to_double(double v) { return v; }
+  static double from_double(double v) { return v; }
+};
+template <>
+struct TestStorage<float> {
+  static constexpr const char* name = "fp32";
+  static double bound() { return 2e-5; }
+  static double to_double(float v) { return v; }
+  static float from_double(double v) { return static_cast<float>(v); }
+};
+#if defined(PLD_TEST_CUDA_STORAGE)
+template <>
+struct TestStorage<pld::cuda::fp16> {
+  static constexpr const char* name = "fp16";
+  static double bound() { return 2e-3; }
+  static double to_double(pld::cuda::fp16 v) { return pld::cuda::to_float(v); }
+  static pld::cuda::fp16 from_double(double v) { return pld::cuda::from_float<pld::cuda::fp16>(static_cast<float>(v)); }
+};
+template <>
+struct TestStorage<pld::cuda::bf16> {
+  static constexpr const char* name = "bf16";
+  static double bound() { return 1.5e-2; }
+  static double to_double(pld::cuda::bf16 v) { return pld::cuda::to_float(v); }
+  static pld::cuda::bf16 from_double(double v) { return pld::cuda::from_float<pld::cuda::bf16>(static_cast<float>(v)); }
+};
+#endif
+
 template <class T>
 double bound() {
-  if (std::is_same<T, float>::value) return 2e-5;
-  if (std::is_same<T, pld::cuda::fp16>::value) return 2e-3;
-  return 1.5e-2;
+  return TestStorage<T>::bound();
 }
 
 template <class T>
 std::vector<double> rounded(std::vector<double> v) {
-  for (auto& e : v) e = pld::cuda::to_float(pld::cuda::from_float<T>(static_cast<float>(e)));
+  for (auto& e : v) e = TestStorage<T>::to_double(TestStorage<T>::from_double(e));
   return v;
 }
 
 template <class T>
 std::vector<T> to_storage(const std::vector<double>& v) {
   std::vector<T> r(v.size());
-  for (std::size_t i = 0; i < v.size(); ++i) r[i] = pld::cuda::from_float<T>(static_cast<float>(v[i]));
+  for (std::size_t i = 0; i < v.size(); ++i) r[i] = TestStorage<T>::from_double(v[i]);
   return r;
 }
 
 template <class T>
 std::vector<double> from_storage(const std::vector<T>& v) {
   std::vector<double> r(v.size());
-  for (std::size_t i = 0; i < v.size(); ++i) r[i] = pld::cuda::to_float(v[i]);
+  for (std::size_t i = 0; i < v.size(); ++i) r[i] = TestStorage<T>::to_double(v[i]);
   return r;
 }
 
@@ -166,7 +203,7 @@ inline double check_tensor(const std::vector<double>& got, const std::vector<dou
 template <class T, class Run>
 double check_layer_case(const LayerCase& k, Run run, const char* label) {
   const LayerConfig& c = k.config;
-  const char* storage = pld::cuda::Storage<T>::name;
+  const char* storage = TestStorage<T>::name;
   INFO(label << " storage " << storage << " B " << k.batch << " T " << k.seq << " H " << c.hidden << " F " << c.ffn_size()
              << " padding " << k.padding << " training " << k.training << " kept " << k.kept << " per-sample "
              << !k.rows.empty() << " gelu " << (c.gelu == GeluForm::erf ? "erf" : "tanh"));

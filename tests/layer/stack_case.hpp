@@ -1,10 +1,11 @@
-// One comparison harness for the CUDA layer stack (pld::cuda::BasicLayerStack) against a stack of
-// CPU layers in double, shared by the GPU tests (tests/cuda/test_cuda_stack.cu) and the host
-// emulation (tests/test_cuda_emulated.cpp). A case draws a real plan from pld's gate (PLD's depth
+// One comparison harness for a layer stack of the shared logic (pld::BasicLayerStack on any
+// backend) against a stack of CPU layers in double, shared by the GPU tests
+// (tests/cuda/test_cuda_stack.cu), the host emulation (tests/test_cuda_emulated.cpp) and the CPU
+// backend (tests/test_cpu_shared_layer.cpp). A case draws a real plan from pld's gate (PLD's depth
 // decay at a low theta, per layer or per sample) that drops some layers (or rows) and keeps
 // others, random parameters per layer, inputs and the output gradient, all rounded to the storage
 // type; the stack under test runs through a callback; the reference runs each layer's forward in
-// turn, then each layer's backward from the top (tests/cuda/cpu_reference.hpp).
+// turn, then each layer's backward from the top (tests/layer/cpu_reference.hpp).
 //
 // Checked: the output, the input gradient and every kept layer's twelve gradients within the
 // storage type's bound for one layer times the number of kept layers a value passes through (the
@@ -101,7 +102,7 @@ StackInputs make_stack_inputs(const StackCase& k) {
 template <class T, class Run>
 double check_stack_case(const StackCase& k, Run run, const char* label) {
   const LayerConfig& c = k.config;
-  const char* storage = pld::cuda::Storage<T>::name;
+  const char* storage = TestStorage<T>::name;
   StackInputs in = make_stack_inputs<T>(k);
   std::string decisions;
   for (int l = 0; l < k.layers; ++l) {

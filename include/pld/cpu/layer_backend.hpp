@@ -1,0 +1,312 @@
+// The CPU backend of the layer logic written once for every backend (pld/layer/): with it,
+// pld::BasicPreLnLayer<T, cpu::LayerBackend<T>> (cpu::SharedPreLnLayer<T>) and
+// pld::BasicLayerStack<T, cpu::LayerBackend<T>> (cpu::SharedLayerStack<T>) run the same
+// algorithm as pld::cuda::PreLnLayer: the same buffers, products, passes and per-sample gathers.
+//
+// Storage T is float or double (gradient checks); arithmetic, statistics and gradients are in T.
+// Products: pld::cpu::Gemm (oneDNN in fp32, or bf16 operands with fp32 accumulation, for float;
+// Eigen for double), one per layer, the layer's Handle. Passes: pld::cpu's LayerNorm, GELU and
+// Philox dropout (the masks are the other backends' bit for bit), OpenMP over rows. Work runs
+// when called: the Stream is an empty tag.
+//
+// Status (issue 13, item 2, step 3 of docs/cpu_layer.md): Pre-LN only, no bf16 storage, no fused
+// GELU epilogue, and bf16 products convert every operand at every product (pld::cpu::PreLnLayer
+// converts weights once per forward). pld::cpu::PreLnLayer stays the CPU layer until this one
+// has Post-LN and its speed (step 4).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <type_traits>
+#include <vector>
+
+#include "pld/core/error.hpp"
+#include "pld/cpu/dropout.hpp"
+#include "pld/cpu/eigen_maps.hpp"
+#include "pld/cpu/gelu.hpp"
+#include "pld/cpu/gemm.hpp"
+#include "pld/cpu/layer_norm.hpp"
+#include "pld/cpu/layer_params.hpp"
+#include "pld/layer/basic_layer_stack.hpp"
+#include "pld/layer/basic_pre_ln_layer.hpp"
+#include "pld/layer/dropout_mask.hpp"
+#include "pld/layer/head_shape.hpp"
+#include "pld/layer/launch_counts.hpp"
+#include "pld/layer/products.hpp"
+#include "pld/layer/workspace.hpp"
+
+namespace pld::cpu {
+
+// Work on the CPU runs when it is called; the layer's stream argument is this empty tag.
+struct Stream {};
+
+// The layer's parameters and gradients: LayerParams, all zero at construction (the gradients
+// must start at zero; parameters are set by the caller, as on the GPU).
+template <class U>
+struct ZeroedLayerParams : LayerParams<U> {
+  explicit ZeroedLayerParams(const LayerConfig& c) : LayerParams<U>(c) { this->zero(); }
+  using LayerParams<U>::operator=;
+};
+
+// One MatMul (pld/layer/products.hpp) on the layer's Gemm: row-major, as pld::cpu::Gemm is.
+template <class T>
+class GemmPlan {
+ public:
+  GemmPlan(Gemm&, const MatMul& mm) : mm_((mm.check(), mm)) {
+    if (mm.epilogue == Epilogue::bias_gelu_aux || mm.epilogue == Epilogue::dgelu)
+      pld::detail::throw_error("cpu::LayerBackend: the GELU epilogues are not implemented (fuses_gelu() is false)");
+    s_.m = mm.m;
+    s_.n = mm.n;
+    s_.k = mm.k;
+    s_.trans_a = mm.trans_x;
+    s_.trans_b = mm.trans_y;
+    s_.lda = mm.ldx;
+    s_.ldb = mm.ldy;
+    s_.ldc = mm.ldd;
+    s_.batch = {mm.batch, 1};
+    s_.a_batch = {mm.stride_x, 0};
+    s_.b_batch = {mm.stride_y, 0};
+    s_.c_batch = {mm.stride_d, 0};
+  }
+  const MatMul& matmul() const { return mm_; }
+
+  // D = alpha op(X) op(Y) + beta D [+ bias]; beta is 0 or 1 (what the layer uses).
+  void run(Gemm& gemm, T alpha, const void* x, const void* y, T beta, void* d, const void* bias, const void*, void*, Stream) {
+    if (beta != T(0) && beta != T(1)) pld::detail::throw_error("cpu::LayerBackend: a product's beta must be 0 or 1, got ", beta);
+    gemm.run<T>(s_, static_cast<const T*>(x), static_cast<const T*>(y), static_cast<T*>(d), alpha, beta == T(1),
+                mm_.epilogue == Epilogue::bias ? static_cast<const T*>(bias) : nullptr);
+  }
+
+ private:
+  MatMul mm_;
+  GemmShape s_;
+};
+
+// Host memory with the workspace's alignment (a stack's arena); contents not kept across resize.
+class AlignedBuffer {
+ public:
+  void resize(std::size_t bytes) {
+    if (bytes == bytes_) return;
+    mem_.reset(bytes ? new unsigned char[bytes + kWorkspaceAlign] : nullptr);
+    bytes_ = bytes;
+  }
+  void* data() const {
+    if (!mem_) return nullptr;
+    const auto a = reinterpret_cast<std::uintptr_t>(mem_.get());
+    return mem_.get() + (kWorkspaceAlign - a % kWorkspaceAlign) % kWorkspaceAlign;
+  }
+  std::size_t bytes() const { return bytes_; }
+
+ private:
+  std::unique_ptr<unsigned char[]> mem_;
+  std::size_t bytes_ = 0;
+};
+
+// The per-sample row indices are read where they are (host memory).
+class RowIndices {
+ public:
+  int* reserve(std::size_t n) {
+    if (v_.size() < n) v_.resize(n);
+    return v_.data();
+  }
+  void copied(Stream) {}
+
+ private:
+  std::vector<int> v_;
+};
+
+template <class T>
+struct LayerBackend {
+  static_assert(std::is_same<T, float>::value || std::is_same<T, double>::value, "cpu::LayerBackend stores float or double");
+  using Stream = pld::cpu::Stream;
+  using Accum = T;
+  template <class U>
+  using Params = ZeroedLayerParams<U>;
+  using Handle = Gemm;
+  template <class U>
+  using Plan = GemmPlan<U>;
+  using RowStaging = RowIndices;
+  using Buffer = AlignedBuffer;
+  using LC = LaunchCounts;
+
+  static void check_problem(const LayerConfig& c, int batch, int seq) {
+    c.validate();
+    if (c.norm != NormPosition::pre)
+      pld::detail::throw_error("cpu::SharedPreLnLayer: Pre-LN only so far; LayerConfig.norm = post runs on pld::cpu::PreLnLayer");
+    if (batch <= 0) pld::detail::throw_error("cpu::SharedPreLnLayer: batch must be > 0, got ", batch);
+    if (seq <= 0) pld::detail::throw_error("cpu::SharedPreLnLayer: sequence length T must be > 0, got ", seq);
+  }
+  static ScratchNeeds scratch_needs(std::int64_t, std::int64_t) { return {}; }  // products and sums need none
+  static bool fuses_gelu(GeluForm, int) { return false; }
+
+  static void copy(void* dst, const void* src, std::size_t bytes, Stream) { std::memmove(dst, src, bytes); }
+  static void copy_from_host(void* dst, const void* src, std::size_t bytes, Stream) { std::memcpy(dst, src, bytes); }
+
+  template <class E>
+  static void gather(const E* src, const int* index, int rows, std::int64_t n, E* dst) {
+#pragma omp parallel for schedule(static) if (rows * n > 65536)
+    for (int k = 0; k < rows; ++k)
+      std::memcpy(dst + k * n, src + static_cast<std::int64_t>(index[k]) * n, static_cast<std::size_t>(n) * sizeof(E));
+  }
+  static void gather_rows(const T* src, const int* index, int rows, std::int64_t n, T* dst, Stream, LC& c) {
+    gather(src, index, rows, n, dst);
+    ++c.kernels;
+  }
+  static void gather_valid(const std::uint8_t* src, const int* index, int rows, std::int64_t n, std::uint8_t* dst, Stream, LC& c) {
+    gather(src, index, rows, n, dst);
+    ++c.kernels;
+  }
+  static void scatter_rows(const T* src, const int* index, int rows, std::int64_t n, T* dst, Stream, LC& c) {
+#pragma omp parallel for schedule(static) if (rows * n > 65536)
+    for (int k = 0; k < rows; ++k)
+      std::memcpy(dst + static_cast<std::int64_t>(index[k]) * n, src + k * n, static_cast<std::size_t>(n) * sizeof(T));
+    ++c.kernels;
+  }
+
+  static void layer_norm_forward(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* rstd, int rows, int cols, double eps,
+                                 Stream, LC& c) {
+    pld::cpu::layer_norm_forward<T>(x, gamma, beta, y, mean, rstd, rows, cols, eps);
+    ++c.kernels;
+  }
+  // dx = LayerNorm'(dy) [+ residual]; dgamma, dbeta accumulate.
+  static void layer_norm_backward(const T* dy, const T* x, const T* mean, const T* rstd, const T* gamma, const T* residual, T* dx,
+                                  T* dgamma, T* dbeta, int rows, int cols, T*, Stream, LC& c) {
+    pld::cpu::layer_norm_backward<T>(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, rows, cols);
+    if (residual) {
+      const std::int64_t n = static_cast<std::int64_t>(rows) * cols;
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+      for (std::int64_t i = 0; i < n; ++i) dx[i] += residual[i];
+    }
+    ++c.kernels;
+  }
+  // h = x + g Dropout(t); y = LayerNorm(h).
+  static void residual_layer_norm(const T* x, const T* t, T* h, const T* gamma, const T* beta, T* y, T* mean, T* rstd, int rows,
+                                  int cols, T g, const DropoutMask& m, double eps, Stream s, LC& c) {
+    LC ignore;
+    residual_dropout(x, t, h, static_cast<std::int64_t>(rows) * cols, g, m, s, ignore);
+    pld::cpu::layer_norm_forward<T>(h, gamma, beta, y, mean, rstd, rows, cols, eps);
+    ++c.kernels;
+  }
+  // out = x + g Dropout(t) (x null: 0); out must not alias x.
+  static void residual_dropout(const T* x, const T* t, T* out, std::int64_t n, T g, const DropoutMask& m, Stream, LC& c) {
+    if (x && x == out) pld::detail::throw_error("cpu::LayerBackend::residual_dropout: out aliases x");
+    dropout_apply(t, out, static_cast<std::size_t>(n), 0, m.rate, key(m));
+    if (x) {
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+      for (std::int64_t i = 0; i < n; ++i) out[i] = x[i] + g * out[i];
+    } else {
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+      for (std::int64_t i = 0; i < n; ++i) out[i] = g * out[i];
+    }
+    ++c.kernels;
+  }
+  static void gelu_forward(const T* pre, T* act, std::int64_t n, GeluForm form, Stream, LC& c) {
+    pld::cpu::gelu_forward<T>(pre, act, static_cast<std::size_t>(n), form);
+    ++c.kernels;
+  }
+  static void gelu_backward(const T* dact, const T* pre, T* dpre, std::int64_t n, GeluForm form, Stream, LC& c) {
+    pld::cpu::gelu_backward<T>(dact, pre, dpre, static_cast<std::size_t>(n), form);
+    ++c.kernels;
+  }
+
+  // Packed (B*T, parts*H) rows <-> head-major (parts, B, heads, T, d), d elements at a time.
+  template <bool kToHeads>
+  static void move_heads(const T* from, T* to, const HeadShape& s) {
+    const std::int64_t rows = static_cast<std::int64_t>(s.batch) * s.seq;
+    const std::int64_t ld = static_cast<std::int64_t>(s.parts) * s.hidden();
+#pragma omp parallel for schedule(static) if (rows * ld > 65536)
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const std::int64_t b = r / s.seq, t = r % s.seq;
+      for (int part = 0; part < s.parts; ++part)
+        for (int h = 0; h < s.heads; ++h) {
+          const std::int64_t packed = r * ld + static_cast<std::int64_t>(part) * s.hidden() + static_cast<std::int64_t>(h) * s.dim;
+          const std::int64_t heads = (((static_cast<std::int64_t>(part) * s.batch + b) * s.heads + h) * s.seq + t) * s.dim;
+          if (kToHeads) std::memcpy(to + heads, from + packed, static_cast<std::size_t>(s.dim) * sizeof(T));
+          else std::memcpy(to + packed, from + heads, static_cast<std::size_t>(s.dim) * sizeof(T));
+        }
+    }
+  }
+  static void split_heads(const T* packed, T* heads, const HeadShape& s, Stream, LC& c) {
+    move_heads<true>(packed, heads, s);
+    ++c.kernels;
+  }
+  static void merge_heads(const T* heads, T* packed, const HeadShape& s, Stream, LC& c) {
+    move_heads<false>(heads, packed, s);
+    ++c.kernels;
+  }
+
+  // probs = softmax over the real keys of each row (a row with none: all 0); dropped = Dropout(probs).
+  static void softmax_forward(const T* scores, const std::uint8_t* valid, T* probs, T* dropped, int batch, int heads, int seq,
+                              const DropoutMask& m, Stream, LC& c) {
+    const std::int64_t rows = static_cast<std::int64_t>(batch) * heads * seq;
+#pragma omp parallel for schedule(static)
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const std::uint8_t* vb = valid ? valid + (r / (static_cast<std::int64_t>(heads) * seq)) * seq : nullptr;
+      const T* in = scores + r * seq;
+      T* p = probs + r * seq;
+      T mx = -std::numeric_limits<T>::infinity();
+      for (int j = 0; j < seq; ++j)
+        if (!vb || vb[j]) mx = std::max(mx, in[j]);
+      if (vb) {
+#pragma omp simd
+        for (int j = 0; j < seq; ++j) p[j] = vb[j] ? std::exp(in[j] - mx) : T(0);
+      } else {
+#pragma omp simd
+        for (int j = 0; j < seq; ++j) p[j] = std::exp(in[j] - mx);
+      }
+      T sum = 0;
+      for (int j = 0; j < seq; ++j) sum += p[j];
+      const T inv = sum > T(0) ? T(1) / sum : T(0);
+      for (int j = 0; j < seq; ++j) p[j] *= inv;
+    }
+    if (dropped) dropout_apply(probs, dropped, static_cast<std::size_t>(rows * seq), 0, m.rate, key(m));
+    ++c.kernels;
+  }
+  // ds = P o (dP - rowsum(dP o P)) * scale with dP = Dropout(d(dropped P)); dpd is overwritten.
+  static void softmax_backward(T* dpd, const T* probs, T* ds, int batch, int heads, int seq, T scale, const DropoutMask& m, Stream,
+                               LC& c) {
+    const std::int64_t rows = static_cast<std::int64_t>(batch) * heads * seq;
+    if (m.active()) dropout_apply(dpd, dpd, static_cast<std::size_t>(rows * seq), 0, m.rate, key(m));
+#pragma omp parallel for schedule(static)
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const T* p = probs + r * seq;
+      const T* g = dpd + r * seq;
+      T* out = ds + r * seq;
+      T dot = 0;
+      for (int j = 0; j < seq; ++j) dot += g[j] * p[j];
+      for (int j = 0; j < seq; ++j) out[j] = p[j] * (g[j] - dot) * scale;
+    }
+    ++c.kernels;
+  }
+  static void dropout_probs(const T* probs, T* dropped, std::int64_t n, const DropoutMask& m, Stream, LC& c) {
+    dropout_apply(probs, dropped, static_cast<std::size_t>(n), 0, m.rate, key(m));
+    ++c.kernels;
+  }
+  // out (cols) += the column sums of a (rows, cols), in row order (the same bits for any threads).
+  static void column_sums(const T* a, int rows, int cols, T* out, T*, Stream, LC& c) {
+    add_column_sums<T>(a, nullptr, rows, cols, out);
+    ++c.kernels;
+  }
+
+  static DropoutKey key(const DropoutMask& m) {
+    DropoutKey k;
+    k.seed = m.seed;
+    k.step = static_cast<std::int64_t>(m.step);
+    k.layer = m.layer;
+    k.site = static_cast<DropoutSite>(m.site);
+    return k;
+  }
+};
+
+// The shared layer logic and stack on the CPU.
+template <class T>
+using SharedPreLnLayer = pld::BasicPreLnLayer<T, LayerBackend<T>>;
+template <class T>
+using SharedLayerStack = pld::BasicLayerStack<T, LayerBackend<T>>;
+
+}  // namespace pld::cpu
