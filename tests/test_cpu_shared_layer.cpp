@@ -104,6 +104,17 @@ TEMPLATE_TEST_CASE("The shared layer logic on the CPU backend matches the CPU la
     k.config.gelu = pld::GeluForm::tanh;
     run_case<TestType>(k);
   }
+  SECTION("Post-LN, dropout on") {
+    k.config.norm = pld::NormPosition::post;
+    run_case<TestType>(k);
+  }
+  SECTION("Post-LN, per-sample rows, padding, dropout") {
+    k.config.norm = pld::NormPosition::post;
+    k.batch = 4;
+    k.padding = true;
+    k.rows = {1, 0, 1, 1};
+    run_case<TestType>(k);
+  }
   SECTION("odd shapes: F % 8 != 0, T % 4 != 0, eps 1e-12") {
     k.config.hidden = 24;
     k.config.heads = 3;
@@ -173,9 +184,6 @@ TEST_CASE("The shared CPU layer: a dropped layer does nothing, misuse is one cle
   CHECK(layer.launches().total() == 2);  // the refused forwards did nothing
   pcpu::SharedPreLnLayer<float> fresh(c);
   CHECK_THROWS_WITH(fresh.backward(x.data(), y.data(), pld::Workspace{}, {}), Catch::Matchers::Contains("without a forward"));
-  LayerConfig post = c;
-  post.norm = pld::NormPosition::post;
-  CHECK_THROWS_WITH(pcpu::SharedPreLnLayer<float>::workspace_sizes(post, 2, 8, kept), Catch::Matchers::Contains("Pre-LN only"));
   CHECK_THROWS_WITH(layer.workspace_sizes(0, 8, kept), Catch::Matchers::Contains("batch must be > 0"));
 
   // A kept step: 18 products (6 forward, 12 backward) and the passes between them.
@@ -214,6 +222,7 @@ TEMPLATE_TEST_CASE("The shared layer stack on the CPU backend matches a stack of
   k.config = config32();
   SECTION("per layer") {}
   SECTION("per sample") { k.granularity = pld::Granularity::sample; }
+  SECTION("Post-LN, per layer") { k.config.norm = pld::NormPosition::post; }
   pld::test::check_stack_case<TestType>(k, [&](const pld::test::StackInputs& in) { return run_shared_stack<TestType>(k, in); },
                                         "cpu-shared");
 }

@@ -65,6 +65,18 @@ TEMPLATE_TEST_CASE("Emulated CUDA layer logic matches the CPU layer", "[cuda-hos
     k.config.gelu = pld::GeluForm::tanh;
     run_case<TestType>(k);
   }
+  SECTION("Post-LN, per-sample rows, padding, dropout") {
+    k.config.norm = pld::NormPosition::post;
+    k.batch = 4;
+    k.padding = true;
+    k.rows = {1, 0, 1, 1};
+    run_case<TestType>(k);
+  }
+  SECTION("Post-LN, tanh GELU through the epilogue path") {
+    k.config.norm = pld::NormPosition::post;
+    k.config.gelu = pld::GeluForm::tanh;
+    run_case<TestType>(k);
+  }
   SECTION("odd shapes: F % 8 != 0, T % 4 != 0, eps 1e-12") {
     k.config.hidden = 24;
     k.config.heads = 3;

@@ -183,9 +183,9 @@ TEST_CASE("Problems the CUDA layer cannot run are one clear error", "[cuda-host]
   bad = c;
   bad.hidden = 1 << 16;
   CHECK_THROWS_WITH(pc::check_layer_problem(bad, 1024, 1024), Contains("32-bit"));
-  bad = c;
-  bad.norm = pld::NormPosition::post;  // Post-LN runs on pld::cpu only
-  CHECK_THROWS_WITH(pc::check_layer_problem(bad, 4, 16), Contains("Pre-LN only"));
+  pld::LayerConfig post = c;
+  post.norm = pld::NormPosition::post;  // the shared layer logic runs both
+  CHECK_NOTHROW(pc::check_layer_problem(post, 4, 16));
 }
 
 TEST_CASE("Column sums launch within CUDA's grid limits for any row count", "[cuda-host]") {

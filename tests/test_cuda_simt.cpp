@@ -67,6 +67,17 @@ TEST_CASE("SIMT-emulated CUDA kernels: fp16, evaluation, tanh GELU epilogue path
   run_case<pc::fp16>(k);
 }
 
+TEST_CASE("SIMT-emulated CUDA kernels: Post-LN, bf16, per-sample rows, padding, dropout", "[cuda-simt]") {
+  pld::test::LayerCase k;
+  k.config = small();
+  k.config.norm = pld::NormPosition::post;
+  k.batch = 3;
+  k.seq = 12;
+  k.padding = true;
+  k.rows = {1, 1, 0};
+  run_case<pc::bf16>(k);
+}
+
 TEST_CASE("SIMT-emulated CUDA kernels: long sequences (four and eight column groups per lane)", "[cuda-simt]") {
   pld::test::LayerCase k;
   k.config = small();

@@ -100,7 +100,7 @@ class CudaBackend {
 
   explicit CudaBackend(const ModelConfig& c, cudaStream_t stream = nullptr) : stream_(stream) {
     if (c.norm != pld::NormPosition::pre)
-      pld::detail::throw_error("the GPU model is Pre-LN only (the CUDA layer has no Post-LN form); use --norm pre");
+      pld::detail::throw_error("the GPU model is Pre-LN only (its Post-LN form is not tested yet); use --norm pre");
   }
   CudaBackend(const CudaBackend&) = delete;
   CudaBackend& operator=(const CudaBackend&) = delete;

@@ -7,6 +7,7 @@
 #include "pld/cpu/eigen_maps.hpp"
 #include "pld/cpu/gelu.hpp"
 #include "pld/cpu/gemm.hpp"
+#include "pld/cpu/layer_backend.hpp"
 #include "pld/cpu/layer_norm.hpp"
 #include "pld/cpu/layer_params.hpp"
 #include "pld/cpu/linear.hpp"

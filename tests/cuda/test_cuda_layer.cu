@@ -102,6 +102,18 @@ TEMPLATE_TEST_CASE("CUDA layer matches the CPU layer: per-sample rows with paddi
   run_case<TestType>(k);
 }
 
+TEMPLATE_TEST_CASE("CUDA layer matches the CPU layer: Post-LN, per-sample rows with padding and dropout", "[cuda]", float,
+                   pc::bf16, pc::fp16) {
+  LayerCase k;
+  k.config = base_config();
+  k.config.norm = pld::NormPosition::post;
+  k.batch = 4;
+  k.padding = true;
+  k.rows = {0, 1, 1, 1};
+  k.seed = 5;
+  run_case<TestType>(k);
+}
+
 TEMPLATE_TEST_CASE("CUDA layer matches the CPU layer: tanh GELU through the cuBLASLt epilogues", "[cuda]", float, pc::bf16) {
   LayerCase k;
   k.config = base_config();

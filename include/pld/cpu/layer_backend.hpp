@@ -9,10 +9,10 @@
 // Philox dropout (the masks are the other backends' bit for bit), OpenMP over rows. Work runs
 // when called: the Stream is an empty tag.
 //
-// Status (issue 13, item 2, step 3 of docs/cpu_layer.md): Pre-LN only, no bf16 storage, no fused
-// GELU epilogue, and bf16 products convert every operand at every product (pld::cpu::PreLnLayer
-// converts weights once per forward). pld::cpu::PreLnLayer stays the CPU layer until this one
-// has Post-LN and its speed (step 4).
+// Status (issue 13, item 2, step 3 of docs/cpu_layer.md): Pre-LN and Post-LN; no bf16 storage,
+// no fused GELU epilogue, and bf16 products convert every operand at every product
+// (pld::cpu::PreLnLayer converts weights once per forward). pld::cpu::PreLnLayer stays the CPU
+// layer until this one has its speed (step 4).
 #pragma once
 
 #include <algorithm>
@@ -136,8 +136,6 @@ struct LayerBackend {
 
   static void check_problem(const LayerConfig& c, int batch, int seq) {
     c.validate();
-    if (c.norm != NormPosition::pre)
-      pld::detail::throw_error("cpu::SharedPreLnLayer: Pre-LN only so far; LayerConfig.norm = post runs on pld::cpu::PreLnLayer");
     if (batch <= 0) pld::detail::throw_error("cpu::SharedPreLnLayer: batch must be > 0, got ", batch);
     if (seq <= 0) pld::detail::throw_error("cpu::SharedPreLnLayer: sequence length T must be > 0, got ", seq);
   }

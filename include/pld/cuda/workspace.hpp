@@ -33,8 +33,6 @@ constexpr int kMaxAttentionSeq = 1024;
 // Whether the CUDA layer can run (batch, seq): throws pld::Error naming what it cannot do.
 inline void check_layer_problem(const LayerConfig& c, int batch, int seq) {
   c.validate();
-  if (c.norm != NormPosition::pre)
-    pld::detail::throw_error("cuda::PreLnLayer: the CUDA layer is Pre-LN only; LayerConfig.norm = post runs on pld::cpu");
   if (batch <= 0) pld::detail::throw_error("cuda::PreLnLayer: batch must be > 0, got ", batch);
   if (seq <= 0 || seq > kMaxAttentionSeq)
     pld::detail::throw_error("cuda::PreLnLayer: sequence length T must be in 1..", kMaxAttentionSeq, ", got ", seq);

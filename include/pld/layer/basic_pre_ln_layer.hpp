@@ -1,7 +1,10 @@
-// The Pre-LN Transformer encoder layer, gate-aware, written once over backends, with the
-// contract of pld::cpu::PreLnLayer:
+// The Transformer encoder layer, gate-aware, written once over backends, with the contract of
+// pld::cpu::PreLnLayer: Pre-LN (LayerConfig::norm = pre, the default)
 //   h = x + g * Dropout(Wo MHA(LN1(x), mask) + bo)
 //   y = h + g * Dropout(W2 GELU(W1 LN2(h) + b1) + b2)
+// or Post-LN (norm = post, BERT's original layer)
+//   h = LN1(x + g * Dropout(Wo MHA(x, mask) + bo))
+//   y = LN2(h + g * Dropout(W2 GELU(W1 h + b1) + b2))
 // This header is the layer's logic only: which buffers (pld/layer/workspace.hpp), which products
 // (pld::MatMul, pld/layer/products.hpp), which passes, in which order, and the per-sample gather
 // and scatter of kept rows. What runs them is the Backend: pld::cuda::DeviceBackend
@@ -275,105 +278,166 @@ class BasicPreLnLayer {
     return D;
   }
 
+  // Every buffer of one step (pld/layer/workspace.hpp), by name. What three of them hold depends
+  // on where the LayerNorms are:    Pre-LN        Post-LN
+  //                            ln1  LN1(x)        x + g t1 (LN1's input)
+  //                            h    x + g t1      LN1's output
+  //                            ln2  LN2(h)        h + g t2 (LN2's input)
+  struct Bufs {
+    T *xin, *ln1, *qkvh, *probs, *ctx, *h, *ln2, *pre, *act;
+    Acc *mean1, *rstd1, *mean2, *rstd2;
+    T *qkv, *dropped, *ctxh, *branch, *wide, *dln, *dh, *dqkvh;  // scratch
+    Acc *scores, *colsum;
+    void* pws;
+  };
+  static Bufs bufs(const pld::detail::WorkspaceLayout& L, char* S, char* R) {
+    return Bufs{at<T>(S, L.xin),     at<T>(S, L.ln1),    at<T>(S, L.qkvh),    at<T>(S, L.probs),    at<T>(S, L.ctx),
+                at<T>(S, L.h),       at<T>(S, L.ln2),    at<T>(S, L.pre),     at<T>(S, L.act),      at<Acc>(S, L.mean1),
+                at<Acc>(S, L.rstd1), at<Acc>(S, L.mean2), at<Acc>(S, L.rstd2), at<T>(R, L.qkv),      at<T>(R, L.dropped),
+                at<T>(R, L.ctxh),    at<T>(R, L.branch), at<T>(R, L.wide),    at<T>(R, L.dln),      at<T>(R, L.dh),
+                at<T>(R, L.dqkvh),   at<Acc>(R, L.scores), at<Acc>(R, L.colsum), R + L.products};
+  }
+
   // The kept rows' computation on dense (kb, T, H) buffers: x is the saved xin, y is written.
+  //   Pre-LN:  h = x + g t1(LN1 x),  y = h + g t2(LN2 h)
+  //   Post-LN: h = LN1(x + g t1(x)), y = LN2(h + g t2(h))
+  // with t1 = Dropout(Wo MHA(.) + bo), t2 = Dropout(W2 GELU(W1 . + b1) + b2).
   void core_forward(const pld::detail::WorkspaceLayout& L, char* S, char* R, int kb, const std::uint8_t* valid, T* y,
                     Stream stream) {
     const Dims D = dims(kb);
-    const int T_ = D.seq, H = D.H, F = D.F, heads = D.heads, d = D.d, N = D.N;
-    const std::int64_t NH = D.NH;
-    const Acc g = D.g;
-    const HeadShape &qkv_shape = D.qkv_shape, &one_shape = D.one_shape;
-    const DropoutMask &attn = D.attn, &ao = D.ao, &fo = D.fo;
     Plans& P = plans(kb);
+    const Bufs B = bufs(L, S, R);
     const Params& p = params_;
-    T *xin = at<T>(S, L.xin), *ln1 = at<T>(S, L.ln1), *qkvh = at<T>(S, L.qkvh), *probs = at<T>(S, L.probs);
-    T *ctx = at<T>(S, L.ctx), *h = at<T>(S, L.h), *ln2 = at<T>(S, L.ln2), *pre = at<T>(S, L.pre), *act = at<T>(S, L.act);
-    Acc *mean1 = at<Acc>(S, L.mean1), *rstd1 = at<Acc>(S, L.rstd1), *mean2 = at<Acc>(S, L.mean2), *rstd2 = at<Acc>(S, L.rstd2);
-    T *qkv = at<T>(R, L.qkv), *dropped = at<T>(R, L.dropped), *ctxh = at<T>(R, L.ctxh), *branch = at<T>(R, L.branch);
-    Acc* scores = at<Acc>(R, L.scores);
-    void* pws = R + L.products;
-    const T *Q = qkvh, *K = qkvh + NH, *V = qkvh + 2 * NH;
-
-    Backend::layer_norm_forward(xin, p.get(ParamId::norm1_weight), p.get(ParamId::norm1_bias), ln1, mean1, rstd1, N, H, config_.ln_eps, stream, counts_);
-    gemm(P.qkv, 1.0f, ln1, p.get(ParamId::in_proj_weight), 0.0f, qkv, p.get(ParamId::in_proj_bias), nullptr, pws, stream);
-    Backend::split_heads(qkv, qkvh, qkv_shape, stream, counts_);
-    gemm(P.scores, Acc(1) / std::sqrt(static_cast<Acc>(d)), Q, K, 0.0f, scores, nullptr, nullptr, pws, stream);
-    Backend::softmax_forward(scores, valid, probs, attn.active() ? dropped : nullptr, kb, heads, T_, attn, stream, counts_);
-    gemm(P.pv, 1.0f, attn.active() ? dropped : probs, V, 0.0f, ctxh, nullptr, nullptr, pws, stream);
-    Backend::merge_heads(ctxh, ctx, one_shape, stream, counts_);
-    gemm(P.out, 1.0f, ctx, p.get(ParamId::out_proj_weight), 0.0f, branch, p.get(ParamId::out_proj_bias), nullptr, pws, stream);
-    Backend::residual_layer_norm(xin, branch, h, p.get(ParamId::norm2_weight), p.get(ParamId::norm2_bias), ln2, mean2, rstd2, N, H, g, ao,
-                        config_.ln_eps, stream, counts_);
-    if (uses_gelu_epilogue()) {
-      gemm(P.ffn1, 1.0f, ln2, p.get(ParamId::linear1_weight), 0.0f, act, p.get(ParamId::linear1_bias), pre, pws, stream);
-    } else {
-      gemm(P.ffn1, 1.0f, ln2, p.get(ParamId::linear1_weight), 0.0f, pre, p.get(ParamId::linear1_bias), nullptr, pws, stream);
-      Backend::gelu_forward(pre, act, static_cast<std::int64_t>(N) * F, config_.gelu, stream, counts_);
+    const int N = D.N, H = D.H;
+    const double eps = config_.ln_eps;
+    if (config_.norm == NormPosition::post) {
+      attention_forward(D, P, B, B.xin, valid, kb, stream);
+      Backend::residual_layer_norm(B.xin, B.branch, B.ln1, p.get(ParamId::norm1_weight), p.get(ParamId::norm1_bias), B.h, B.mean1,
+                                   B.rstd1, N, H, D.g, D.ao, eps, stream, counts_);
+      ffn_forward(D, P, B, B.h, stream);
+      Backend::residual_layer_norm(B.h, B.branch, B.ln2, p.get(ParamId::norm2_weight), p.get(ParamId::norm2_bias), y, B.mean2, B.rstd2, N,
+                                   H, D.g, D.fo, eps, stream, counts_);
+      return;
     }
-    gemm(P.ffn2, 1.0f, act, p.get(ParamId::linear2_weight), 0.0f, branch, p.get(ParamId::linear2_bias), nullptr, pws, stream);
-    Backend::residual_dropout(h, branch, y, NH, g, fo, stream, counts_);
+    Backend::layer_norm_forward(B.xin, p.get(ParamId::norm1_weight), p.get(ParamId::norm1_bias), B.ln1, B.mean1, B.rstd1, N, H, eps,
+                                stream, counts_);
+    attention_forward(D, P, B, B.ln1, valid, kb, stream);
+    Backend::residual_layer_norm(B.xin, B.branch, B.h, p.get(ParamId::norm2_weight), p.get(ParamId::norm2_bias), B.ln2, B.mean2, B.rstd2,
+                                 N, H, D.g, D.ao, eps, stream, counts_);
+    ffn_forward(D, P, B, B.ln2, stream);
+    Backend::residual_dropout(B.h, B.branch, y, D.NH, D.g, D.fo, stream, counts_);
+  }
+
+  // branch = Wo MHA(in) + bo (before its dropout); saves qkvh, probs, ctx.
+  void attention_forward(const Dims& D, Plans& P, const Bufs& B, const T* in, const std::uint8_t* valid, int kb, Stream stream) {
+    const Params& p = params_;
+    const T *Q = B.qkvh, *K = B.qkvh + D.NH, *V = B.qkvh + 2 * D.NH;
+    gemm(P.qkv, 1.0f, in, p.get(ParamId::in_proj_weight), 0.0f, B.qkv, p.get(ParamId::in_proj_bias), nullptr, B.pws, stream);
+    Backend::split_heads(B.qkv, B.qkvh, D.qkv_shape, stream, counts_);
+    gemm(P.scores, Acc(1) / std::sqrt(static_cast<Acc>(D.d)), Q, K, 0.0f, B.scores, nullptr, nullptr, B.pws, stream);
+    Backend::softmax_forward(B.scores, valid, B.probs, D.attn.active() ? B.dropped : nullptr, kb, D.heads, D.seq, D.attn, stream, counts_);
+    gemm(P.pv, 1.0f, D.attn.active() ? B.dropped : B.probs, V, 0.0f, B.ctxh, nullptr, nullptr, B.pws, stream);
+    Backend::merge_heads(B.ctxh, B.ctx, D.one_shape, stream, counts_);
+    gemm(P.out, 1.0f, B.ctx, p.get(ParamId::out_proj_weight), 0.0f, B.branch, p.get(ParamId::out_proj_bias), nullptr, B.pws, stream);
+  }
+
+  // branch = W2 GELU(W1 in + b1) + b2 (before its dropout); saves pre, act.
+  void ffn_forward(const Dims& D, Plans& P, const Bufs& B, const T* in, Stream stream) {
+    const Params& p = params_;
+    if (uses_gelu_epilogue()) {
+      gemm(P.ffn1, 1.0f, in, p.get(ParamId::linear1_weight), 0.0f, B.act, p.get(ParamId::linear1_bias), B.pre, B.pws, stream);
+    } else {
+      gemm(P.ffn1, 1.0f, in, p.get(ParamId::linear1_weight), 0.0f, B.pre, p.get(ParamId::linear1_bias), nullptr, B.pws, stream);
+      Backend::gelu_forward(B.pre, B.act, static_cast<std::int64_t>(D.N) * D.F, config_.gelu, stream, counts_);
+    }
+    gemm(P.ffn2, 1.0f, B.act, p.get(ParamId::linear2_weight), 0.0f, B.branch, p.get(ParamId::linear2_bias), nullptr, B.pws, stream);
   }
 
   // dy (kb, T, H) in, dx written; gradients accumulate. dx may equal dy: dy is last read before
-  // the final LayerNorm backward writes dx.
+  // anything writes dx.
   void core_backward(const pld::detail::WorkspaceLayout& L, char* S, char* R, int kb, const T* dy, T* dx, Stream stream) {
     const Dims D = dims(kb);
-    const int T_ = D.seq, H = D.H, F = D.F, heads = D.heads, d = D.d, N = D.N;
-    const std::int64_t NH = D.NH, TT = D.TT;
-    const Acc g = D.g;
-    const HeadShape &qkv_shape = D.qkv_shape, &one_shape = D.one_shape;
-    const DropoutMask &attn = D.attn, &ao = D.ao, &fo = D.fo;
     Plans& P = plans(kb);
+    const Bufs B = bufs(L, S, R);
     const Params& p = params_;
     Grads& gr = grads_;
-    const T *xin = at<T>(S, L.xin), *ln1 = at<T>(S, L.ln1), *qkvh = at<T>(S, L.qkvh), *probs = at<T>(S, L.probs);
-    const T *ctx = at<T>(S, L.ctx), *h = at<T>(S, L.h), *ln2 = at<T>(S, L.ln2), *pre = at<T>(S, L.pre), *act = at<T>(S, L.act);
-    const Acc *mean1 = at<Acc>(S, L.mean1), *rstd1 = at<Acc>(S, L.rstd1), *mean2 = at<Acc>(S, L.mean2), *rstd2 = at<Acc>(S, L.rstd2);
-    T *dqkv = at<T>(R, L.qkv), *dropped = at<T>(R, L.dropped), *dctxh = at<T>(R, L.ctxh), *dbranch = at<T>(R, L.branch);
-    T *wide = at<T>(R, L.wide), *dln = at<T>(R, L.dln), *dh = at<T>(R, L.dh), *dqkvh = at<T>(R, L.dqkvh);
-    Acc *dpd = at<Acc>(R, L.scores), *colsum = at<Acc>(R, L.colsum);
-    void* pws = R + L.products;
-    const T *Q = qkvh, *K = qkvh + NH, *V = qkvh + 2 * NH;
+    const int N = D.N, H = D.H;
+    if (config_.norm == NormPosition::post) {
+      const DropoutMask none;  // a plain sum: out = x + 1 * t
+      // ds2 = LN2'(dy) into dh; the FFN branch sees g Dropout(ds2); dL/dh = ds2 + its d(in).
+      Backend::layer_norm_backward(dy, B.ln2, B.mean2, B.rstd2, p.get(ParamId::norm2_weight), nullptr, B.dh, gr.get(ParamId::norm2_weight),
+                                   gr.get(ParamId::norm2_bias), N, H, B.colsum, stream, counts_);
+      Backend::residual_dropout(nullptr, B.dh, B.branch, D.NH, D.g, D.fo, stream, counts_);
+      ffn_backward(D, P, B, B.h, stream);
+      Backend::residual_dropout(B.dh, B.dln, B.dln, D.NH, Acc(1), none, stream, counts_);
+      // ds1 = LN1'(dL/dh) into dh; the attention branch sees g Dropout(ds1); dx = ds1 + its d(in).
+      Backend::layer_norm_backward(B.dln, B.ln1, B.mean1, B.rstd1, p.get(ParamId::norm1_weight), nullptr, B.dh,
+                                   gr.get(ParamId::norm1_weight), gr.get(ParamId::norm1_bias), N, H, B.colsum, stream, counts_);
+      Backend::residual_dropout(nullptr, B.dh, B.branch, D.NH, D.g, D.ao, stream, counts_);
+      attention_backward(D, P, B, B.xin, kb, stream);
+      Backend::residual_dropout(B.dh, B.dln, dx, D.NH, Acc(1), none, stream, counts_);
+      return;
+    }
+    // FFN branch: y = h + g Dropout(W2 act + b2), act = gelu(W1 ln2 + b1); dL/dh = dy + LN2'(its d(in)).
+    Backend::residual_dropout(nullptr, dy, B.branch, D.NH, D.g, D.fo, stream, counts_);
+    ffn_backward(D, P, B, B.ln2, stream);
+    Backend::layer_norm_backward(B.dln, B.h, B.mean2, B.rstd2, p.get(ParamId::norm2_weight), dy, B.dh, gr.get(ParamId::norm2_weight),
+                                 gr.get(ParamId::norm2_bias), N, H, B.colsum, stream, counts_);
+    // Attention branch: h = x + g Dropout(Wo ctx + bo); dx = dL/dh + LN1'(its d(in)).
+    Backend::residual_dropout(nullptr, B.dh, B.branch, D.NH, D.g, D.ao, stream, counts_);
+    attention_backward(D, P, B, B.ln1, kb, stream);
+    Backend::layer_norm_backward(B.dln, B.xin, B.mean1, B.rstd1, p.get(ParamId::norm1_weight), B.dh, dx, gr.get(ParamId::norm1_weight),
+                                 gr.get(ParamId::norm1_bias), N, H, B.colsum, stream, counts_);
+  }
 
-    // FFN branch: y = h + g Dropout(W2 act + b2), act = gelu(W1 ln2 + b1).
-    Backend::residual_dropout(nullptr, dy, dbranch, NH, g, fo, stream, counts_);
-    Backend::column_sums(dbranch, N, H, gr.get(ParamId::linear2_bias), colsum, stream, counts_);
-    gemm(P.w_ffn2, 1.0f, dbranch, act, 1.0f, gr.get(ParamId::linear2_weight), nullptr, nullptr, pws, stream);
+  // From B.branch = the gradient of the FFN branch's output (after its dropout's backward):
+  // the FFN's gradients, and the gradient of its input `in` into B.dln.
+  void ffn_backward(const Dims& D, Plans& P, const Bufs& B, const T* in, Stream stream) {
+    const Params& p = params_;
+    Grads& gr = grads_;
+    const T* dbranch = B.branch;
+    Backend::column_sums(dbranch, D.N, D.H, gr.get(ParamId::linear2_bias), B.colsum, stream, counts_);
+    gemm(P.w_ffn2, 1.0f, dbranch, B.act, 1.0f, gr.get(ParamId::linear2_weight), nullptr, nullptr, B.pws, stream);
     if (uses_gelu_epilogue()) {
-      gemm(P.d_ffn2, 1.0f, dbranch, p.get(ParamId::linear2_weight), 0.0f, wide, nullptr, pre, pws, stream);
+      gemm(P.d_ffn2, 1.0f, dbranch, p.get(ParamId::linear2_weight), 0.0f, B.wide, nullptr, B.pre, B.pws, stream);
     } else {
-      gemm(P.d_ffn2, 1.0f, dbranch, p.get(ParamId::linear2_weight), 0.0f, wide, nullptr, nullptr, pws, stream);
-      Backend::gelu_backward(wide, pre, wide, static_cast<std::int64_t>(N) * F, config_.gelu, stream, counts_);
+      gemm(P.d_ffn2, 1.0f, dbranch, p.get(ParamId::linear2_weight), 0.0f, B.wide, nullptr, nullptr, B.pws, stream);
+      Backend::gelu_backward(B.wide, B.pre, B.wide, static_cast<std::int64_t>(D.N) * D.F, config_.gelu, stream, counts_);
     }
-    Backend::column_sums(wide, N, F, gr.get(ParamId::linear1_bias), colsum, stream, counts_);
-    gemm(P.w_ffn1, 1.0f, wide, ln2, 1.0f, gr.get(ParamId::linear1_weight), nullptr, nullptr, pws, stream);
-    gemm(P.d_ffn1, 1.0f, wide, p.get(ParamId::linear1_weight), 0.0f, dln, nullptr, nullptr, pws, stream);
-    Backend::layer_norm_backward(dln, h, mean2, rstd2, p.get(ParamId::norm2_weight), dy, dh, gr.get(ParamId::norm2_weight),
-                        gr.get(ParamId::norm2_bias), N, H, colsum, stream, counts_);
+    Backend::column_sums(B.wide, D.N, D.F, gr.get(ParamId::linear1_bias), B.colsum, stream, counts_);
+    gemm(P.w_ffn1, 1.0f, B.wide, in, 1.0f, gr.get(ParamId::linear1_weight), nullptr, nullptr, B.pws, stream);
+    gemm(P.d_ffn1, 1.0f, B.wide, p.get(ParamId::linear1_weight), 0.0f, B.dln, nullptr, nullptr, B.pws, stream);
+  }
 
-    // Attention branch: h = x + g Dropout(Wo ctx + bo).
-    Backend::residual_dropout(nullptr, dh, dbranch, NH, g, ao, stream, counts_);
-    Backend::column_sums(dbranch, N, H, gr.get(ParamId::out_proj_bias), colsum, stream, counts_);
-    gemm(P.w_out, 1.0f, dbranch, ctx, 1.0f, gr.get(ParamId::out_proj_weight), nullptr, nullptr, pws, stream);
-    gemm(P.d_out, 1.0f, dbranch, p.get(ParamId::out_proj_weight), 0.0f, dln, nullptr, nullptr, pws, stream);  // dctx
-    Backend::split_heads(dln, dctxh, one_shape, stream, counts_);
-    const T* pd = probs;
-    if (attn.active()) {
-      Backend::dropout_probs(probs, dropped, TT, attn, stream, counts_);
-      pd = dropped;
+  // From B.branch = the gradient of the attention branch's output (after its dropout's
+  // backward): the attention's gradients, and the gradient of its input `in` into B.dln.
+  void attention_backward(const Dims& D, Plans& P, const Bufs& B, const T* in, int kb, Stream stream) {
+    const Params& p = params_;
+    Grads& gr = grads_;
+    const T *Q = B.qkvh, *K = B.qkvh + D.NH, *V = B.qkvh + 2 * D.NH;
+    const T* dbranch = B.branch;
+    T* dqkv = B.qkv;   // the forward's packed q|k|v is not needed again
+    T* dctxh = B.ctxh;
+    Backend::column_sums(dbranch, D.N, D.H, gr.get(ParamId::out_proj_bias), B.colsum, stream, counts_);
+    gemm(P.w_out, 1.0f, dbranch, B.ctx, 1.0f, gr.get(ParamId::out_proj_weight), nullptr, nullptr, B.pws, stream);
+    gemm(P.d_out, 1.0f, dbranch, p.get(ParamId::out_proj_weight), 0.0f, B.dln, nullptr, nullptr, B.pws, stream);  // dctx
+    Backend::split_heads(B.dln, dctxh, D.one_shape, stream, counts_);
+    const T* pd = B.probs;
+    if (D.attn.active()) {
+      Backend::dropout_probs(B.probs, B.dropped, D.TT, D.attn, stream, counts_);
+      pd = B.dropped;
     }
-    gemm(P.ptv, 1.0f, pd, dctxh, 0.0f, dqkvh + 2 * NH, nullptr, nullptr, pws, stream);  // dV = Pd^T dC
-    gemm(P.scores, 1.0f, dctxh, V, 0.0f, dpd, nullptr, nullptr, pws, stream);         // d(Pd) = dC V^T
-    T* ds = dropped;  // Pd is no longer needed
-    Backend::softmax_backward(dpd, probs, ds, kb, heads, T_, Acc(1) / std::sqrt(static_cast<Acc>(d)), attn, stream, counts_);
-    gemm(P.pv, 1.0f, ds, K, 0.0f, dqkvh, nullptr, nullptr, pws, stream);        // dQ = dS K
-    gemm(P.ptv, 1.0f, ds, Q, 0.0f, dqkvh + NH, nullptr, nullptr, pws, stream);  // dK = dS^T Q
-    Backend::merge_heads(dqkvh, dqkv, qkv_shape, stream, counts_);
-    Backend::column_sums(dqkv, N, 3 * H, gr.get(ParamId::in_proj_bias), colsum, stream, counts_);
-    gemm(P.w_qkv, 1.0f, dqkv, ln1, 1.0f, gr.get(ParamId::in_proj_weight), nullptr, nullptr, pws, stream);
-    gemm(P.d_qkv, 1.0f, dqkv, p.get(ParamId::in_proj_weight), 0.0f, dln, nullptr, nullptr, pws, stream);
-    Backend::layer_norm_backward(dln, xin, mean1, rstd1, p.get(ParamId::norm1_weight), dh, dx, gr.get(ParamId::norm1_weight),
-                        gr.get(ParamId::norm1_bias), N, H, colsum, stream, counts_);
+    gemm(P.ptv, 1.0f, pd, dctxh, 0.0f, B.dqkvh + 2 * D.NH, nullptr, nullptr, B.pws, stream);  // dV = Pd^T dC
+    gemm(P.scores, 1.0f, dctxh, V, 0.0f, B.scores, nullptr, nullptr, B.pws, stream);          // d(Pd) = dC V^T
+    T* ds = B.dropped;  // Pd is no longer needed
+    Backend::softmax_backward(B.scores, B.probs, ds, kb, D.heads, D.seq, Acc(1) / std::sqrt(static_cast<Acc>(D.d)), D.attn, stream,
+                              counts_);
+    gemm(P.pv, 1.0f, ds, K, 0.0f, B.dqkvh, nullptr, nullptr, B.pws, stream);           // dQ = dS K
+    gemm(P.ptv, 1.0f, ds, Q, 0.0f, B.dqkvh + D.NH, nullptr, nullptr, B.pws, stream);  // dK = dS^T Q
+    Backend::merge_heads(B.dqkvh, dqkv, D.qkv_shape, stream, counts_);
+    Backend::column_sums(dqkv, D.N, 3 * D.H, gr.get(ParamId::in_proj_bias), B.colsum, stream, counts_);
+    gemm(P.w_qkv, 1.0f, dqkv, in, 1.0f, gr.get(ParamId::in_proj_weight), nullptr, nullptr, B.pws, stream);
+    gemm(P.d_qkv, 1.0f, dqkv, p.get(ParamId::in_proj_weight), 0.0f, B.dln, nullptr, nullptr, B.pws, stream);
   }
 
   LayerConfig config_;
