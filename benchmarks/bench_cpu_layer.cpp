@@ -5,7 +5,9 @@
 //  - the ceiling: oneDNN's matmul of the layer's largest shape, (B*T, H) x (H, 4H), with operands
 //    already in the precision (no conversion: the layer pays for its own), fp32 and bf16;
 //    Eigen's product where pld was built without oneDNN;
-//  - a dropped layer (gate says skip), forward+backward, out of place (the copy is all it does).
+//  - a dropped layer (gate says skip), forward+backward, out of place (the copy is all it does);
+//  - the shared layer logic on the CPU backend (pld::cpu::SharedPreLnLayer, issue 13 item 2),
+//    forward+backward on the same inputs: the figure that decides when it replaces PreLnLayer.
 // Counters: tokens/s (B*T per iteration) and GFLOP/s (GEMM FLOPs only, PreLnLayer::forward_flops;
 // backward = 2x forward). scripts/bench-cpu-layer.sh turns the JSON into the ratio table.
 #include <benchmark/benchmark.h>
@@ -129,6 +131,27 @@ void BM_LayerDropped(benchmark::State& state) {
   set_counters(state, 0.0);
 }
 
+// The layer logic shared with the GPU on the CPU backend, with its workspace allocated once.
+void BM_SharedLayerForwardBackward(benchmark::State& state) {
+  if (!runnable(state)) return;
+  const int size = static_cast<int>(state.range(0));
+  Fixture f(size, precision_of(state));  // its inputs and parameters
+  pld::cpu::SharedPreLnLayer<float> layer(config_of(size), precision_of(state));
+  static_cast<pld::cpu::LayerParams<float>&>(layer.params()) = f.layer.params();
+  const auto sizes = layer.workspace_sizes(kBatch, kSeq, f.step);
+  pld::cpu::AlignedBuffer saved, scratch;
+  saved.resize(sizes.saved);
+  scratch.resize(sizes.scratch);
+  const pld::Workspace ws{saved.data(), sizes.saved, scratch.data(), sizes.scratch};
+  for (auto _ : state) {
+    ++f.step.step;
+    layer.forward(f.x.data(), f.y.data(), kBatch, kSeq, nullptr, f.step, ws, {});
+    layer.backward(f.dy.data(), f.dx.data(), ws, {});
+    benchmark::DoNotOptimize(f.dx.data());
+  }
+  set_counters(state, 3 * fwd_flops(size), layer.handle().last_implementation());
+}
+
 // The ceiling: the layer's largest GEMM, (B*T, H) x (4H, H)^T, one oneDNN matmul with its operands
 // already in the precision (Eigen's product without oneDNN).
 void BM_GemmCeiling(benchmark::State& state) {
@@ -179,6 +202,7 @@ BENCHMARK(BM_LayerForward)->Apply(sizes);
 BENCHMARK(BM_LayerBackward)->Apply(sizes);
 BENCHMARK(BM_LayerForwardBackward)->Apply(sizes);
 BENCHMARK(BM_LayerDropped)->Apply(sizes);
+BENCHMARK(BM_SharedLayerForwardBackward)->Apply(sizes);
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);

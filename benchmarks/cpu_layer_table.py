@@ -5,7 +5,8 @@
 
 Every ratio is between figures of the same run: layer GFLOP/s over the GEMM ceiling of the same
 precision measured beside it, torch's time (fp32 and bf16 autocast) over ours, our speedup over
-torch's faster mode, dropped layer time over kept layer time.
+torch's faster mode, dropped layer time over kept layer time, the shared layer logic's time over
+PreLnLayer's.
 """
 import json
 import re
@@ -25,12 +26,19 @@ def main(argv):
     with open(argv[1]) as f:
         ours = json.load(f)
     rows = {}
+    medians = {}  # with --benchmark_repetitions: the median of each case, not its last repetition
     for b in ours["benchmarks"]:
-        if b.get("run_type", "iteration") != "iteration" or b.get("error_occurred"):
+        if b.get("error_occurred"):
             continue
         m = NAME.match(b["name"])
-        if m:
-            rows[(m.group(1), SIZES[int(m.group(2))], PRECISIONS[int(m.group(3))])] = b
+        if not m:
+            continue
+        key = (m.group(1), SIZES[int(m.group(2))], PRECISIONS[int(m.group(3))])
+        if b.get("run_type", "iteration") == "iteration":
+            rows[key] = b
+        elif b.get("aggregate_name") == "median":
+            medians[key] = b
+    rows.update(medians)
     peer = {}
     if len(argv) > 2:
         with open(argv[2]) as f:
@@ -73,6 +81,15 @@ def main(argv):
             if c and d and k:
                 kernel = c.get("label", "").split(" ", 2)[-1]
                 print("| %s | %s | %.1f | %s | %.3f | %.2f%% |" % (size, prec, c["GFLOP/s"], kernel, ms(d), 100 * ms(d) / ms(k)))
+    shared = [(size, prec, rows.get(("BM_LayerForwardBackward", size, prec)), rows.get(("BM_SharedLayerForwardBackward", size, prec)))
+              for size in SIZES for prec in PRECISIONS]
+    shared = [r for r in shared if r[2] and r[3]]
+    if shared:
+        print()
+        print("| size | products | PreLnLayer fwd+bwd ms | SharedPreLnLayer fwd+bwd ms | shared / PreLnLayer |")
+        print("|---|---|---:|---:|---:|")
+        for size, prec, k, s in shared:
+            print("| %s | %s | %.1f | %.1f | %.2fx |" % (size, prec, ms(k), ms(s), ms(s) / ms(k)))
     return 0
 
 

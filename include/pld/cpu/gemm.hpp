@@ -34,6 +34,8 @@ namespace pld::cpu {
 // C (m, n) = alpha * op(A) (m, k) * op(B) (k, n) [+ bias (n) on every row] [+ C when accumulate],
 // for every (i, j) < batch: A at a + i * a_batch[0] + j * a_batch[1], and so on. Rows of the
 // stored matrices are ld* apart; a transposed operand is stored (k, m) for A and (n, k) for B.
+// Give a batch dimension of size 1 a real stride, not 0: oneDNN 2.6 reads a zero stride as a
+// broadcast and falls back to its reference kernel (found by bench_cpu_layer: 35x slower).
 struct GemmShape {
   int m = 0, n = 0, k = 0;
   bool trans_a = false, trans_b = false;

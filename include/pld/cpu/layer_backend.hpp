@@ -68,10 +68,12 @@ class GemmPlan {
     s_.lda = mm.ldx;
     s_.ldb = mm.ldy;
     s_.ldc = mm.ldd;
-    s_.batch = {mm.batch, 1};
-    s_.a_batch = {mm.stride_x, 0};
-    s_.b_batch = {mm.stride_y, 0};
-    s_.c_batch = {mm.stride_d, 0};
+    // One batch dimension, the inner one; the outer (size 1) gets the stride a dense layout would
+    // have: oneDNN picks its reference kernel for zero strides.
+    s_.batch = {1, mm.batch};
+    s_.a_batch = {mm.stride_x * mm.batch, mm.stride_x};
+    s_.b_batch = {mm.stride_y * mm.batch, mm.stride_y};
+    s_.c_batch = {mm.stride_d * mm.batch, mm.stride_d};
   }
   const MatMul& matmul() const { return mm_; }
 
