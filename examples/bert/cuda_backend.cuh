@@ -1,8 +1,8 @@
 // pld-bert's GPU backend: what model_logic.hpp's BERT runs on when it runs on pld::cuda. Storage
 // T (bf16, fp16, or float for tests) with fp32 arithmetic, fp32 parameter gradients; the encoder
-// is a pld::cuda::BasicLayerStack (Pre-LN only: --norm post is refused); the products are
+// is a pld::cuda::BasicLayerStack (Pre-LN, or Post-LN with --norm post); the products are
 // cuBLASLt plans made once per shape; the rest is pld's CUDA kernels. LB is the layer backend
-// (basic_pre_ln_layer.hpp, with upload/download/zero): pld::cuda::DeviceBackend<T> on a GPU, or
+// (pld/layer/basic_pre_ln_layer.hpp, with upload/download/zero): pld::cuda::DeviceBackend<T> on a GPU, or
 // the tests' SIMT emulator (the same kernels on host memory, with emulated products), which is
 // how CI runs this file. The layer's kernels are called through LB; the embedding and loss
 // kernels, which the layer does not use, directly.
@@ -98,10 +98,7 @@ class CudaBackend {
     bool decay;
   };
 
-  explicit CudaBackend(const ModelConfig& c, cudaStream_t stream = nullptr) : stream_(stream) {
-    if (c.norm != pld::NormPosition::pre)
-      pld::detail::throw_error("the GPU model is Pre-LN only (its Post-LN form is not tested yet); use --norm pre");
-  }
+  explicit CudaBackend(const ModelConfig&, cudaStream_t stream = nullptr) : stream_(stream) {}
   CudaBackend(const CudaBackend&) = delete;
   CudaBackend& operator=(const CudaBackend&) = delete;
   static constexpr const char* name() { return "cuda"; }
