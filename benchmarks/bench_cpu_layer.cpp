@@ -7,7 +7,8 @@
 //    Eigen's product where pld was built without oneDNN;
 //  - a dropped layer (gate says skip), forward+backward, out of place (the copy is all it does);
 //  - the shared layer logic on the CPU backend (pld::cpu::SharedPreLnLayer, issue 13 item 2),
-//    forward+backward on the same inputs: the figure that decides when it replaces PreLnLayer.
+//    forward+backward on the same inputs, also with bf16 storage (bf16:2): the figure that
+//    decides when it replaces PreLnLayer.
 // Counters: tokens/s (B*T per iteration) and GFLOP/s (GEMM FLOPs only, PreLnLayer::forward_flops;
 // backward = 2x forward). scripts/bench-cpu-layer.sh turns the JSON into the ratio table.
 #include <benchmark/benchmark.h>
@@ -132,12 +133,19 @@ void BM_LayerDropped(benchmark::State& state) {
 }
 
 // The layer logic shared with the GPU on the CPU backend, with its workspace allocated once.
-void BM_SharedLayerForwardBackward(benchmark::State& state) {
-  if (!runnable(state)) return;
+// bf16 (range 1) 1: float storage, bf16 products (PreLnLayer's bf16); 2: bf16 storage (the
+// activations, parameters and operands in bf16, no conversion before a product).
+template <class T>
+void shared_forward_backward(benchmark::State& state) {
   const int size = static_cast<int>(state.range(0));
-  Fixture f(size, precision_of(state));  // its inputs and parameters
-  pld::cpu::SharedPreLnLayer<float> layer(config_of(size), precision_of(state));
-  static_cast<pld::cpu::LayerParams<float>&>(layer.params()) = f.layer.params();
+  const pld::cpu::Precision precision = state.range(1) == 1 ? pld::cpu::Precision::bf16 : pld::cpu::Precision::fp32;
+  Fixture f(size, precision);  // its inputs and parameters
+  pld::cpu::SharedPreLnLayer<T> layer(config_of(size), precision);
+  auto dst = layer.params().tensors();
+  auto src = f.layer.params().tensors();
+  for (std::size_t i = 0; i < dst.size(); ++i)
+    for (std::size_t e = 0; e < dst[i].size; ++e) static_cast<T*>(dst[i].data)[e] = T(static_cast<const float*>(src[i].data)[e]);
+  std::vector<T> x(f.x.begin(), f.x.end()), y(f.y.size()), dy(f.dy.begin(), f.dy.end()), dx(f.dx.size());
   const auto sizes = layer.workspace_sizes(kBatch, kSeq, f.step);
   pld::cpu::AlignedBuffer saved, scratch;
   saved.resize(sizes.saved);
@@ -145,11 +153,23 @@ void BM_SharedLayerForwardBackward(benchmark::State& state) {
   const pld::Workspace ws{saved.data(), sizes.saved, scratch.data(), sizes.scratch};
   for (auto _ : state) {
     ++f.step.step;
-    layer.forward(f.x.data(), f.y.data(), kBatch, kSeq, nullptr, f.step, ws, {});
-    layer.backward(f.dy.data(), f.dx.data(), ws, {});
-    benchmark::DoNotOptimize(f.dx.data());
+    layer.forward(x.data(), y.data(), kBatch, kSeq, nullptr, f.step, ws, {});
+    layer.backward(dy.data(), dx.data(), ws, {});
+    benchmark::DoNotOptimize(dx.data());
   }
-  set_counters(state, 3 * fwd_flops(size), layer.handle().last_implementation());
+  const char* mode[] = {"fp32", "bf16", "bf16-storage"};
+  state.SetLabel(std::string(kSizes[size].name) + " " + mode[state.range(1)] + " " + layer.handle().last_implementation());
+  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(kBatch) * kSeq, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOP/s"] = benchmark::Counter(3 * fwd_flops(size) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_SharedLayerForwardBackward(benchmark::State& state) {
+  if (state.range(1) > 0 && !pld::cpu::has_onednn()) {
+    state.SkipWithError("bf16 needs oneDNN (this build has none)");
+    return;
+  }
+  if (state.range(1) == 2) shared_forward_backward<pld::cpu::bf16>(state);
+  else shared_forward_backward<float>(state);
 }
 
 // The ceiling: the layer's largest GEMM, (B*T, H) x (4H, H)^T, one oneDNN matmul with its operands
@@ -194,6 +214,11 @@ void sizes(benchmark::internal::Benchmark* b) {
     for (int s : {0, 1, 2}) b->Args({s, p});
   b->Unit(benchmark::kMillisecond)->UseRealTime();
 }
+// The shared layer adds bf16 storage (bf16:2).
+void shared_sizes(benchmark::internal::Benchmark* b) {
+  sizes(b);
+  for (int s : {0, 1, 2}) b->Args({s, 2});
+}
 
 }  // namespace
 
@@ -202,7 +227,7 @@ BENCHMARK(BM_LayerForward)->Apply(sizes);
 BENCHMARK(BM_LayerBackward)->Apply(sizes);
 BENCHMARK(BM_LayerForwardBackward)->Apply(sizes);
 BENCHMARK(BM_LayerDropped)->Apply(sizes);
-BENCHMARK(BM_SharedLayerForwardBackward)->Apply(sizes);
+BENCHMARK(BM_SharedLayerForwardBackward)->Apply(shared_sizes);
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "cpu_reference.hpp"
+#include "pld/cpu/bf16.hpp"
 #include "pld/cpu/layer_params.hpp"
 #if __has_include(<cuda_bf16.h>)
 #include "pld/cuda/storage.hpp"  // bf16 and fp16 storage where the CUDA headers are on the path
@@ -97,6 +98,14 @@ struct TestStorage<float> {
   static double bound() { return 2e-5; }
   static double to_double(float v) { return v; }
   static float from_double(double v) { return static_cast<float>(v); }
+};
+// The CPU backend's bf16 storage: the GPU's bf16 bound.
+template <>
+struct TestStorage<pld::cpu::bf16> {
+  static constexpr const char* name = "bf16";
+  static double bound() { return 1.5e-2; }
+  static double to_double(pld::cpu::bf16 v) { return pld::cpu::to_float(v); }
+  static pld::cpu::bf16 from_double(double v) { return pld::cpu::bf16(static_cast<float>(v)); }
 };
 #if defined(PLD_TEST_CUDA_STORAGE)
 template <>

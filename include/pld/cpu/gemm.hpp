@@ -23,6 +23,7 @@
 #include <Eigen/Core>
 
 #include "pld/core/error.hpp"
+#include "pld/cpu/bf16.hpp"
 #include "pld/cpu/precision.hpp"
 
 #if defined(PLD_HAS_ONEDNN)
@@ -68,16 +69,6 @@ inline void check_gemm_shape(const GemmShape& s) {
 }
 
 namespace detail {
-
-// fp32 -> bf16 bits, round to nearest even (NaN stays NaN, quieted). Branch-free, so a loop of
-// it vectorizes.
-inline std::uint16_t to_bf16_bits(float f) {
-  std::uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  const std::uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-  const std::uint32_t nan = (u >> 16) | 0x40u;
-  return static_cast<std::uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
-}
 
 // Eigen's product, one batch entry at a time: the path for double and for builds without oneDNN.
 template <class Scalar>
@@ -211,6 +202,33 @@ class Gemm {
     detail::eigen_gemm(s, a, b, c, alpha, accumulate, bias);
   }
 
+  // bf16 storage (pld::cpu::SharedPreLnLayer<bf16>): C = alpha op(A) op(B) [+ bias] [+ C] with A
+  // and B read in place as bf16 (no conversion), C bf16 or fp32 (c_fp32), the bias fp32,
+  // accumulation fp32. Needs oneDNN; independent of this Gemm's precision.
+  void run_bf16(const GemmShape& s, const bf16* a, const bf16* b, void* c, bool c_fp32, float alpha = 1.0f, bool accumulate = false,
+                const float* bias = nullptr) {
+    check_gemm_shape(s);
+#if defined(PLD_HAS_ONEDNN)
+    ++calls_;
+    const auto key = std::make_tuple(s.key(), accumulate, bias != nullptr, alpha, c_fp32);
+    auto it = bf16_plans_.find(key);
+    if (it == bf16_plans_.end())
+      it = bf16_plans_.emplace(key, make_plan_with(s, alpha, accumulate, bias != nullptr, dt::bf16, c_fp32 ? dt::f32 : dt::bf16, s.lda, s.ldb,
+                                                   s.a_batch, s.b_batch, " (bf16 storage)"))
+               .first;
+    Plan& p = it->second;
+    dnnl::memory am(p.a_md, engine_, const_cast<bf16*>(a)), bm(p.b_md, engine_, const_cast<bf16*>(b)), cm(p.c_md, engine_, c);
+    std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}};
+    if (bias) args.emplace(DNNL_ARG_BIAS, dnnl::memory(p.bias_md, engine_, const_cast<float*>(bias)));
+    p.prim.execute(stream_, args);
+    stream_.wait();
+    last_impl_ = p.impl;
+#else
+    (void)a, (void)b, (void)c, (void)c_fp32, (void)alpha, (void)accumulate, (void)bias;
+    pld::detail::throw_error("bf16 storage needs oneDNN: this build of pld::cpu has none (install libdnnl-dev and reconfigure)");
+#endif
+  }
+
  private:
 #if defined(PLD_HAS_ONEDNN)
   using dims = dnnl::memory::dims;
@@ -290,7 +308,6 @@ class Gemm {
   }
 
   Plan make_plan(const GemmShape& s, float alpha, bool accumulate, bool has_bias, bool bf16) {
-    const dt in = bf16 ? dt::bf16 : dt::f32;
     const int ar = s.trans_a ? s.k : s.m, ac = s.trans_a ? s.m : s.k;
     const int br = s.trans_b ? s.n : s.k, bc = s.trans_b ? s.k : s.n;
     // bf16 operands are repacked densely (to_bf16), f32 ones are read in place.
@@ -299,11 +316,18 @@ class Gemm {
                                                  : s.a_batch;
     const std::array<std::int64_t, 2> bbs = bf16 ? std::array<std::int64_t, 2>{static_cast<std::int64_t>(br) * bc * s.batch[1], static_cast<std::int64_t>(br) * bc}
                                                  : s.b_batch;
+    return make_plan_with(s, alpha, accumulate, has_bias, bf16 ? dt::bf16 : dt::f32, dt::f32, lda, ldb, abs, bbs, bf16 ? " (bf16)" : " (fp32)");
+  }
+
+  // The primitive for operands of type `in` with the given row strides (lda, ldb) and batch
+  // strides, C of type `out` in place with s.ldc and s.c_batch, an fp32 bias.
+  Plan make_plan_with(const GemmShape& s, float alpha, bool accumulate, bool has_bias, dt in, dt out, std::int64_t lda, std::int64_t ldb,
+                      const std::array<std::int64_t, 2>& abs, const std::array<std::int64_t, 2>& bbs, const char* label) {
     Plan p;
     // Logical A (m, k) and B (k, n); a transposed operand is the stored one with swapped strides.
     p.a_md = s.trans_a ? desc(s, s.m, s.k, 1, lda, abs, in) : desc(s, s.m, s.k, lda, 1, abs, in);
     p.b_md = s.trans_b ? desc(s, s.k, s.n, 1, ldb, bbs, in) : desc(s, s.k, s.n, ldb, 1, bbs, in);
-    p.c_md = desc(s, s.m, s.n, s.ldc, 1, s.c_batch, dt::f32);
+    p.c_md = desc(s, s.m, s.n, s.ldc, 1, s.c_batch, out);
     if (has_bias) {
       const bool batched = !(s.batch[0] == 1 && s.batch[1] == 1);
       p.bias_md = batched ? dnnl::memory::desc(dims{1, 1, 1, s.n}, dt::f32, dims{s.n, s.n, s.n, 1})
@@ -320,7 +344,7 @@ class Gemm {
       const auto d = has_bias ? dnnl::matmul::desc(p.a_md, p.b_md, p.bias_md, p.c_md) : dnnl::matmul::desc(p.a_md, p.b_md, p.c_md);
       const dnnl::matmul::primitive_desc pd(d, attr, engine_);
       p.prim = dnnl::matmul(pd);
-      p.impl = std::string("oneDNN ") + pd.impl_info_str() + (bf16 ? " (bf16)" : " (fp32)");
+      p.impl = std::string("oneDNN ") + pd.impl_info_str() + label;
     } catch (const dnnl::error& e) {
       pld::detail::throw_error("gemm: oneDNN has no matmul for m ", s.m, " n ", s.n, " k ", s.k, " batch ", s.batch[0], "x", s.batch[1], " (",
                           e.what(), ")");
@@ -331,6 +355,7 @@ class Gemm {
   dnnl::engine engine_{dnnl::engine::kind::cpu, 0};
   dnnl::stream stream_{engine_};
   std::map<std::tuple<decltype(GemmShape{}.key()), bool, bool, float, bool>, Plan> plans_;
+  std::map<std::tuple<decltype(GemmShape{}.key()), bool, bool, float, bool>, Plan> bf16_plans_;  // bf16 storage
   std::vector<std::uint16_t> a16_, b16_;
 #endif
   // Stable operands' bf16 copies (only filled by oneDNN's bf16 products).

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "pld/core/error.hpp"
+#include "pld/cpu/bf16.hpp"
 #include "pld/cpu/dropout.hpp"
 #include "pld/cpu/eigen_maps.hpp"
 #include "pld/cpu/gelu.hpp"
@@ -53,29 +54,36 @@ struct ZeroedLayerParams : LayerParams<U> {
   using LayerParams<U>::operator=;
 };
 
-// One MatMul (pld/layer/products.hpp) on the layer's Gemm: row-major, as pld::cpu::Gemm is.
+// A MatMul (pld/layer/products.hpp) as pld::cpu::Gemm's shape: both are row-major.
+inline GemmShape gemm_shape(const MatMul& mm) {
+  GemmShape s;
+  s.m = mm.m;
+  s.n = mm.n;
+  s.k = mm.k;
+  s.trans_a = mm.trans_x;
+  s.trans_b = mm.trans_y;
+  s.lda = mm.ldx;
+  s.ldb = mm.ldy;
+  s.ldc = mm.ldd;
+  // One batch dimension, the inner one; the outer (size 1) gets the stride a dense layout would
+  // have: oneDNN picks its reference kernel for zero strides.
+  s.batch = {1, mm.batch};
+  s.a_batch = {mm.stride_x * mm.batch, mm.stride_x};
+  s.b_batch = {mm.stride_y * mm.batch, mm.stride_y};
+  s.c_batch = {mm.stride_d * mm.batch, mm.stride_d};
+  return s;
+}
+
+// One MatMul on the layer's Gemm, storage float or double.
 template <class T>
 class GemmPlan {
  public:
-  GemmPlan(Gemm&, const MatMul& mm) : mm_((mm.check(), mm)) {
+  GemmPlan(Gemm&, const MatMul& mm) : mm_((mm.check(), mm)), s_(gemm_shape(mm)) {
     if (mm.epilogue == Epilogue::bias_gelu_aux || mm.epilogue == Epilogue::dgelu)
       pld::detail::throw_error("cpu::LayerBackend: the GELU epilogues are not implemented (fuses_gelu() is false)");
-    s_.m = mm.m;
-    s_.n = mm.n;
-    s_.k = mm.k;
-    s_.trans_a = mm.trans_x;
-    s_.trans_b = mm.trans_y;
-    s_.lda = mm.ldx;
-    s_.ldb = mm.ldy;
-    s_.ldc = mm.ldd;
-    // One batch dimension, the inner one; the outer (size 1) gets the stride a dense layout would
-    // have: oneDNN picks its reference kernel for zero strides.
-    s_.batch = {1, mm.batch};
-    s_.a_batch = {mm.stride_x * mm.batch, mm.stride_x};
-    s_.b_batch = {mm.stride_y * mm.batch, mm.stride_y};
-    s_.c_batch = {mm.stride_d * mm.batch, mm.stride_d};
   }
   const MatMul& matmul() const { return mm_; }
+  const GemmShape& shape() const { return s_; }
 
   // D = alpha op(X) op(Y) + beta D [+ bias]; beta is 0 or 1 (what the layer uses).
   void run(Gemm& gemm, T alpha, const void* x, const void* y, T beta, void* d, const void* bias, const void*, void*, Stream) {
@@ -300,6 +308,182 @@ struct LayerBackend {
     k.layer = m.layer;
     k.site = static_cast<DropoutSite>(m.site);
     return k;
+  }
+};
+
+// bf16 storage: activations, parameters and the products' operands in bf16, statistics, scores
+// and gradients in fp32. The products read bf16 in place (Gemm::run_bf16: no conversion); each
+// pass widens its bf16 inputs to fp32, runs the float backend's pass and rounds what it stores
+// to bf16, so every stored value is rounded once, where the CUDA kernels round.
+class Bf16GemmPlan {
+ public:
+  Bf16GemmPlan(Gemm&, const MatMul& mm) : mm_((mm.check(), mm)), s_(gemm_shape(mm)) {
+    if (mm.epilogue == Epilogue::bias_gelu_aux || mm.epilogue == Epilogue::dgelu)
+      pld::detail::throw_error("cpu::LayerBackend: the GELU epilogues are not implemented (fuses_gelu() is false)");
+  }
+  const MatMul& matmul() const { return mm_; }
+  void run(Gemm& gemm, float alpha, const void* x, const void* y, float beta, void* d, const void* bias, const void*, void*, Stream) {
+    if (beta != 0.0f && beta != 1.0f) pld::detail::throw_error("cpu::LayerBackend: a product's beta must be 0 or 1, got ", beta);
+    const float* b = nullptr;
+    if (mm_.epilogue == Epilogue::bias) {
+      bias_.resize(static_cast<std::size_t>(mm_.n));
+      widen(static_cast<const bf16*>(bias), bias_.data(), bias_.size());
+      b = bias_.data();
+    }
+    gemm.run_bf16(s_, static_cast<const bf16*>(x), static_cast<const bf16*>(y), d, mm_.accum_out, alpha, beta == 1.0f, b);
+  }
+
+ private:
+  MatMul mm_;
+  GemmShape s_;
+  std::vector<float> bias_;
+};
+
+template <>
+struct LayerBackend<bf16> {
+  using F = LayerBackend<float>;
+  using Stream = pld::cpu::Stream;
+  using Accum = float;
+  template <class U>
+  using Params = ZeroedLayerParams<U>;
+  using Handle = Gemm;
+  template <class U>
+  using Plan = Bf16GemmPlan;
+  using RowStaging = RowIndices;
+  using Buffer = AlignedBuffer;
+  using LC = LaunchCounts;
+  using T = bf16;
+
+  static void check_problem(const LayerConfig& c, int batch, int seq) {
+    F::check_problem(c, batch, seq);
+    if (!has_onednn())
+      pld::detail::throw_error("cpu::SharedPreLnLayer<bf16>: bf16 storage needs oneDNN (this build of pld::cpu has none)");
+  }
+  static ScratchNeeds scratch_needs(std::int64_t, std::int64_t) { return {}; }
+  static bool fuses_gelu(GeluForm, int) { return false; }
+  static void copy(void* dst, const void* src, std::size_t bytes, Stream) { std::memmove(dst, src, bytes); }
+  static void copy_from_host(void* dst, const void* src, std::size_t bytes, Stream) { std::memcpy(dst, src, bytes); }
+
+  static void gather_rows(const T* src, const int* index, int rows, std::int64_t n, T* dst, Stream, LC& c) {
+    F::gather(src, index, rows, n, dst);
+    ++c.kernels;
+  }
+  static void gather_valid(const std::uint8_t* src, const int* index, int rows, std::int64_t n, std::uint8_t* dst, Stream s, LC& c) {
+    F::gather_valid(src, index, rows, n, dst, s, c);
+  }
+  static void scatter_rows(const T* src, const int* index, int rows, std::int64_t n, T* dst, Stream, LC& c) {
+#pragma omp parallel for schedule(static) if (rows * n > 65536)
+    for (int k = 0; k < rows; ++k)
+      std::memcpy(dst + static_cast<std::int64_t>(index[k]) * n, src + k * n, static_cast<std::size_t>(n) * sizeof(T));
+    ++c.kernels;
+  }
+  static void split_heads(const T* packed, T* heads, const HeadShape& s, Stream, LC& c) {
+    move_heads<true>(packed, heads, s);
+    ++c.kernels;
+  }
+  static void merge_heads(const T* heads, T* packed, const HeadShape& s, Stream, LC& c) {
+    move_heads<false>(heads, packed, s);
+    ++c.kernels;
+  }
+
+  static void layer_norm_forward(const T* x, const T* gamma, const T* beta, T* y, float* mean, float* rstd, int rows, int cols, double eps,
+                                 Stream s, LC& c) {
+    const std::size_t n = static_cast<std::size_t>(rows) * cols;
+    float* Y = scratch(3, n);
+    F::layer_norm_forward(wide(x, n, 0), wide(gamma, cols, 1), wide(beta, cols, 2), Y, mean, rstd, rows, cols, eps, s, c);
+    narrow(Y, y, n);
+  }
+  static void layer_norm_backward(const T* dy, const T* x, const float* mean, const float* rstd, const T* gamma, const T* residual, T* dx,
+                                  float* dgamma, float* dbeta, int rows, int cols, float* scratch_sums, Stream s, LC& c) {
+    const std::size_t n = static_cast<std::size_t>(rows) * cols;
+    float* DX = scratch(4, n);
+    F::layer_norm_backward(wide(dy, n, 0), wide(x, n, 1), mean, rstd, wide(gamma, cols, 2), residual ? wide(residual, n, 3) : nullptr, DX,
+                           dgamma, dbeta, rows, cols, scratch_sums, s, c);
+    narrow(DX, dx, n);
+  }
+  // h = x + g Dropout(t) (stored, then read back rounded, as the kernel does); y = LayerNorm(h).
+  static void residual_layer_norm(const T* x, const T* t, T* h, const T* gamma, const T* beta, T* y, float* mean, float* rstd, int rows,
+                                  int cols, float g, const DropoutMask& m, double eps, Stream s, LC& c) {
+    LC ignore;
+    residual_dropout(x, t, h, static_cast<std::int64_t>(rows) * cols, g, m, s, ignore);
+    layer_norm_forward(h, gamma, beta, y, mean, rstd, rows, cols, eps, s, ignore);
+    ++c.kernels;
+  }
+  static void residual_dropout(const T* x, const T* t, T* out, std::int64_t n, float g, const DropoutMask& m, Stream s, LC& c) {
+    const auto N = static_cast<std::size_t>(n);
+    float* O = scratch(4, N);
+    F::residual_dropout(x ? wide(x, N, 0) : nullptr, wide(t, N, 1), O, n, g, m, s, c);
+    narrow(O, out, N);
+  }
+  static void gelu_forward(const T* pre, T* act, std::int64_t n, GeluForm form, Stream s, LC& c) {
+    const auto N = static_cast<std::size_t>(n);
+    float* A = scratch(4, N);
+    F::gelu_forward(wide(pre, N, 0), A, n, form, s, c);
+    narrow(A, act, N);
+  }
+  static void gelu_backward(const T* dact, const T* pre, T* dpre, std::int64_t n, GeluForm form, Stream s, LC& c) {
+    const auto N = static_cast<std::size_t>(n);
+    float* D = scratch(4, N);
+    F::gelu_backward(wide(dact, N, 0), wide(pre, N, 1), D, n, form, s, c);
+    narrow(D, dpre, N);
+  }
+  // The probabilities are stored in bf16 and the dropped ones made from the stored values.
+  static void softmax_forward(const float* scores, const std::uint8_t* valid, T* probs, T* dropped, int batch, int heads, int seq,
+                              const DropoutMask& m, Stream s, LC& c) {
+    const std::size_t n = static_cast<std::size_t>(batch) * heads * seq * seq;
+    float* P = scratch(4, n);
+    F::softmax_forward(scores, valid, P, nullptr, batch, heads, seq, m, s, c);
+    narrow(P, probs, n);
+    if (dropped) {
+      LC ignore;
+      dropout_probs(probs, dropped, static_cast<std::int64_t>(n), m, s, ignore);
+    }
+  }
+  static void softmax_backward(float* dpd, const T* probs, T* ds, int batch, int heads, int seq, float scale, const DropoutMask& m,
+                               Stream s, LC& c) {
+    const std::size_t n = static_cast<std::size_t>(batch) * heads * seq * seq;
+    float* DS = scratch(4, n);
+    F::softmax_backward(dpd, wide(probs, n, 0), DS, batch, heads, seq, scale, m, s, c);
+    narrow(DS, ds, n);
+  }
+  static void dropout_probs(const T* probs, T* dropped, std::int64_t n, const DropoutMask& m, Stream s, LC& c) {
+    const auto N = static_cast<std::size_t>(n);
+    float* D = scratch(4, N);
+    F::dropout_probs(wide(probs, N, 0), D, n, m, s, c);
+    narrow(D, dropped, N);
+  }
+  static void column_sums(const T* a, int rows, int cols, float* out, float* scratch_sums, Stream s, LC& c) {
+    F::column_sums(wide(a, static_cast<std::size_t>(rows) * cols, 0), rows, cols, out, scratch_sums, s, c);
+  }
+
+ private:
+  template <bool kToHeads>
+  static void move_heads(const T* from, T* to, const HeadShape& s) {
+    const std::int64_t rows = static_cast<std::int64_t>(s.batch) * s.seq;
+    const std::int64_t ld = static_cast<std::int64_t>(s.parts) * s.hidden();
+#pragma omp parallel for schedule(static) if (rows * ld > 65536)
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const std::int64_t b = r / s.seq, t = r % s.seq;
+      for (int part = 0; part < s.parts; ++part)
+        for (int h = 0; h < s.heads; ++h) {
+          const std::int64_t packed = r * ld + static_cast<std::int64_t>(part) * s.hidden() + static_cast<std::int64_t>(h) * s.dim;
+          const std::int64_t heads = (((static_cast<std::int64_t>(part) * s.batch + b) * s.heads + h) * s.seq + t) * s.dim;
+          if (kToHeads) std::memcpy(to + heads, from + packed, static_cast<std::size_t>(s.dim) * sizeof(T));
+          else std::memcpy(to + packed, from + heads, static_cast<std::size_t>(s.dim) * sizeof(T));
+        }
+    }
+  }
+  // Per-thread fp32 scratch, slot i: the widened inputs (0-3) and the pass's fp32 output (4).
+  static float* scratch(int slot, std::size_t n) {
+    thread_local std::vector<float> v[5];
+    auto& b = v[slot];
+    if (b.size() < n) b.resize(n);
+    return b.data();
+  }
+  static const float* wide(const T* in, std::size_t n, int slot) {
+    float* out = scratch(slot, n);
+    widen(in, out, n);
+    return out;
   }
 };
 
