@@ -3,16 +3,17 @@
 // pld::BasicLayerStack<T, cpu::LayerBackend<T>> (cpu::SharedLayerStack<T>) run the same
 // algorithm as pld::cuda::PreLnLayer: the same buffers, products, passes and per-sample gathers.
 //
-// Storage T is float or double (gradient checks); arithmetic, statistics and gradients are in T.
-// Products: pld::cpu::Gemm (oneDNN in fp32, or bf16 operands with fp32 accumulation, for float;
-// Eigen for double), one per layer, the layer's Handle. Passes: pld::cpu's LayerNorm, GELU and
+// Storage T is float, double (gradient checks; arithmetic in T) or pld::cpu::bf16 (arithmetic,
+// statistics and gradients in fp32). Products: pld::cpu::Gemm (oneDNN in fp32, or bf16 operands
+// with fp32 accumulation, for float; bf16 operands read in place for bf16; Eigen for double), one
+// per layer, the layer's Handle. Passes: pld::cpu's LayerNorm, GELU and
 // Philox dropout (the masks are the other backends' bit for bit), OpenMP over rows. Work runs
 // when called: the Stream is an empty tag.
 //
-// Status (issue 13, item 2, step 3 of docs/cpu_layer.md): Pre-LN and Post-LN; no bf16 storage,
-// no fused GELU epilogue, and bf16 products convert every operand at every product
-// (pld::cpu::PreLnLayer converts weights once per forward). pld::cpu::PreLnLayer stays the CPU
-// layer until this one has its speed (step 4).
+// Status (issue 13, item 2, step 3 of docs/cpu_layer.md): Pre-LN and Post-LN; no fused GELU
+// epilogue; with float storage, bf16 products convert every operand at every product
+// (pld::cpu::PreLnLayer converts weights once per forward); the bf16 passes go through fp32
+// copies. pld::cpu::PreLnLayer stays the CPU layer until step 4.
 #pragma once
 
 #include <algorithm>
@@ -74,10 +75,12 @@ inline GemmShape gemm_shape(const MatMul& mm) {
   return s;
 }
 
-// One MatMul on the layer's Gemm, storage float or double.
+// One MatMul on the layer's Gemm. Storage float or double: Gemm::run in that type; bf16:
+// Gemm::run_bf16, the operands read in place, D bf16 or (accum_out) fp32, the bias widened.
 template <class T>
 class GemmPlan {
  public:
+  using Acc = std::conditional_t<std::is_same<T, bf16>::value, float, T>;
   GemmPlan(Gemm&, const MatMul& mm) : mm_((mm.check(), mm)), s_(gemm_shape(mm)) {
     if (mm.epilogue == Epilogue::bias_gelu_aux || mm.epilogue == Epilogue::dgelu)
       pld::detail::throw_error("cpu::LayerBackend: the GELU epilogues are not implemented (fuses_gelu() is false)");
@@ -86,15 +89,26 @@ class GemmPlan {
   const GemmShape& shape() const { return s_; }
 
   // D = alpha op(X) op(Y) + beta D [+ bias]; beta is 0 or 1 (what the layer uses).
-  void run(Gemm& gemm, T alpha, const void* x, const void* y, T beta, void* d, const void* bias, const void*, void*, Stream) {
-    if (beta != T(0) && beta != T(1)) pld::detail::throw_error("cpu::LayerBackend: a product's beta must be 0 or 1, got ", beta);
-    gemm.run<T>(s_, static_cast<const T*>(x), static_cast<const T*>(y), static_cast<T*>(d), alpha, beta == T(1),
-                mm_.epilogue == Epilogue::bias ? static_cast<const T*>(bias) : nullptr);
+  void run(Gemm& gemm, Acc alpha, const void* x, const void* y, Acc beta, void* d, const void* bias, const void*, void*, Stream) {
+    if (beta != Acc(0) && beta != Acc(1)) pld::detail::throw_error("cpu::LayerBackend: a product's beta must be 0 or 1, got ", beta);
+    const bool with_bias = mm_.epilogue == Epilogue::bias;
+    if constexpr (std::is_same<T, bf16>::value) {
+      if (with_bias) {
+        bias_.resize(static_cast<std::size_t>(mm_.n));
+        widen(static_cast<const bf16*>(bias), bias_.data(), bias_.size());
+      }
+      gemm.run_bf16(s_, static_cast<const bf16*>(x), static_cast<const bf16*>(y), d, mm_.accum_out, alpha, beta == 1.0f,
+                    with_bias ? bias_.data() : nullptr);
+    } else {
+      gemm.run<T>(s_, static_cast<const T*>(x), static_cast<const T*>(y), static_cast<T*>(d), alpha, beta == T(1),
+                  with_bias ? static_cast<const T*>(bias) : nullptr);
+    }
   }
 
  private:
   MatMul mm_;
   GemmShape s_;
+  std::vector<float> bias_;  // bf16: the bias widened
 };
 
 // Host memory with the workspace's alignment (a stack's arena); contents not kept across resize.
@@ -130,51 +144,93 @@ class RowIndices {
   std::vector<int> v_;
 };
 
+namespace detail {
+// Rows of n elements: dst[k] = src[index[k]] (gather) or dst[index[k]] = src[k] (scatter).
+template <class E>
+void gather_rows(const E* src, const int* index, int rows, std::int64_t n, E* dst) {
+#pragma omp parallel for schedule(static) if (rows * n > 65536)
+  for (int k = 0; k < rows; ++k)
+    std::memcpy(dst + k * n, src + static_cast<std::int64_t>(index[k]) * n, static_cast<std::size_t>(n) * sizeof(E));
+}
+template <class E>
+void scatter_rows(const E* src, const int* index, int rows, std::int64_t n, E* dst) {
+#pragma omp parallel for schedule(static) if (rows * n > 65536)
+  for (int k = 0; k < rows; ++k)
+    std::memcpy(dst + static_cast<std::int64_t>(index[k]) * n, src + k * n, static_cast<std::size_t>(n) * sizeof(E));
+}
+// Packed (B*T, parts*H) rows <-> head-major (parts, B, heads, T, d), d elements at a time.
+template <bool kToHeads, class E>
+void move_heads(const E* from, E* to, const HeadShape& s) {
+  const std::int64_t rows = static_cast<std::int64_t>(s.batch) * s.seq;
+  const std::int64_t ld = static_cast<std::int64_t>(s.parts) * s.hidden();
+#pragma omp parallel for schedule(static) if (rows * ld > 65536)
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const std::int64_t b = r / s.seq, t = r % s.seq;
+    for (int part = 0; part < s.parts; ++part)
+      for (int h = 0; h < s.heads; ++h) {
+        const std::int64_t packed = r * ld + static_cast<std::int64_t>(part) * s.hidden() + static_cast<std::int64_t>(h) * s.dim;
+        const std::int64_t heads = (((static_cast<std::int64_t>(part) * s.batch + b) * s.heads + h) * s.seq + t) * s.dim;
+        if (kToHeads) std::memcpy(to + heads, from + packed, static_cast<std::size_t>(s.dim) * sizeof(E));
+        else std::memcpy(to + packed, from + heads, static_cast<std::size_t>(s.dim) * sizeof(E));
+      }
+  }
+}
+}  // namespace detail
+
+// What every storage type's backend shares: the stream tag, memory, the Gemm, and the passes that
+// only move elements (copies, row gathers, the head split).
 template <class T>
-struct LayerBackend {
-  static_assert(std::is_same<T, float>::value || std::is_same<T, double>::value, "cpu::LayerBackend stores float or double");
+struct MovePasses {
   using Stream = pld::cpu::Stream;
-  using Accum = T;
-  template <class U>
-  using Params = ZeroedLayerParams<U>;
   using Handle = Gemm;
-  template <class U>
-  using Plan = GemmPlan<U>;
   using RowStaging = RowIndices;
   using Buffer = AlignedBuffer;
   using LC = LaunchCounts;
+  template <class U>
+  using Params = ZeroedLayerParams<U>;
+
+  static ScratchNeeds scratch_needs(std::int64_t, std::int64_t) { return {}; }  // products and sums need none
+  static bool fuses_gelu(GeluForm, int) { return false; }
+  static void copy(void* dst, const void* src, std::size_t bytes, Stream) { std::memmove(dst, src, bytes); }
+  static void copy_from_host(void* dst, const void* src, std::size_t bytes, Stream) { std::memcpy(dst, src, bytes); }
+  static void gather_rows(const T* src, const int* index, int rows, std::int64_t n, T* dst, Stream, LC& c) {
+    detail::gather_rows(src, index, rows, n, dst);
+    ++c.kernels;
+  }
+  static void gather_valid(const std::uint8_t* src, const int* index, int rows, std::int64_t n, std::uint8_t* dst, Stream, LC& c) {
+    detail::gather_rows(src, index, rows, n, dst);
+    ++c.kernels;
+  }
+  static void scatter_rows(const T* src, const int* index, int rows, std::int64_t n, T* dst, Stream, LC& c) {
+    detail::scatter_rows(src, index, rows, n, dst);
+    ++c.kernels;
+  }
+
+  static void split_heads(const T* packed, T* heads, const HeadShape& s, Stream, LC& c) {
+    detail::move_heads<true>(packed, heads, s);
+    ++c.kernels;
+  }
+  static void merge_heads(const T* heads, T* packed, const HeadShape& s, Stream, LC& c) {
+    detail::move_heads<false>(heads, packed, s);
+    ++c.kernels;
+  }
+};
+
+template <class T>
+struct LayerBackend : MovePasses<T> {
+  static_assert(std::is_same<T, float>::value || std::is_same<T, double>::value, "cpu::LayerBackend stores float, double or bf16");
+  using Stream = pld::cpu::Stream;
+  using LC = LaunchCounts;
+  using Accum = T;
+  template <class U>
+  using Plan = GemmPlan<U>;
 
   static void check_problem(const LayerConfig& c, int batch, int seq) {
     c.validate();
     if (batch <= 0) pld::detail::throw_error("cpu::SharedPreLnLayer: batch must be > 0, got ", batch);
     if (seq <= 0) pld::detail::throw_error("cpu::SharedPreLnLayer: sequence length T must be > 0, got ", seq);
   }
-  static ScratchNeeds scratch_needs(std::int64_t, std::int64_t) { return {}; }  // products and sums need none
-  static bool fuses_gelu(GeluForm, int) { return false; }
 
-  static void copy(void* dst, const void* src, std::size_t bytes, Stream) { std::memmove(dst, src, bytes); }
-  static void copy_from_host(void* dst, const void* src, std::size_t bytes, Stream) { std::memcpy(dst, src, bytes); }
-
-  template <class E>
-  static void gather(const E* src, const int* index, int rows, std::int64_t n, E* dst) {
-#pragma omp parallel for schedule(static) if (rows * n > 65536)
-    for (int k = 0; k < rows; ++k)
-      std::memcpy(dst + k * n, src + static_cast<std::int64_t>(index[k]) * n, static_cast<std::size_t>(n) * sizeof(E));
-  }
-  static void gather_rows(const T* src, const int* index, int rows, std::int64_t n, T* dst, Stream, LC& c) {
-    gather(src, index, rows, n, dst);
-    ++c.kernels;
-  }
-  static void gather_valid(const std::uint8_t* src, const int* index, int rows, std::int64_t n, std::uint8_t* dst, Stream, LC& c) {
-    gather(src, index, rows, n, dst);
-    ++c.kernels;
-  }
-  static void scatter_rows(const T* src, const int* index, int rows, std::int64_t n, T* dst, Stream, LC& c) {
-#pragma omp parallel for schedule(static) if (rows * n > 65536)
-    for (int k = 0; k < rows; ++k)
-      std::memcpy(dst + static_cast<std::int64_t>(index[k]) * n, src + k * n, static_cast<std::size_t>(n) * sizeof(T));
-    ++c.kernels;
-  }
 
   static void layer_norm_forward(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* rstd, int rows, int cols, double eps,
                                  Stream, LC& c) {
@@ -222,31 +278,6 @@ struct LayerBackend {
     ++c.kernels;
   }
 
-  // Packed (B*T, parts*H) rows <-> head-major (parts, B, heads, T, d), d elements at a time.
-  template <bool kToHeads>
-  static void move_heads(const T* from, T* to, const HeadShape& s) {
-    const std::int64_t rows = static_cast<std::int64_t>(s.batch) * s.seq;
-    const std::int64_t ld = static_cast<std::int64_t>(s.parts) * s.hidden();
-#pragma omp parallel for schedule(static) if (rows * ld > 65536)
-    for (std::int64_t r = 0; r < rows; ++r) {
-      const std::int64_t b = r / s.seq, t = r % s.seq;
-      for (int part = 0; part < s.parts; ++part)
-        for (int h = 0; h < s.heads; ++h) {
-          const std::int64_t packed = r * ld + static_cast<std::int64_t>(part) * s.hidden() + static_cast<std::int64_t>(h) * s.dim;
-          const std::int64_t heads = (((static_cast<std::int64_t>(part) * s.batch + b) * s.heads + h) * s.seq + t) * s.dim;
-          if (kToHeads) std::memcpy(to + heads, from + packed, static_cast<std::size_t>(s.dim) * sizeof(T));
-          else std::memcpy(to + packed, from + heads, static_cast<std::size_t>(s.dim) * sizeof(T));
-        }
-    }
-  }
-  static void split_heads(const T* packed, T* heads, const HeadShape& s, Stream, LC& c) {
-    move_heads<true>(packed, heads, s);
-    ++c.kernels;
-  }
-  static void merge_heads(const T* heads, T* packed, const HeadShape& s, Stream, LC& c) {
-    move_heads<false>(heads, packed, s);
-    ++c.kernels;
-  }
 
   // probs = softmax over the real keys of each row (a row with none: all 0); dropped = Dropout(probs).
   static void softmax_forward(const T* scores, const std::uint8_t* valid, T* probs, T* dropped, int batch, int heads, int seq,
@@ -315,76 +346,22 @@ struct LayerBackend {
 // and gradients in fp32. The products read bf16 in place (Gemm::run_bf16: no conversion); each
 // pass widens its bf16 inputs to fp32, runs the float backend's pass and rounds what it stores
 // to bf16, so every stored value is rounded once, where the CUDA kernels round.
-class Bf16GemmPlan {
- public:
-  Bf16GemmPlan(Gemm&, const MatMul& mm) : mm_((mm.check(), mm)), s_(gemm_shape(mm)) {
-    if (mm.epilogue == Epilogue::bias_gelu_aux || mm.epilogue == Epilogue::dgelu)
-      pld::detail::throw_error("cpu::LayerBackend: the GELU epilogues are not implemented (fuses_gelu() is false)");
-  }
-  const MatMul& matmul() const { return mm_; }
-  void run(Gemm& gemm, float alpha, const void* x, const void* y, float beta, void* d, const void* bias, const void*, void*, Stream) {
-    if (beta != 0.0f && beta != 1.0f) pld::detail::throw_error("cpu::LayerBackend: a product's beta must be 0 or 1, got ", beta);
-    const float* b = nullptr;
-    if (mm_.epilogue == Epilogue::bias) {
-      bias_.resize(static_cast<std::size_t>(mm_.n));
-      widen(static_cast<const bf16*>(bias), bias_.data(), bias_.size());
-      b = bias_.data();
-    }
-    gemm.run_bf16(s_, static_cast<const bf16*>(x), static_cast<const bf16*>(y), d, mm_.accum_out, alpha, beta == 1.0f, b);
-  }
-
- private:
-  MatMul mm_;
-  GemmShape s_;
-  std::vector<float> bias_;
-};
-
 template <>
-struct LayerBackend<bf16> {
+struct LayerBackend<bf16> : MovePasses<bf16> {
   using F = LayerBackend<float>;
   using Stream = pld::cpu::Stream;
-  using Accum = float;
-  template <class U>
-  using Params = ZeroedLayerParams<U>;
-  using Handle = Gemm;
-  template <class U>
-  using Plan = Bf16GemmPlan;
-  using RowStaging = RowIndices;
-  using Buffer = AlignedBuffer;
   using LC = LaunchCounts;
   using T = bf16;
+  using Accum = float;
+  template <class U>
+  using Plan = GemmPlan<U>;
 
   static void check_problem(const LayerConfig& c, int batch, int seq) {
     F::check_problem(c, batch, seq);
     if (!has_onednn())
       pld::detail::throw_error("cpu::SharedPreLnLayer<bf16>: bf16 storage needs oneDNN (this build of pld::cpu has none)");
   }
-  static ScratchNeeds scratch_needs(std::int64_t, std::int64_t) { return {}; }
-  static bool fuses_gelu(GeluForm, int) { return false; }
-  static void copy(void* dst, const void* src, std::size_t bytes, Stream) { std::memmove(dst, src, bytes); }
-  static void copy_from_host(void* dst, const void* src, std::size_t bytes, Stream) { std::memcpy(dst, src, bytes); }
 
-  static void gather_rows(const T* src, const int* index, int rows, std::int64_t n, T* dst, Stream, LC& c) {
-    F::gather(src, index, rows, n, dst);
-    ++c.kernels;
-  }
-  static void gather_valid(const std::uint8_t* src, const int* index, int rows, std::int64_t n, std::uint8_t* dst, Stream s, LC& c) {
-    F::gather_valid(src, index, rows, n, dst, s, c);
-  }
-  static void scatter_rows(const T* src, const int* index, int rows, std::int64_t n, T* dst, Stream, LC& c) {
-#pragma omp parallel for schedule(static) if (rows * n > 65536)
-    for (int k = 0; k < rows; ++k)
-      std::memcpy(dst + static_cast<std::int64_t>(index[k]) * n, src + k * n, static_cast<std::size_t>(n) * sizeof(T));
-    ++c.kernels;
-  }
-  static void split_heads(const T* packed, T* heads, const HeadShape& s, Stream, LC& c) {
-    move_heads<true>(packed, heads, s);
-    ++c.kernels;
-  }
-  static void merge_heads(const T* heads, T* packed, const HeadShape& s, Stream, LC& c) {
-    move_heads<false>(heads, packed, s);
-    ++c.kernels;
-  }
 
   static void layer_norm_forward(const T* x, const T* gamma, const T* beta, T* y, float* mean, float* rstd, int rows, int cols, double eps,
                                  Stream s, LC& c) {
@@ -457,22 +434,6 @@ struct LayerBackend<bf16> {
   }
 
  private:
-  template <bool kToHeads>
-  static void move_heads(const T* from, T* to, const HeadShape& s) {
-    const std::int64_t rows = static_cast<std::int64_t>(s.batch) * s.seq;
-    const std::int64_t ld = static_cast<std::int64_t>(s.parts) * s.hidden();
-#pragma omp parallel for schedule(static) if (rows * ld > 65536)
-    for (std::int64_t r = 0; r < rows; ++r) {
-      const std::int64_t b = r / s.seq, t = r % s.seq;
-      for (int part = 0; part < s.parts; ++part)
-        for (int h = 0; h < s.heads; ++h) {
-          const std::int64_t packed = r * ld + static_cast<std::int64_t>(part) * s.hidden() + static_cast<std::int64_t>(h) * s.dim;
-          const std::int64_t heads = (((static_cast<std::int64_t>(part) * s.batch + b) * s.heads + h) * s.seq + t) * s.dim;
-          if (kToHeads) std::memcpy(to + heads, from + packed, static_cast<std::size_t>(s.dim) * sizeof(T));
-          else std::memcpy(to + packed, from + heads, static_cast<std::size_t>(s.dim) * sizeof(T));
-        }
-    }
-  }
   // Per-thread fp32 scratch, slot i: the widened inputs (0-3) and the pass's fp32 output (4).
   static float* scratch(int slot, std::size_t n) {
     thread_local std::vector<float> v[5];
