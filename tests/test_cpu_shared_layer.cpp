@@ -93,45 +93,8 @@ TEMPLATE_TEST_CASE("The shared layer logic on the CPU backend matches the CPU la
     CHECK_THROWS_WITH(pcpu::SharedPreLnLayer<pcpu::bf16>::workspace_sizes(config32(), 2, 8, LayerStep{}), Catch::Matchers::Contains("oneDNN"));
     return;
   }
-  LayerCase k;
-  k.config = config32();
-  SECTION("kept, dropout on") { run_case<TestType>(k); }
-  SECTION("padding, evaluation") {
-    k.padding = true;
-    k.training = false;
-    run_case<TestType>(k);
-  }
-  SECTION("per-sample rows, padding, dropout") {
-    k.batch = 4;
-    k.padding = true;
-    k.rows = {0, 1, 1, 0};
-    run_case<TestType>(k);
-  }
-  SECTION("tanh GELU") {
-    k.config.gelu = pld::GeluForm::tanh;
-    run_case<TestType>(k);
-  }
-  SECTION("Post-LN, dropout on") {
-    k.config.norm = pld::NormPosition::post;
-    run_case<TestType>(k);
-  }
-  SECTION("Post-LN, per-sample rows, padding, dropout") {
-    k.config.norm = pld::NormPosition::post;
-    k.batch = 4;
-    k.padding = true;
-    k.rows = {1, 0, 1, 1};
-    run_case<TestType>(k);
-  }
-  SECTION("odd shapes: F % 8 != 0, T % 4 != 0, eps 1e-12") {
-    k.config.hidden = 24;
-    k.config.heads = 3;
-    k.config.ffn = 50;
-    k.config.ln_eps = 1e-12;
-    k.batch = 2;
-    k.seq = 37;
-    k.padding = true;
-    run_case<TestType>(k);
-  }
+  for (const auto& [name, k] : pld::test::standard_layer_cases(config32()))
+    DYNAMIC_SECTION(name) { run_case<TestType>(k); }
 }
 
 TEST_CASE("The shared layer on the CPU backend with bf16 products", "[cpu][shared-layer]") {

@@ -47,46 +47,8 @@ double run_case(const LayerCase& k) {
 }  // namespace
 
 TEMPLATE_TEST_CASE("Emulated CUDA layer logic matches the CPU layer", "[cuda-host][emulated]", float, pc::bf16, pc::fp16) {
-  LayerCase k;
-  k.config = config64();
-  SECTION("kept, dropout on") { run_case<TestType>(k); }
-  SECTION("padding, evaluation") {
-    k.padding = true;
-    k.training = false;
-    run_case<TestType>(k);
-  }
-  SECTION("per-sample rows, padding, dropout") {
-    k.batch = 4;
-    k.padding = true;
-    k.rows = {0, 1, 1, 0};
-    run_case<TestType>(k);
-  }
-  SECTION("tanh GELU through the epilogue path") {
-    k.config.gelu = pld::GeluForm::tanh;
-    run_case<TestType>(k);
-  }
-  SECTION("Post-LN, per-sample rows, padding, dropout") {
-    k.config.norm = pld::NormPosition::post;
-    k.batch = 4;
-    k.padding = true;
-    k.rows = {1, 0, 1, 1};
-    run_case<TestType>(k);
-  }
-  SECTION("Post-LN, tanh GELU through the epilogue path") {
-    k.config.norm = pld::NormPosition::post;
-    k.config.gelu = pld::GeluForm::tanh;
-    run_case<TestType>(k);
-  }
-  SECTION("odd shapes: F % 8 != 0, T % 4 != 0, eps 1e-12") {
-    k.config.hidden = 24;
-    k.config.heads = 3;
-    k.config.ffn = 50;
-    k.config.ln_eps = 1e-12;
-    k.batch = 2;
-    k.seq = 37;
-    k.padding = true;
-    run_case<TestType>(k);
-  }
+  for (const auto& [name, k] : pld::test::standard_layer_cases(config64()))
+    DYNAMIC_SECTION(name) { run_case<TestType>(k); }
 }
 
 TEST_CASE("Emulated CUDA layer: the comparison is not vacuous", "[cuda-host][emulated]") {

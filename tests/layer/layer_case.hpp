@@ -23,6 +23,7 @@
 #include <cstring>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "cpu_reference.hpp"
@@ -73,6 +74,48 @@ inline LayerConfig test_config(int hidden, int heads, int ffn = 0) {
   c.attention_dropout = 0.1f;
   c.hidden_dropout = 0.1f;
   return c;
+}
+
+// The cases every backend's layer is checked on (the host emulation, the CPU backend), by name:
+// dropout, padding in evaluation, per-sample rows, the tanh GELU (the cuBLASLt epilogue path on
+// the CUDA backends), Post-LN, and odd shapes.
+inline std::vector<std::pair<std::string, LayerCase>> standard_layer_cases(const LayerConfig& config) {
+  std::vector<std::pair<std::string, LayerCase>> out;
+  LayerCase k;
+  k.config = config;
+  out.emplace_back("kept, dropout on", k);
+  LayerCase pad = k;
+  pad.padding = true;
+  pad.training = false;
+  out.emplace_back("padding, evaluation", pad);
+  LayerCase rows = k;
+  rows.batch = 4;
+  rows.padding = true;
+  rows.rows = {0, 1, 1, 0};
+  out.emplace_back("per-sample rows, padding, dropout", rows);
+  LayerCase tanh = k;
+  tanh.config.gelu = pld::GeluForm::tanh;
+  out.emplace_back("tanh GELU (the epilogue path)", tanh);
+  LayerCase post = k;
+  post.config.norm = pld::NormPosition::post;
+  out.emplace_back("Post-LN, dropout on", post);
+  LayerCase post_rows = rows;
+  post_rows.config.norm = pld::NormPosition::post;
+  post_rows.rows = {1, 0, 1, 1};
+  out.emplace_back("Post-LN, per-sample rows, padding, dropout", post_rows);
+  LayerCase post_tanh = tanh;
+  post_tanh.config.norm = pld::NormPosition::post;
+  out.emplace_back("Post-LN, tanh GELU", post_tanh);
+  LayerCase odd = k;
+  odd.config.hidden = 24;
+  odd.config.heads = 3;
+  odd.config.ffn = 50;
+  odd.config.ln_eps = 1e-12;
+  odd.batch = 2;
+  odd.seq = 37;
+  odd.padding = true;
+  out.emplace_back("odd shapes: F % 8 != 0, T % 4 != 0, eps 1e-12", odd);
+  return out;
 }
 
 // n normals N(0, std_dev) from Philox, tensor id `id` of `seed`.
