@@ -31,6 +31,34 @@ inline Scalar softmax_exp(Scalar v) {
   else return std::exp(v);
 }
 
+// Softmax of every row of (rows, T) scores over the keys valid marks real (valid: (B, T), row r
+// belongs to sequence r / rows_per_seq; null: all real), into p (may equal in). A row without a
+// real key is all 0. The exponentials in a vectorizable pass (fast::exp in float, within 1.2e-7
+// relative), then the sum in column order: the same bits whatever the threads.
+template <class Scalar>
+void softmax_rows(const Scalar* in, Scalar* out, const std::uint8_t* valid, std::int64_t rows, std::int64_t rows_per_seq, int T) {
+#pragma omp parallel for schedule(static)
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const std::uint8_t* vb = valid ? valid + (r / rows_per_seq) * T : nullptr;
+    const Scalar* x = in + r * T;
+    Scalar* p = out + r * T;
+    Scalar mx = -std::numeric_limits<Scalar>::infinity();
+    for (int j = 0; j < T; ++j)
+      if (!vb || vb[j]) mx = std::max(mx, x[j]);
+    if (vb) {
+#pragma omp simd
+      for (int j = 0; j < T; ++j) p[j] = vb[j] ? softmax_exp(x[j] - mx) : Scalar(0);
+    } else {
+#pragma omp simd
+      for (int j = 0; j < T; ++j) p[j] = softmax_exp(x[j] - mx);
+    }
+    Scalar sum = 0;
+    for (int j = 0; j < T; ++j) sum += p[j];
+    const Scalar inv = sum > Scalar(0) ? Scalar(1) / sum : Scalar(0);
+    for (int j = 0; j < T; ++j) p[j] *= inv;
+  }
+}
+
 // op(X) Y products over (b, h): X and Y are (T, *) blocks either inside the packed qkv / ctx rows
 // (column offset h*d, row stride ld, batch stride T*ld) or (T, T) blocks of a (B, heads, T, T) buffer.
 struct HeadOperand {
@@ -76,28 +104,7 @@ void attention_forward(Gemm& gemm, const Scalar* qkv, const std::uint8_t* valid,
   // scores = Q K^T / sqrt(d), into probs
   gemm.run<Scalar>(detail::head_product(s, T, T, d, false, true, qkv_heads, qkv_heads, sq), qkv, qkv + H, probs,
                    Scalar(1) / std::sqrt(static_cast<Scalar>(d)));
-  const std::int64_t rows = static_cast<std::int64_t>(s.batch) * s.heads * T;
-#pragma omp parallel for schedule(static)
-  for (std::int64_t r = 0; r < rows; ++r) {
-    const std::uint8_t* vb = valid ? valid + (r / (static_cast<std::int64_t>(s.heads) * T)) * T : nullptr;
-    Scalar* p = probs + r * T;
-    Scalar mx = -std::numeric_limits<Scalar>::infinity();
-    for (int j = 0; j < T; ++j)
-      if (!vb || vb[j]) mx = std::max(mx, p[j]);
-    // The exponentials in a vectorizable pass (fast::exp in float, within 1.2e-7 relative), then
-    // the sum in column order.
-    if (vb) {
-#pragma omp simd
-      for (int j = 0; j < T; ++j) p[j] = vb[j] ? detail::softmax_exp(p[j] - mx) : Scalar(0);
-    } else {
-#pragma omp simd
-      for (int j = 0; j < T; ++j) p[j] = detail::softmax_exp(p[j] - mx);
-    }
-    Scalar sum = 0;
-    for (int j = 0; j < T; ++j) sum += p[j];
-    const Scalar inv = Scalar(1) / sum;
-    for (int j = 0; j < T; ++j) p[j] *= inv;
-  }
+  detail::softmax_rows(probs, probs, valid, static_cast<std::int64_t>(s.batch) * s.heads * T, static_cast<std::int64_t>(s.heads) * T, T);
   const Scalar* pd = probs;
   if (dropout > 0.0f) {
     dropout_apply(probs, dropped, s.probs_size(), 0, dropout, key);

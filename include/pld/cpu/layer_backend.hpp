@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "pld/core/error.hpp"
+#include "pld/cpu/attention.hpp"
 #include "pld/cpu/bf16.hpp"
 #include "pld/cpu/dropout.hpp"
 #include "pld/cpu/eigen_maps.hpp"
@@ -283,26 +284,7 @@ struct LayerBackend : MovePasses<T> {
   static void softmax_forward(const T* scores, const std::uint8_t* valid, T* probs, T* dropped, int batch, int heads, int seq,
                               const DropoutMask& m, Stream, LC& c) {
     const std::int64_t rows = static_cast<std::int64_t>(batch) * heads * seq;
-#pragma omp parallel for schedule(static)
-    for (std::int64_t r = 0; r < rows; ++r) {
-      const std::uint8_t* vb = valid ? valid + (r / (static_cast<std::int64_t>(heads) * seq)) * seq : nullptr;
-      const T* in = scores + r * seq;
-      T* p = probs + r * seq;
-      T mx = -std::numeric_limits<T>::infinity();
-      for (int j = 0; j < seq; ++j)
-        if (!vb || vb[j]) mx = std::max(mx, in[j]);
-      if (vb) {
-#pragma omp simd
-        for (int j = 0; j < seq; ++j) p[j] = vb[j] ? std::exp(in[j] - mx) : T(0);
-      } else {
-#pragma omp simd
-        for (int j = 0; j < seq; ++j) p[j] = std::exp(in[j] - mx);
-      }
-      T sum = 0;
-      for (int j = 0; j < seq; ++j) sum += p[j];
-      const T inv = sum > T(0) ? T(1) / sum : T(0);
-      for (int j = 0; j < seq; ++j) p[j] *= inv;
-    }
+    detail::softmax_rows(scores, probs, valid, rows, static_cast<std::int64_t>(heads) * seq, seq);
     if (dropped) dropout_apply(probs, dropped, static_cast<std::size_t>(rows * seq), 0, m.rate, key(m));
     ++c.kernels;
   }
