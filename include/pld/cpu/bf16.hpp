@@ -40,12 +40,16 @@ inline float to_float(bf16 v) { return detail::from_bf16_bits(v.bits); }
 // n values widened to float / rounded to bf16, split over the threads.
 inline void widen(const bf16* in, float* out, std::size_t n) {
   const auto N = static_cast<std::ptrdiff_t>(n);
+#if defined(_OPENMP)  // this header is also compiled without OpenMP (the tests' CUDA files include it)
 #pragma omp parallel for simd schedule(static) if (N > 65536)
+#endif
   for (std::ptrdiff_t i = 0; i < N; ++i) out[i] = detail::from_bf16_bits(in[i].bits);
 }
 inline void narrow(const float* in, bf16* out, std::size_t n) {
   const auto N = static_cast<std::ptrdiff_t>(n);
+#if defined(_OPENMP)
 #pragma omp parallel for simd schedule(static) if (N > 65536)
+#endif
   for (std::ptrdiff_t i = 0; i < N; ++i) out[i].bits = detail::to_bf16_bits(in[i]);
 }
 

@@ -14,8 +14,8 @@
 //
 // Storage T is the backend's: bf16 or fp16 for training on a GPU, float (and double, for
 // gradient checks) on the CPU. Arithmetic, statistics and parameter gradients are in the
-// backend's Accum type: fp32, or double for double storage. A dropped layer launches nothing and needs no workspace; launches() counts what a
-// layer put on the stream, so tests can prove it.
+// backend's Accum type: fp32, or double for double storage. A dropped layer launches nothing
+// and needs no workspace; launches() counts what a layer put on the stream, so tests can prove it.
 //
 // Use (the CUTLASS shape): sizes = workspace_sizes(batch, seq, step); the caller provides
 // `saved` (kept from forward to backward) and `scratch`; forward(..., ws, stream);
@@ -61,7 +61,6 @@ class BasicPreLnLayer {
   using Acc = typename Backend::Accum;
   using Grads = typename Backend::template Params<Acc>;
   using Stream = typename Backend::Stream;
-
   using Handle = typename Backend::Handle;
 
   // handle_args construct the backend's Handle (the CPU's Gemm takes a pld::cpu::Precision).
@@ -72,7 +71,7 @@ class BasicPreLnLayer {
   const LayerConfig& config() const { return config_; }
   Params& params() { return params_; }
   const Params& params() const { return params_; }
-  // fp32 parameter gradients; backward accumulates into them (+=). Zero them per optimizer step.
+  // Parameter gradients (Accum); backward accumulates into them (+=). Zero them per optimizer step.
   Grads& grads() { return grads_; }
   const LaunchCounts& launches() const { return counts_; }
   // What runs the products (cuBLASLt's handle; the CPU's Gemm, which reports its kernel).
@@ -93,7 +92,7 @@ class BasicPreLnLayer {
     return workspace_sizes(config_, batch, seq, step);
   }
 
-  // x, y: (B, T, H); y may equal x. valid: (B, T) bytes on the device, 1 = real token, 0 = padding;
+  // x, y: (B, T, H); y may equal x. valid: (B, T) bytes in the backend's memory, 1 = real token, 0 = padding;
   // null = no padding. A sequence without any real token attends to nothing (its attention output
   // is zero); check masks on the host with check_valid_mask() where they are built.
   void forward(const T* x, T* y, int batch, int seq, const std::uint8_t* valid, const LayerStep& step, const Workspace& ws,
