@@ -1,7 +1,8 @@
-// pld-bert's CPU backend: what model_logic.hpp's BERT runs on when it runs on pld::cpu. Storage
-// and arithmetic are fp32 (the products' operands fp32 or bf16, ModelConfig::precision); the
-// encoder layers are pld::cpu::PreLnLayer<float> (Pre-LN or Post-LN). Every buffer is host
-// memory, so the model's public buffers are std::vector<float>.
+// pld-bert's CPU backend: what model_logic.hpp's BERT runs on when it runs on pld::cpu. The
+// model's own storage and arithmetic are fp32 (the products' operands fp32 or bf16,
+// ModelConfig::precision); the encoder layers (Pre-LN or Post-LN) store fp32 with fp32 products
+// and bf16 with bf16 products (Layers, below). Every buffer is host memory, so the model's public
+// buffers are std::vector<float>.
 //
 // A backend provides (model_logic.hpp names these; a GPU backend provides the same):
 //   Act, Buffer<E>, Tensor (value + fp32 gradient), Gemm, Layers (the gated stack),
@@ -124,23 +125,43 @@ class CpuBackend {
   }
 
   // The gated stack of encoder layers, run in place on (B*T, H).
+  //
+  // With fp32 products the layers are pld::cpu::PreLnLayer<float>. With bf16 products they store
+  // bf16 (pld::cpu::SharedPreLnLayer<bf16>, the layer logic the GPU runs): activations, weights and
+  // the products' operands in bf16, statistics, scores and gradients in fp32, as the GPU model
+  // keeps them. The optimizer and the checkpoints see fp32 master weights (the same initial values
+  // as an fp32 run); each layer that runs rounds its bf16 copy from them at every forward. The
+  // stack's input is rounded to bf16 once and its output widened back (the model around the
+  // encoder stays fp32), and the same for the gradient in the backward.
   class Layers {
    public:
-    Layers(const ModelConfig& c, CpuBackend&) {
+    Layers(const ModelConfig& c, CpuBackend&) : bf16_(c.precision == pld::cpu::Precision::bf16), hidden_(c.hidden) {
       for (int l = 0; l < c.layers; ++l) {
-        layers_.push_back(std::make_unique<pld::cpu::PreLnLayer<float>>(c.layer_config(), c.precision));
-        layers_.back()->params().init_normal(c.seed + 7919u * static_cast<std::uint64_t>(l + 1));
+        const std::uint64_t seed = c.seed + 7919u * static_cast<std::uint64_t>(l + 1);
+        if (bf16_) {
+          masters_.emplace_back(c.layer_config());
+          masters_.back().init_normal(seed);
+          half_.push_back(std::make_unique<pld::cpu::SharedPreLnLayer<pld::cpu::bf16>>(c.layer_config(), pld::cpu::Precision::bf16));
+        } else {
+          full_.push_back(std::make_unique<pld::cpu::PreLnLayer<float>>(c.layer_config(), c.precision));
+          full_.back()->params().init_normal(seed);
+        }
       }
+      work_.resize(static_cast<std::size_t>(c.layers));
     }
-    int size() const { return static_cast<int>(layers_.size()); }
-    pld::cpu::PreLnLayer<float>& layer(int l) { return *layers_[static_cast<std::size_t>(l)]; }
+    int size() const { return static_cast<int>(bf16_ ? half_.size() : full_.size()); }
+    // Whether the layers store bf16 (else fp32).
+    bool stores_bf16() const { return bf16_; }
+    // What runs the products (the first layer's; every layer's has the same precision).
+    const pld::cpu::Gemm& gemm() const { return bf16_ ? half_.front()->handle() : full_.front()->gemm(); }
     // Wall time spent inside the layers (forward and backward) since construction.
     double seconds() const { return seconds_; }
 
     void collect(std::vector<Param>& out) {
       for (int l = 0; l < size(); ++l) {
-        auto ps = layer(l).params().tensors();
-        auto gs = layer(l).grads().tensors();
+        const auto i = static_cast<std::size_t>(l);
+        auto ps = bf16_ ? masters_[i].tensors() : full_[i]->params().tensors();
+        auto gs = bf16_ ? half_[i]->grads().tensors() : full_[i]->grads().tensors();
         for (std::size_t t = 0; t < ps.size(); ++t) {
           out.push_back({"encoder.layer." + std::to_string(l) + "." + ps[t].name, static_cast<float*>(ps[t].data),
                          static_cast<float*>(gs[t].data), ps[t].size, l, layer_tensor_decays(ps[t].name)});
@@ -150,24 +171,69 @@ class CpuBackend {
     void forward(float* x, int B, int T, const std::vector<std::uint8_t>& valid, const pld::LayerPlan& plan, std::uint64_t seed,
                  int row_offset) {
       const auto t0 = std::chrono::steady_clock::now();
-      for (int l = 0; l < size(); ++l) {
-        pld::cpu::LayerStep s = pld::cpu::LayerStep::from_plan(plan, l, seed);
-        if (s.rows) s.rows += row_offset;
-        layer(l).forward(x, x, B, T, valid.data(), s);
+      const std::uint8_t* v = valid.empty() ? nullptr : valid.data();
+      if (!bf16_) {
+        for (int l = 0; l < size(); ++l) full_[static_cast<std::size_t>(l)]->forward(x, x, B, T, v, step(plan, l, seed, row_offset));
+      } else {
+        n_ = static_cast<std::size_t>(B) * static_cast<std::size_t>(T) * static_cast<std::size_t>(hidden_);
+        act_.resize(n_);
+        pld::cpu::narrow(x, act_.data(), n_);
+        for (int l = 0; l < size(); ++l) {
+          const auto i = static_cast<std::size_t>(l);
+          auto& layer = *half_[i];
+          const pld::LayerStep s = step(plan, l, seed, row_offset);
+          const pld::WorkspaceSizes sz = layer.workspace_sizes(B, T, s);
+          if (sz.saved > 0) round_params(i);  // the layer runs: its bf16 copy of the current masters
+          grow(work_[i], sz.saved);
+          grow(scratch_, sz.scratch);
+          ws_.resize(half_.size());
+          ws_[i] = pld::Workspace{work_[i].data(), work_[i].bytes(), scratch_.data(), scratch_.bytes()};
+          layer.forward(act_.data(), act_.data(), B, T, v, s, ws_[i], {});
+        }
+        pld::cpu::widen(act_.data(), x, n_);
       }
       seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
     void backward(float* dx, const std::function<void(int)>& layer_done) {
       const auto t0 = std::chrono::steady_clock::now();
+      if (bf16_) pld::cpu::narrow(dx, act_.data(), n_);
       for (int l = size() - 1; l >= 0; --l) {
-        layer(l).backward(dx, dx);
+        const auto i = static_cast<std::size_t>(l);
+        if (bf16_) half_[i]->backward(act_.data(), act_.data(), ws_[i], {});
+        else full_[i]->backward(dx, dx);
         if (layer_done) layer_done(l);
       }
+      if (bf16_) pld::cpu::widen(act_.data(), dx, n_);
       seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
 
    private:
-    std::vector<std::unique_ptr<pld::cpu::PreLnLayer<float>>> layers_;
+    static pld::LayerStep step(const pld::LayerPlan& plan, int l, std::uint64_t seed, int row_offset) {
+      pld::LayerStep s = pld::LayerStep::from_plan(plan, l, seed);
+      if (s.rows) s.rows += row_offset;
+      return s;
+    }
+    // Buffers only grow: per-sample plans change a layer's workspace every step.
+    static void grow(pld::cpu::AlignedBuffer& b, std::size_t bytes) {
+      if (b.bytes() < bytes) b.resize(bytes);
+    }
+    void round_params(std::size_t i) {
+      auto src = masters_[i].tensors();
+      auto dst = half_[i]->params().tensors();
+      for (std::size_t t = 0; t < src.size(); ++t)
+        pld::cpu::narrow(static_cast<const float*>(src[t].data), static_cast<pld::cpu::bf16*>(dst[t].data), src[t].size);
+    }
+
+    bool bf16_;
+    int hidden_;
+    std::vector<std::unique_ptr<pld::cpu::PreLnLayer<float>>> full_;                      // fp32 storage
+    std::vector<std::unique_ptr<pld::cpu::SharedPreLnLayer<pld::cpu::bf16>>> half_;      // bf16 storage
+    std::vector<pld::cpu::LayerParams<float>> masters_;                                   // ... and its fp32 masters
+    std::vector<pld::cpu::AlignedBuffer> work_;  // each layer's saved workspace (bf16)
+    std::vector<pld::Workspace> ws_;
+    pld::cpu::AlignedBuffer scratch_;
+    std::vector<pld::cpu::bf16> act_;  // the stack's activations (forward) and their gradient (backward), bf16
+    std::size_t n_ = 0;
     double seconds_ = 0.0;
   };
 

@@ -15,8 +15,9 @@ namespace bert {
 
 // The products' engine as a line for the log: library, CPU ISA, precision.
 inline std::string engine_line(pld::cpu::Precision p) {
+  const std::string storage = p == pld::cpu::Precision::bf16 ? ", encoder layers store bf16 (fp32 master weights)" : "";
   return std::string(pld::cpu::has_onednn() ? "oneDNN" : "Eigen") + " products, CPU ISA " + pld::cpu::cpu_isa_name() + ", " +
-         pld::cpu::to_string(p) + " operands, fp32 accumulation";
+         pld::cpu::to_string(p) + " operands, fp32 accumulation" + storage;
 }
 
 class CpuTrainer final : public Trainer {
@@ -27,7 +28,7 @@ class CpuTrainer final : public Trainer {
   Optimizer& optimizer() { return opt_; }
 
   EngineInfo engine() override {
-    const pld::cpu::Gemm& g = model_.encoder.layer(0).gemm();
+    const pld::cpu::Gemm& g = model_.encoder.layers().gemm();
     EngineInfo e;
     e.device = "cpu";
     e.library = pld::cpu::has_onednn() ? "oneDNN" : "Eigen";
