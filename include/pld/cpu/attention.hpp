@@ -36,27 +36,26 @@ inline Scalar softmax_exp(Scalar v) {
 // real key is all 0. The exponentials in a vectorizable pass (fast::exp in float, within 1.2e-7
 // relative), then the sum in column order: the same bits whatever the threads.
 template <class Scalar>
+inline void softmax_row(const Scalar* x, Scalar* p, const std::uint8_t* vb, int T) {
+  Scalar mx = -std::numeric_limits<Scalar>::infinity();
+  for (int j = 0; j < T; ++j)
+    if (!vb || vb[j]) mx = std::max(mx, x[j]);
+  if (vb) {
+#pragma omp simd
+    for (int j = 0; j < T; ++j) p[j] = vb[j] ? softmax_exp(x[j] - mx) : Scalar(0);
+  } else {
+#pragma omp simd
+    for (int j = 0; j < T; ++j) p[j] = softmax_exp(x[j] - mx);
+  }
+  Scalar sum = 0;
+  for (int j = 0; j < T; ++j) sum += p[j];
+  const Scalar inv = sum > Scalar(0) ? Scalar(1) / sum : Scalar(0);
+  for (int j = 0; j < T; ++j) p[j] *= inv;
+}
+template <class Scalar>
 void softmax_rows(const Scalar* in, Scalar* out, const std::uint8_t* valid, std::int64_t rows, std::int64_t rows_per_seq, int T) {
 #pragma omp parallel for schedule(static)
-  for (std::int64_t r = 0; r < rows; ++r) {
-    const std::uint8_t* vb = valid ? valid + (r / rows_per_seq) * T : nullptr;
-    const Scalar* x = in + r * T;
-    Scalar* p = out + r * T;
-    Scalar mx = -std::numeric_limits<Scalar>::infinity();
-    for (int j = 0; j < T; ++j)
-      if (!vb || vb[j]) mx = std::max(mx, x[j]);
-    if (vb) {
-#pragma omp simd
-      for (int j = 0; j < T; ++j) p[j] = vb[j] ? softmax_exp(x[j] - mx) : Scalar(0);
-    } else {
-#pragma omp simd
-      for (int j = 0; j < T; ++j) p[j] = softmax_exp(x[j] - mx);
-    }
-    Scalar sum = 0;
-    for (int j = 0; j < T; ++j) sum += p[j];
-    const Scalar inv = sum > Scalar(0) ? Scalar(1) / sum : Scalar(0);
-    for (int j = 0; j < T; ++j) p[j] *= inv;
-  }
+  for (std::int64_t r = 0; r < rows; ++r) softmax_row(in + r * T, out + r * T, valid ? valid + (r / rows_per_seq) * T : nullptr, T);
 }
 
 // op(X) Y products over (b, h): X and Y are (T, *) blocks either inside the packed qkv / ctx rows

@@ -11,6 +11,7 @@
 #endif
 
 #include "pld/core/random.hpp"
+#include "pld/cpu/bf16.hpp"
 #include "pld/layer/layer_step.hpp"
 
 namespace pld::cpu {
@@ -140,16 +141,17 @@ inline void dropout_select_64(const std::uint32_t (&w)[4][kDropoutLanes], const 
 // In place is allowed (x == y). Used for both directions: the backward of dropout is dropout of
 // the gradient with the same mask. Element e keeps when dropout_keeps(word e % 4 of block e / 4):
 // the mask every backend draws (pld/core/random.hpp); whole groups of 16 blocks go through the
-// vectorized Philox, the ragged ends block by block.
-template <class Scalar>
-void dropout_apply(const Scalar* x, Scalar* y, std::size_t n, std::size_t offset, float rate,
-                   const DropoutKey& key) {
+// vectorized Philox, the ragged ends block by block. In and Out are float, double or bf16
+// (arithmetic in arith_t<In>; a bf16 output is rounded once).
+template <class In, class Out>
+void dropout_apply(const In* x, Out* y, std::size_t n, std::size_t offset, float rate, const DropoutKey& key) {
+  using A = arith_t<In>;
   if (rate <= 0.0f) {
-    if (x != y)
-      for (std::size_t i = 0; i < n; ++i) y[i] = x[i];
+    if (static_cast<const void*>(x) != static_cast<const void*>(y))
+      for (std::size_t i = 0; i < n; ++i) y[i] = Out(A(x[i]));
     return;
   }
-  const Scalar scale = Scalar(1) / (Scalar(1) - static_cast<Scalar>(rate));
+  const A scale = A(1) / (A(1) - static_cast<A>(rate));
   const auto step = static_cast<std::uint64_t>(key.step);
   const std::size_t first = offset, last = offset + n;
   // One block of four elements, edges clipped.
@@ -159,7 +161,7 @@ void dropout_apply(const Scalar* x, Scalar* y, std::size_t n, std::size_t offset
       const std::size_t e = static_cast<std::size_t>(b) * 4 + static_cast<std::size_t>(w);
       if (e < first || e >= last) continue;
       const std::size_t i = e - first;
-      y[i] = dropout_keeps(r.v[w], rate) ? x[i] * scale : Scalar(0);
+      y[i] = Out(dropout_keeps(r.v[w], rate) ? A(x[i]) * scale : A(0));
     }
   };
   constexpr std::size_t kGroup = 4 * detail::kDropoutLanes;  // elements per group of blocks
@@ -175,15 +177,22 @@ void dropout_apply(const Scalar* x, Scalar* y, std::size_t n, std::size_t offset
     detail::dropout_blocks(key, static_cast<std::uint64_t>(g) * detail::kDropoutLanes, w);
     const std::size_t base = static_cast<std::size_t>(g) * kGroup - first;
 #if defined(__AVX512F__)
-    if constexpr (std::is_same_v<Scalar, float>) {
-      detail::dropout_select_64(w, x + base, y + base, rate, scale);
+    if constexpr (std::is_same_v<A, float>) {  // the 64 elements through float registers
+      if constexpr (std::is_same_v<In, float> && std::is_same_v<Out, float>) {
+        detail::dropout_select_64(w, x + base, y + base, rate, scale);
+      } else {
+        alignas(64) float in[kGroup], out[kGroup];
+        for (std::size_t i = 0; i < kGroup; ++i) in[i] = float(x[base + i]);
+        detail::dropout_select_64(w, in, out, rate, scale);
+        for (std::size_t i = 0; i < kGroup; ++i) y[base + i] = Out(out[i]);
+      }
       continue;
     }
 #endif
     for (int lane = 0; lane < detail::kDropoutLanes; ++lane)
       for (int k = 0; k < 4; ++k) {
         const std::size_t i = base + static_cast<std::size_t>(lane) * 4 + static_cast<std::size_t>(k);
-        y[i] = dropout_keeps(w[k][lane], rate) ? x[i] * scale : Scalar(0);
+        y[i] = Out(dropout_keeps(w[k][lane], rate) ? A(x[i]) * scale : A(0));
       }
   }
   for (std::uint64_t b = g1 * kGroup / 4; b < (last + 3) / 4; ++b) one_block(b);

@@ -5,6 +5,8 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <vector>
+
+#include "pld/cpu/bf16.hpp"
 #if defined(_OPENMP)
 #include <omp.h>
 #endif
@@ -33,8 +35,17 @@ using ConstMapRowVec = Eigen::Map<const RowVec<Scalar>>;
 // in L1; each row's slice is read contiguously, so the prefetcher streams it — walking 64-column
 // blocks down the rows cost a TLB miss per row). Threads split the chunks, never the rows, so
 // every column is still summed in row order: the same bits for any thread count and chunk width.
-template <class Scalar>
-void add_column_sums(const Scalar* a, const Scalar* b, int rows, int cols, Scalar* out) {
+// a is float, double or bf16, b (optional) the same or arith_t of it; each product is formed in
+// arith_t<Scalar> (a bf16 a is widened where it is read).
+namespace detail {
+template <class T>
+struct same_type {
+  using type = T;
+};
+}  // namespace detail
+template <class Scalar, class B = Scalar>  // B is never deduced: b may be nullptr
+void add_column_sums(const Scalar* a, const typename detail::same_type<B>::type* b, int rows, int cols, arith_t<Scalar>* out) {
+  using A = arith_t<Scalar>;
   constexpr int kChunk = 512;
   const bool parallel = static_cast<long long>(rows) * cols > 65536;
 #if defined(_OPENMP)
@@ -53,15 +64,15 @@ void add_column_sums(const Scalar* a, const Scalar* b, int rows, int cols, Scala
     for (int r = 0; r < rows; ++r) {
       const Scalar* ar = a + static_cast<std::ptrdiff_t>(r) * cols + c0;
       if (b) {
-        const Scalar* br = b + static_cast<std::ptrdiff_t>(r) * cols + c0;
+        const B* br = b + static_cast<std::ptrdiff_t>(r) * cols + c0;
 #pragma omp simd
-        for (int c = 0; c < w; ++c) acc[c] += static_cast<double>(ar[c] * br[c]);
+        for (int c = 0; c < w; ++c) acc[c] += static_cast<double>(A(ar[c]) * A(br[c]));
       } else {
 #pragma omp simd
-        for (int c = 0; c < w; ++c) acc[c] += static_cast<double>(ar[c]);
+        for (int c = 0; c < w; ++c) acc[c] += static_cast<double>(A(ar[c]));
       }
     }
-    for (int c = 0; c < w; ++c) out[c0 + c] += static_cast<Scalar>(acc[c]);
+    for (int c = 0; c < w; ++c) out[c0 + c] += static_cast<A>(acc[c]);
   }
 }
 

@@ -2,13 +2,16 @@
 // (approximate='tanh'). The backward takes the pre-activation (gelu_backward) or the derivative
 // that gelu_forward_with_derivative saved in its place (gelu_backward_given). In float the erf
 // form uses fast::erf / fast::exp (fast_math.hpp: the loops vectorize; error <= 6e-7 absolute in
-// erf); in double the C library's.
+// erf); in double the C library's. Storage S is float, double or bf16 (arithmetic in arith_t<S>:
+// float for bf16, so a bf16 pass gives the float pass's value rounded once).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <type_traits>
 
+#include "pld/cpu/bf16.hpp"
 #include "pld/cpu/fast_math.hpp"
 #include "pld/layer/layer_config.hpp"
 
@@ -23,23 +26,6 @@ inline Scalar gelu_erf(Scalar v) {
   else return std::erf(v);
 }
 }  // namespace detail
-
-template <class Scalar>
-void gelu_forward(const Scalar* x, Scalar* y, std::size_t n, GeluForm form) {
-  const Scalar inv_sqrt2 = Scalar(0.70710678118654752440);
-  const Scalar k = Scalar(0.79788456080286535588);  // sqrt(2/pi)
-  const auto N = static_cast<std::ptrdiff_t>(n);
-  if (form == GeluForm::erf) {
-#pragma omp parallel for simd schedule(static)
-    for (std::ptrdiff_t i = 0; i < N; ++i) y[i] = Scalar(0.5) * x[i] * (Scalar(1) + detail::gelu_erf(x[i] * inv_sqrt2));
-  } else {
-#pragma omp parallel for schedule(static)
-    for (std::ptrdiff_t i = 0; i < N; ++i) {
-      const Scalar v = x[i];
-      y[i] = Scalar(0.5) * v * (Scalar(1) + std::tanh(k * (v + Scalar(0.044715) * v * v * v)));
-    }
-  }
-}
 
 namespace detail {
 // GELU and its derivative at v, erf form: e^{-v^2/2} is shared by erf and the normal density.
@@ -100,24 +86,72 @@ void gelu_backward_given(const Scalar* dy, const Scalar* d, Scalar* dx, std::siz
   for (std::ptrdiff_t i = 0; i < N; ++i) dx[i] = dy[i] * d[i];
 }
 
-// dx = dy * gelu'(x) from the pre-activation x (written; dx may equal dy).
-template <class Scalar>
-void gelu_backward(const Scalar* dy, const Scalar* x, Scalar* dx, std::size_t n, GeluForm form) {
-  const auto N = static_cast<std::ptrdiff_t>(n);
+namespace detail {
+// The float (double) loops over n elements of one thread's share.
+template <class A>
+void gelu_forward_span(const A* x, A* y, std::ptrdiff_t n, GeluForm form) {
+  const A inv_sqrt2 = A(0.70710678118654752440);
+  const A k = A(0.79788456080286535588);  // sqrt(2/pi)
   if (form == GeluForm::erf) {
-#pragma omp parallel for simd schedule(static)
-    for (std::ptrdiff_t i = 0; i < N; ++i) {
-      Scalar yi, di;
-      detail::gelu_erf_pair(x[i], yi, di);
+#pragma omp simd
+    for (std::ptrdiff_t i = 0; i < n; ++i) y[i] = A(0.5) * x[i] * (A(1) + gelu_erf(x[i] * inv_sqrt2));
+  } else {
+    for (std::ptrdiff_t i = 0; i < n; ++i) y[i] = A(0.5) * x[i] * (A(1) + std::tanh(k * (x[i] + A(0.044715) * x[i] * x[i] * x[i])));
+  }
+}
+template <class A>
+void gelu_backward_span(const A* dy, const A* x, A* dx, std::ptrdiff_t n, GeluForm form) {
+  if (form == GeluForm::erf) {
+#pragma omp simd
+    for (std::ptrdiff_t i = 0; i < n; ++i) {
+      A yi, di;
+      gelu_erf_pair(x[i], yi, di);
       dx[i] = dy[i] * di;
     }
   } else {
-#pragma omp parallel for schedule(static)
-    for (std::ptrdiff_t i = 0; i < N; ++i) {
-      Scalar yi, di;
-      detail::gelu_tanh_pair(x[i], yi, di);
+    for (std::ptrdiff_t i = 0; i < n; ++i) {
+      A yi, di;
+      gelu_tanh_pair(x[i], yi, di);
       dx[i] = dy[i] * di;
     }
+  }
+}
+}  // namespace detail
+
+// y = GELU(x). Storage float, double or bf16 (in spans widened to float, rounded once).
+template <class S>
+void gelu_forward(const S* x, S* y, std::size_t n, GeluForm form) {
+  if constexpr (std::is_same_v<S, bf16>) {
+    detail::for_spans(n, [&](std::size_t o, std::size_t len) {
+      alignas(64) float v[detail::kSpan];
+      detail::widen_span(x + o, v, len);
+      detail::gelu_forward_span(v, v, static_cast<std::ptrdiff_t>(len), form);
+      detail::narrow_span(v, y + o, len);
+    });
+  } else {
+    constexpr std::ptrdiff_t kPart = 4096;  // threads take whole parts
+    const auto N = static_cast<std::ptrdiff_t>(n);
+#pragma omp parallel for schedule(static) if (N > 65536)
+    for (std::ptrdiff_t o = 0; o < N; o += kPart) detail::gelu_forward_span(x + o, y + o, std::min(kPart, N - o), form);
+  }
+}
+
+// dx = dy * gelu'(x) from the pre-activation x (written; dx may equal dy).
+template <class S>
+void gelu_backward(const S* dy, const S* x, S* dx, std::size_t n, GeluForm form) {
+  if constexpr (std::is_same_v<S, bf16>) {
+    detail::for_spans(n, [&](std::size_t o, std::size_t len) {
+      alignas(64) float d[detail::kSpan], v[detail::kSpan];
+      detail::widen_span(dy + o, d, len);
+      detail::widen_span(x + o, v, len);
+      detail::gelu_backward_span(d, v, d, static_cast<std::ptrdiff_t>(len), form);
+      detail::narrow_span(d, dx + o, len);
+    });
+  } else {
+    constexpr std::ptrdiff_t kPart = 4096;
+    const auto N = static_cast<std::ptrdiff_t>(n);
+#pragma omp parallel for schedule(static) if (N > 65536)
+    for (std::ptrdiff_t o = 0; o < N; o += kPart) detail::gelu_backward_span(dy + o, x + o, dx + o, std::min(kPart, N - o), form);
   }
 }
 

@@ -10,10 +10,10 @@
 // Philox dropout (the masks are the other backends' bit for bit), OpenMP over rows. Work runs
 // when called: the Stream is an empty tag.
 //
-// Status (issue 13, item 2, step 3 of docs/cpu_layer.md): Pre-LN and Post-LN; no fused GELU
-// epilogue; with float storage, bf16 products convert every operand at every product
-// (pld::cpu::PreLnLayer converts weights once per forward); the bf16 passes go through fp32
-// copies. pld::cpu::PreLnLayer stays the CPU layer until step 4.
+// Status (issue 13, item 2, docs/cpu_layer.md): Pre-LN and Post-LN; no fused GELU epilogue; with
+// float storage, bf16 products convert every operand at every product (pld::cpu::PreLnLayer
+// converts weights once per forward). pld-bert's CPU model runs this layer in bf16 storage;
+// pld::cpu::PreLnLayer stays the float layer.
 #pragma once
 
 #include <algorithm>
@@ -217,12 +217,19 @@ struct MovePasses {
   }
 };
 
+// The passes, written once over the storage type T (float, double or bf16) with the arithmetic,
+// statistics and gradients in Accum = arith_t<T> (float for bf16). pld::cpu's kernels read and
+// write T directly: a bf16 input is widened where it is loaded and a bf16 output rounded where
+// it is stored, so each stored value is rounded once, where the CUDA kernels round, and a bf16
+// pass moves half the bytes of a float one (no fp32 copies in between).
 template <class T>
 struct LayerBackend : MovePasses<T> {
-  static_assert(std::is_same<T, float>::value || std::is_same<T, double>::value, "cpu::LayerBackend stores float, double or bf16");
+  static_assert(std::is_same<T, float>::value || std::is_same<T, double>::value || std::is_same<T, bf16>::value,
+                "cpu::LayerBackend stores float, double or bf16");
   using Stream = pld::cpu::Stream;
   using LC = LaunchCounts;
-  using Accum = T;
+  using Accum = arith_t<T>;
+  using A = Accum;
   template <class U>
   using Plan = GemmPlan<U>;
 
@@ -230,43 +237,51 @@ struct LayerBackend : MovePasses<T> {
     c.validate();
     if (batch <= 0) pld::detail::throw_error("cpu::SharedPreLnLayer: batch must be > 0, got ", batch);
     if (seq <= 0) pld::detail::throw_error("cpu::SharedPreLnLayer: sequence length T must be > 0, got ", seq);
+    if (std::is_same<T, bf16>::value && !has_onednn())
+      pld::detail::throw_error("cpu::SharedPreLnLayer<bf16>: bf16 storage needs oneDNN (this build of pld::cpu has none)");
   }
 
-
-  static void layer_norm_forward(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* rstd, int rows, int cols, double eps,
+  static void layer_norm_forward(const T* x, const T* gamma, const T* beta, T* y, A* mean, A* rstd, int rows, int cols, double eps,
                                  Stream, LC& c) {
     pld::cpu::layer_norm_forward<T>(x, gamma, beta, y, mean, rstd, rows, cols, eps);
     ++c.kernels;
   }
   // dx = LayerNorm'(dy) [+ residual]; dgamma, dbeta accumulate.
-  static void layer_norm_backward(const T* dy, const T* x, const T* mean, const T* rstd, const T* gamma, const T* residual, T* dx,
-                                  T* dgamma, T* dbeta, int rows, int cols, T*, Stream, LC& c) {
-    pld::cpu::layer_norm_backward<T>(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, rows, cols);
-    if (residual) {
-      const std::int64_t n = static_cast<std::int64_t>(rows) * cols;
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-      for (std::int64_t i = 0; i < n; ++i) dx[i] += residual[i];
-    }
+  static void layer_norm_backward(const T* dy, const T* x, const A* mean, const A* rstd, const T* gamma, const T* residual, T* dx,
+                                  A* dgamma, A* dbeta, int rows, int cols, A*, Stream, LC& c) {
+    pld::cpu::layer_norm_backward<T>(dy, x, mean, rstd, gamma, dx, dgamma, dbeta, rows, cols, residual);
     ++c.kernels;
   }
-  // h = x + g Dropout(t); y = LayerNorm(h).
-  static void residual_layer_norm(const T* x, const T* t, T* h, const T* gamma, const T* beta, T* y, T* mean, T* rstd, int rows,
-                                  int cols, T g, const DropoutMask& m, double eps, Stream s, LC& c) {
+  // h = x + g Dropout(t) (stored, then read back: rounded in bf16, as the CUDA kernel does);
+  // y = LayerNorm(h).
+  static void residual_layer_norm(const T* x, const T* t, T* h, const T* gamma, const T* beta, T* y, A* mean, A* rstd, int rows,
+                                  int cols, A g, const DropoutMask& m, double eps, Stream s, LC& c) {
     LC ignore;
     residual_dropout(x, t, h, static_cast<std::int64_t>(rows) * cols, g, m, s, ignore);
     pld::cpu::layer_norm_forward<T>(h, gamma, beta, y, mean, rstd, rows, cols, eps);
     ++c.kernels;
   }
-  // out = x + g Dropout(t) (x null: 0); out must not alias x.
-  static void residual_dropout(const T* x, const T* t, T* out, std::int64_t n, T g, const DropoutMask& m, Stream, LC& c) {
+  // out = x + g Dropout(t) (x null: 0); out must not alias x. In chunks of whole dropout groups,
+  // the dropped t kept in Accum until the sum is stored.
+  static void residual_dropout(const T* x, const T* t, T* out, std::int64_t n, A g, const DropoutMask& m, Stream, LC& c) {
     if (x && x == out) pld::detail::throw_error("cpu::LayerBackend::residual_dropout: out aliases x");
-    dropout_apply(t, out, static_cast<std::size_t>(n), 0, m.rate, key(m));
-    if (x) {
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-      for (std::int64_t i = 0; i < n; ++i) out[i] = x[i] + g * out[i];
-    } else {
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-      for (std::int64_t i = 0; i < n; ++i) out[i] = g * out[i];
+    constexpr std::int64_t kChunk = 2048;  // a multiple of 64: the dropout's vectorized groups
+    const std::int64_t chunks = (n + kChunk - 1) / kChunk;
+    const DropoutKey k = key(m);
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (std::int64_t ch = 0; ch < chunks; ++ch) {
+      const std::int64_t o = ch * kChunk, len = std::min(kChunk, n - o);
+      alignas(64) A d[kChunk];
+      dropout_apply(t + o, d, static_cast<std::size_t>(len), static_cast<std::size_t>(o), m.rate, k);
+      T* out_c = out + o;
+      if (x) {
+        const T* x_c = x + o;
+#pragma omp simd
+        for (std::int64_t i = 0; i < len; ++i) out_c[i] = T(A(x_c[i]) + g * d[i]);
+      } else {
+#pragma omp simd
+        for (std::int64_t i = 0; i < len; ++i) out_c[i] = T(g * d[i]);
+      }
     }
     ++c.kernels;
   }
@@ -279,28 +294,43 @@ struct LayerBackend : MovePasses<T> {
     ++c.kernels;
   }
 
-
-  // probs = softmax over the real keys of each row (a row with none: all 0); dropped = Dropout(probs).
-  static void softmax_forward(const T* scores, const std::uint8_t* valid, T* probs, T* dropped, int batch, int heads, int seq,
+  // probs = softmax over the real keys of each row (a row with none: all 0), rounded once where
+  // stored; dropped = Dropout(probs) made from the stored probabilities.
+  static void softmax_forward(const A* scores, const std::uint8_t* valid, T* probs, T* dropped, int batch, int heads, int seq,
                               const DropoutMask& m, Stream, LC& c) {
     const std::int64_t rows = static_cast<std::int64_t>(batch) * heads * seq;
-    detail::softmax_rows(scores, probs, valid, rows, static_cast<std::int64_t>(heads) * seq, seq);
+    const std::int64_t rows_per_seq = static_cast<std::int64_t>(heads) * seq;
+#pragma omp parallel
+    {
+      std::vector<A> row(std::is_same<T, A>::value ? 0 : static_cast<std::size_t>(seq));  // bf16: the row in Accum
+#pragma omp for schedule(static)
+      for (std::int64_t r = 0; r < rows; ++r) {
+        const std::uint8_t* vb = valid ? valid + (r / rows_per_seq) * seq : nullptr;
+        if constexpr (std::is_same<T, A>::value) {
+          detail::softmax_row(scores + r * seq, probs + r * seq, vb, seq);
+        } else {
+          detail::softmax_row(scores + r * seq, row.data(), vb, seq);
+          T* p = probs + r * seq;
+          for (int j = 0; j < seq; ++j) p[j] = T(row[static_cast<std::size_t>(j)]);
+        }
+      }
+    }
     if (dropped) dropout_apply(probs, dropped, static_cast<std::size_t>(rows * seq), 0, m.rate, key(m));
     ++c.kernels;
   }
   // ds = P o (dP - rowsum(dP o P)) * scale with dP = Dropout(d(dropped P)); dpd is overwritten.
-  static void softmax_backward(T* dpd, const T* probs, T* ds, int batch, int heads, int seq, T scale, const DropoutMask& m, Stream,
+  static void softmax_backward(A* dpd, const T* probs, T* ds, int batch, int heads, int seq, A scale, const DropoutMask& m, Stream,
                                LC& c) {
     const std::int64_t rows = static_cast<std::int64_t>(batch) * heads * seq;
     if (m.active()) dropout_apply(dpd, dpd, static_cast<std::size_t>(rows * seq), 0, m.rate, key(m));
 #pragma omp parallel for schedule(static)
     for (std::int64_t r = 0; r < rows; ++r) {
       const T* p = probs + r * seq;
-      const T* g = dpd + r * seq;
+      const A* g = dpd + r * seq;
       T* out = ds + r * seq;
-      T dot = 0;
-      for (int j = 0; j < seq; ++j) dot += g[j] * p[j];
-      for (int j = 0; j < seq; ++j) out[j] = p[j] * (g[j] - dot) * scale;
+      A dot = 0;
+      for (int j = 0; j < seq; ++j) dot += g[j] * A(p[j]);
+      for (int j = 0; j < seq; ++j) out[j] = T(A(p[j]) * (g[j] - dot) * scale);
     }
     ++c.kernels;
   }
@@ -309,7 +339,7 @@ struct LayerBackend : MovePasses<T> {
     ++c.kernels;
   }
   // out (cols) += the column sums of a (rows, cols), in row order (the same bits for any threads).
-  static void column_sums(const T* a, int rows, int cols, T* out, T*, Stream, LC& c) {
+  static void column_sums(const T* a, int rows, int cols, A* out, A*, Stream, LC& c) {
     add_column_sums<T>(a, nullptr, rows, cols, out);
     ++c.kernels;
   }
@@ -321,112 +351,6 @@ struct LayerBackend : MovePasses<T> {
     k.layer = m.layer;
     k.site = static_cast<DropoutSite>(m.site);
     return k;
-  }
-};
-
-// bf16 storage: activations, parameters and the products' operands in bf16, statistics, scores
-// and gradients in fp32. The products read bf16 in place (Gemm::run_bf16: no conversion); each
-// pass widens its bf16 inputs to fp32, runs the float backend's pass and rounds what it stores
-// to bf16, so every stored value is rounded once, where the CUDA kernels round.
-template <>
-struct LayerBackend<bf16> : MovePasses<bf16> {
-  using F = LayerBackend<float>;
-  using Stream = pld::cpu::Stream;
-  using LC = LaunchCounts;
-  using T = bf16;
-  using Accum = float;
-  template <class U>
-  using Plan = GemmPlan<U>;
-
-  static void check_problem(const LayerConfig& c, int batch, int seq) {
-    F::check_problem(c, batch, seq);
-    if (!has_onednn())
-      pld::detail::throw_error("cpu::SharedPreLnLayer<bf16>: bf16 storage needs oneDNN (this build of pld::cpu has none)");
-  }
-
-
-  static void layer_norm_forward(const T* x, const T* gamma, const T* beta, T* y, float* mean, float* rstd, int rows, int cols, double eps,
-                                 Stream s, LC& c) {
-    const std::size_t n = static_cast<std::size_t>(rows) * cols;
-    float* Y = scratch(3, n);
-    F::layer_norm_forward(wide(x, n, 0), wide(gamma, cols, 1), wide(beta, cols, 2), Y, mean, rstd, rows, cols, eps, s, c);
-    narrow(Y, y, n);
-  }
-  static void layer_norm_backward(const T* dy, const T* x, const float* mean, const float* rstd, const T* gamma, const T* residual, T* dx,
-                                  float* dgamma, float* dbeta, int rows, int cols, float* scratch_sums, Stream s, LC& c) {
-    const std::size_t n = static_cast<std::size_t>(rows) * cols;
-    float* DX = scratch(4, n);
-    F::layer_norm_backward(wide(dy, n, 0), wide(x, n, 1), mean, rstd, wide(gamma, cols, 2), residual ? wide(residual, n, 3) : nullptr, DX,
-                           dgamma, dbeta, rows, cols, scratch_sums, s, c);
-    narrow(DX, dx, n);
-  }
-  // h = x + g Dropout(t) (stored, then read back rounded, as the kernel does); y = LayerNorm(h).
-  static void residual_layer_norm(const T* x, const T* t, T* h, const T* gamma, const T* beta, T* y, float* mean, float* rstd, int rows,
-                                  int cols, float g, const DropoutMask& m, double eps, Stream s, LC& c) {
-    LC ignore;
-    residual_dropout(x, t, h, static_cast<std::int64_t>(rows) * cols, g, m, s, ignore);
-    layer_norm_forward(h, gamma, beta, y, mean, rstd, rows, cols, eps, s, ignore);
-    ++c.kernels;
-  }
-  static void residual_dropout(const T* x, const T* t, T* out, std::int64_t n, float g, const DropoutMask& m, Stream s, LC& c) {
-    const auto N = static_cast<std::size_t>(n);
-    float* O = scratch(4, N);
-    F::residual_dropout(x ? wide(x, N, 0) : nullptr, wide(t, N, 1), O, n, g, m, s, c);
-    narrow(O, out, N);
-  }
-  static void gelu_forward(const T* pre, T* act, std::int64_t n, GeluForm form, Stream s, LC& c) {
-    const auto N = static_cast<std::size_t>(n);
-    float* A = scratch(4, N);
-    F::gelu_forward(wide(pre, N, 0), A, n, form, s, c);
-    narrow(A, act, N);
-  }
-  static void gelu_backward(const T* dact, const T* pre, T* dpre, std::int64_t n, GeluForm form, Stream s, LC& c) {
-    const auto N = static_cast<std::size_t>(n);
-    float* D = scratch(4, N);
-    F::gelu_backward(wide(dact, N, 0), wide(pre, N, 1), D, n, form, s, c);
-    narrow(D, dpre, N);
-  }
-  // The probabilities are stored in bf16 and the dropped ones made from the stored values.
-  static void softmax_forward(const float* scores, const std::uint8_t* valid, T* probs, T* dropped, int batch, int heads, int seq,
-                              const DropoutMask& m, Stream s, LC& c) {
-    const std::size_t n = static_cast<std::size_t>(batch) * heads * seq * seq;
-    float* P = scratch(4, n);
-    F::softmax_forward(scores, valid, P, nullptr, batch, heads, seq, m, s, c);
-    narrow(P, probs, n);
-    if (dropped) {
-      LC ignore;
-      dropout_probs(probs, dropped, static_cast<std::int64_t>(n), m, s, ignore);
-    }
-  }
-  static void softmax_backward(float* dpd, const T* probs, T* ds, int batch, int heads, int seq, float scale, const DropoutMask& m,
-                               Stream s, LC& c) {
-    const std::size_t n = static_cast<std::size_t>(batch) * heads * seq * seq;
-    float* DS = scratch(4, n);
-    F::softmax_backward(dpd, wide(probs, n, 0), DS, batch, heads, seq, scale, m, s, c);
-    narrow(DS, ds, n);
-  }
-  static void dropout_probs(const T* probs, T* dropped, std::int64_t n, const DropoutMask& m, Stream s, LC& c) {
-    const auto N = static_cast<std::size_t>(n);
-    float* D = scratch(4, N);
-    F::dropout_probs(wide(probs, N, 0), D, n, m, s, c);
-    narrow(D, dropped, N);
-  }
-  static void column_sums(const T* a, int rows, int cols, float* out, float* scratch_sums, Stream s, LC& c) {
-    F::column_sums(wide(a, static_cast<std::size_t>(rows) * cols, 0), rows, cols, out, scratch_sums, s, c);
-  }
-
- private:
-  // Per-thread fp32 scratch, slot i: the widened inputs (0-3) and the pass's fp32 output (4).
-  static float* scratch(int slot, std::size_t n) {
-    thread_local std::vector<float> v[5];
-    auto& b = v[slot];
-    if (b.size() < n) b.resize(n);
-    return b.data();
-  }
-  static const float* wide(const T* in, std::size_t n, int slot) {
-    float* out = scratch(slot, n);
-    widen(in, out, n);
-    return out;
   }
 };
 
