@@ -197,3 +197,115 @@ TEMPLATE_TEST_CASE("The shared layer stack on the CPU backend matches a stack of
   pld::test::check_stack_case<TestType>(k, [&](const pld::test::StackInputs& in) { return run_shared_stack<TestType>(k, in); },
                                         "cpu-shared");
 }
+
+namespace {
+// Values of a few units' spread, rounded to bf16 (so the float pass sees exactly the bf16 inputs).
+std::vector<pcpu::bf16> bf16_values(std::size_t n, std::uint32_t seed, double scale = 1.0) {
+  std::vector<pcpu::bf16> v(n);
+  std::uint32_t s = seed * 2654435761u + 1u;
+  for (auto& e : v) {
+    s = s * 1664525u + 1013904223u;
+    e = pcpu::bf16(static_cast<float>(scale * ((static_cast<double>(s >> 8) / 16777216.0) * 4.0 - 2.0)));
+  }
+  return v;
+}
+std::vector<float> wide(const std::vector<pcpu::bf16>& v) {
+  std::vector<float> out(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) out[i] = pcpu::to_float(v[i]);
+  return out;
+}
+// How many elements of a bf16 result differ from the float result rounded once.
+std::size_t mismatches(const std::vector<pcpu::bf16>& got, const std::vector<float>& want) {
+  std::size_t bad = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) bad += got[i].bits != pcpu::bf16(want[i]).bits ? 1 : 0;
+  return bad;
+}
+}  // namespace
+
+TEST_CASE("The bf16 passes are the float passes on the same values, each stored value rounded once", "[cpu][shared-layer][bf16]") {
+  using B = pcpu::LayerBackend<pcpu::bf16>;
+  using F = pcpu::LayerBackend<float>;
+  pld::LaunchCounts lc;
+  const int rows = 37, cols = 96;  // 3552 elements: spans of 1024 and a ragged end
+  const std::size_t n = static_cast<std::size_t>(rows) * cols;
+  pld::DropoutMask mask;
+  mask.seed = 11;
+  mask.step = 5;
+  mask.layer = 2;
+  mask.site = 1;
+  mask.rate = 0.1f;
+  mask.scale = 1.0f / 0.9f;
+  const auto x = bf16_values(n, 1), t = bf16_values(n, 2), dy = bf16_values(n, 3), res = bf16_values(n, 4);
+  const auto gamma = bf16_values(static_cast<std::size_t>(cols), 5), beta = bf16_values(static_cast<std::size_t>(cols), 6);
+  const auto xf = wide(x), tf = wide(t), dyf = wide(dy), resf = wide(res), gammaf = wide(gamma), betaf = wide(beta);
+
+  SECTION("GELU forward and backward, both forms") {
+    for (const pld::GeluForm form : {pld::GeluForm::erf, pld::GeluForm::tanh}) {
+      std::vector<pcpu::bf16> act(n), dpre(n);
+      std::vector<float> actf(n), dpref(n);
+      B::gelu_forward(x.data(), act.data(), static_cast<std::int64_t>(n), form, {}, lc);
+      F::gelu_forward(xf.data(), actf.data(), static_cast<std::int64_t>(n), form, {}, lc);
+      CHECK(mismatches(act, actf) == 0);
+      B::gelu_backward(dy.data(), x.data(), dpre.data(), static_cast<std::int64_t>(n), form, {}, lc);
+      F::gelu_backward(dyf.data(), xf.data(), dpref.data(), static_cast<std::int64_t>(n), form, {}, lc);
+      CHECK(mismatches(dpre, dpref) == 0);
+    }
+  }
+  SECTION("residual + dropout, residual + dropout + LayerNorm, LayerNorm backward with the residual") {
+    for (const bool with_x : {true, false}) {
+      std::vector<pcpu::bf16> out(n);
+      std::vector<float> outf(n);
+      B::residual_dropout(with_x ? x.data() : nullptr, t.data(), out.data(), static_cast<std::int64_t>(n), 0.75f, mask, {}, lc);
+      F::residual_dropout(with_x ? xf.data() : nullptr, tf.data(), outf.data(), static_cast<std::int64_t>(n), 0.75f, mask, {}, lc);
+      CHECK(mismatches(out, outf) == 0);
+    }
+    std::vector<pcpu::bf16> h(n), y(n), dx(n);
+    std::vector<float> mean(rows), rstd(rows), meanf(rows), rstdf(rows), yf(n), dxf(n);
+    B::residual_layer_norm(x.data(), t.data(), h.data(), gamma.data(), beta.data(), y.data(), mean.data(), rstd.data(), rows, cols,
+                           0.75f, mask, 1e-12, {}, lc);
+    const std::vector<float> hf = wide(h);  // the float pass reads the stored (rounded) h, as the bf16 one does
+    F::layer_norm_forward(hf.data(), gammaf.data(), betaf.data(), yf.data(), meanf.data(), rstdf.data(), rows, cols, 1e-12, {}, lc);
+    CHECK(mismatches(y, yf) == 0);
+    CHECK(mean == meanf);
+    CHECK(rstd == rstdf);
+    std::vector<float> dg(cols, 0.5f), db(cols, 0.25f), dgf = dg, dbf = db;
+    B::layer_norm_backward(dy.data(), h.data(), mean.data(), rstd.data(), gamma.data(), res.data(), dx.data(), dg.data(), db.data(), rows,
+                           cols, nullptr, {}, lc);
+    F::layer_norm_backward(dyf.data(), hf.data(), meanf.data(), rstdf.data(), gammaf.data(), resf.data(), dxf.data(), dgf.data(),
+                           dbf.data(), rows, cols, nullptr, {}, lc);
+    CHECK(mismatches(dx, dxf) == 0);
+    CHECK(dg == dgf);
+    CHECK(db == dbf);
+    std::vector<float> sums(cols, 1.0f), sumsf = sums;
+    B::column_sums(dy.data(), rows, cols, sums.data(), nullptr, {}, lc);
+    F::column_sums(dyf.data(), rows, cols, sumsf.data(), nullptr, {}, lc);
+    CHECK(sums == sumsf);
+  }
+  SECTION("softmax forward (padding, dropout) and backward") {
+    const int batch = 3, heads = 2, seq = 19;
+    const std::size_t m = static_cast<std::size_t>(batch) * heads * seq * seq;
+    const std::vector<float> scores = wide(bf16_values(m, 7, 3.0));
+    std::vector<std::uint8_t> valid(static_cast<std::size_t>(batch) * seq, 1);
+    for (int j = 11; j < seq; ++j) valid[static_cast<std::size_t>(seq) + static_cast<std::size_t>(j)] = 0;  // sequence 1 padded
+    std::vector<pcpu::bf16> probs(m), dropped(m), ds(m);
+    std::vector<float> probsf(m), droppedf(m), dsf(m);
+    B::softmax_forward(scores.data(), valid.data(), probs.data(), dropped.data(), batch, heads, seq, mask, {}, lc);
+    F::softmax_forward(scores.data(), valid.data(), probsf.data(), nullptr, batch, heads, seq, mask, {}, lc);
+    CHECK(mismatches(probs, probsf) == 0);
+    const std::vector<float> probs_stored = wide(probs);  // dropout of the stored probabilities
+    F::dropout_probs(probs_stored.data(), droppedf.data(), static_cast<std::int64_t>(m), mask, {}, lc);
+    CHECK(mismatches(dropped, droppedf) == 0);
+    std::vector<float> dpd = wide(bf16_values(m, 8)), dpdf = dpd;
+    B::softmax_backward(dpd.data(), probs.data(), ds.data(), batch, heads, seq, 0.125f, mask, {}, lc);
+    F::softmax_backward(dpdf.data(), probs_stored.data(), dsf.data(), batch, heads, seq, 0.125f, mask, {}, lc);
+    CHECK(mismatches(ds, dsf) == 0);
+  }
+  // Not vacuous: the bf16 results are not the float ones unrounded.
+  std::vector<pcpu::bf16> act(n);
+  std::vector<float> actf(n);
+  B::gelu_forward(x.data(), act.data(), static_cast<std::int64_t>(n), pld::GeluForm::erf, {}, lc);
+  F::gelu_forward(xf.data(), actf.data(), static_cast<std::int64_t>(n), pld::GeluForm::erf, {}, lc);
+  std::size_t inexact = 0;
+  for (std::size_t i = 0; i < n; ++i) inexact += pcpu::to_float(act[i]) != actf[i] ? 1 : 0;
+  CHECK(inexact > n / 2);
+}
