@@ -88,10 +88,17 @@ def main(argv):
     shared = [r for r in shared if r[2] and r[3]]
     if shared:
         print()
-        print("| size | products (shared layer) | PreLnLayer fwd+bwd ms | SharedPreLnLayer fwd+bwd ms | shared / PreLnLayer |")
-        print("|---|---|---:|---:|---:|")
+        print("| size | products (shared layer) | PreLnLayer fwd+bwd ms | SharedPreLnLayer fwd+bwd ms | shared / PreLnLayer "
+              "| shared % of GEMM ceiling | torch's best fwd+bwd ms | shared speedup vs torch's best |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
         for size, prec, k, s in shared:
-            print("| %s | %s | %.1f | %.1f | %.2fx |" % (size, prec, ms(k), ms(s), ms(s) / ms(k)))
+            ceiling = rows.get(("BM_GemmCeiling", size, "fp32" if prec == "fp32" else "bf16"))
+            t = [peer.get(("forward+backward", size, p)) for p in ("fp32", "bf16")]
+            best = min([x for x in t if x], default=None)
+            pct = "%.0f%%" % (100 * s["GFLOP/s"] / ceiling["GFLOP/s"]) if ceiling and "GFLOP/s" in s else "-"
+            print("| %s | %s | %.1f | %.1f | %.2fx | %s | %s | %s |" % (size, prec, ms(k), ms(s), ms(s) / ms(k), pct,
+                                                                      "%.1f" % best if best else "-",
+                                                                      "%.2fx" % (best / ms(s)) if best else "-"))
     return 0
 
 
