@@ -6,9 +6,11 @@
 //    already in the precision (no conversion: the layer pays for its own), fp32 and bf16;
 //    Eigen's product where pld was built without oneDNN;
 //  - a dropped layer (gate says skip), forward+backward, out of place (the copy is all it does);
-//  - the shared layer logic on the CPU backend (pld::cpu::SharedPreLnLayer, issue 13 item 2),
-//    forward+backward on the same inputs, also with bf16 storage (bf16:2): the figure that
-//    decides when it replaces PreLnLayer.
+//  - the shared layer logic on the CPU backend driven directly (pld::cpu::SharedPreLnLayer, one
+//    workspace allocated once), forward+backward on the same inputs, also with bf16 storage
+//    (bf16:2). Since session 11 PreLnLayer is this logic too (owning its workspace), so for fp32
+//    and bf16 products the two agree up to PreLnLayer's workspace handling; bf16:2 is the figure
+//    against PreLnLayer's bf16 products.
 // Counters: tokens/s (B*T per iteration) and GFLOP/s (GEMM FLOPs only, PreLnLayer::forward_flops;
 // backward = 2x forward). scripts/bench-cpu-layer.sh turns the JSON into the ratio table.
 #include <benchmark/benchmark.h>

@@ -1,6 +1,6 @@
 // The layer logic written once for every backend (pld::BasicPreLnLayer, pld/layer/) on the CPU
 // backend (pld::cpu::LayerBackend: pld::cpu's Gemm, LayerNorm, GELU and Philox dropout), against
-// pld::cpu::PreLnLayer<double> on the same rounded weights and inputs, with the harness the GPU
+// the reference layer in double (tests/layer/reference_layer.hpp) on the same rounded weights and inputs, with the harness the GPU
 // and the emulators use (tests/layer/layer_case.hpp, stack_case.hpp). No CUDA header here.
 //
 // Bounds (relative L2 per tensor): double storage 1e-12 (the same arithmetic as the reference in

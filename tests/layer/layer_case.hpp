@@ -1,5 +1,6 @@
 // One comparison harness for a layer of the shared logic (pld::BasicPreLnLayer on any backend)
-// against pld::cpu::PreLnLayer in double, shared by the GPU tests (tests/cuda/test_cuda_layer.cu),
+// against the reference layer in double (tests/layer/reference_layer.hpp: the CPU layer as written
+// before the logic was shared, checked by finite differences and PyTorch goldens), shared by the GPU tests (tests/cuda/test_cuda_layer.cu),
 // the host emulations (tests/test_cuda_emulated.cpp, test_cuda_simt.cpp) and the CPU backend
 // (tests/test_cpu_shared_layer.cpp), so the harness the GPU runs is exercised in CI too. A case builds random parameters (LayerNorm
 // weights around 1), inputs and output gradients, rounds them to the storage type T (the CPU

@@ -11,9 +11,9 @@
 // when called: the Stream is an empty tag.
 //
 // Status (issue 13, item 2, docs/cpu_layer.md): Pre-LN and Post-LN; no fused GELU epilogue; with
-// float storage, bf16 products convert every operand at every product (pld::cpu::PreLnLayer
-// converts weights once per forward). pld-bert's CPU model runs this layer in bf16 storage;
-// pld::cpu::PreLnLayer stays the float layer.
+// float storage, bf16 products convert both operands at every product (the CPU layer before
+// session 11 kept converted copies for the step). pld::cpu::PreLnLayer (pre_ln_layer.hpp) is this
+// layer owning its workspace; pld-bert's CPU model runs it in bf16 storage with bf16 products.
 #pragma once
 
 #include <algorithm>
