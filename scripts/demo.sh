@@ -2,7 +2,7 @@
 # The main job: BERT-mini pretraining with progressive layer dropping on the Brown corpus, on the
 # CPU. Installs what is missing, builds pld-bert in Release (-O3 -march=native, OpenMP, OpenBLAS),
 # fetches the corpus (scripts/fetch-brown.sh), trains with examples/bert/configs/mini-pld.json
-# (1500 steps of 16 x 128 tokens; about 10 minutes on 2 cores) and prints the validation MLM
+# (1500 steps of 16 x 128 tokens; about 4 minutes on 2 cores with AMX) and prints the validation MLM
 # loss/accuracy and the measured speedup against the same steps without dropping.
 #   scripts/demo.sh [extra pld-bert pretrain flags, e.g. --steps 300 or --pld none]
 # Outputs go to a new directory build/demo/bert-<date>; nothing earlier is touched.
