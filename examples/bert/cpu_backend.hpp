@@ -148,10 +148,9 @@ class CpuBackend {
         }
       }
       work_.resize(static_cast<std::size_t>(c.layers));
+      ws_.resize(static_cast<std::size_t>(c.layers));
     }
     int size() const { return static_cast<int>(bf16_ ? half_.size() : full_.size()); }
-    // Whether the layers store bf16 (else fp32).
-    bool stores_bf16() const { return bf16_; }
     // What runs the products (the first layer's; every layer's has the same precision).
     const pld::cpu::Gemm& gemm() const { return bf16_ ? half_.front()->handle() : full_.front()->gemm(); }
     // Wall time spent inside the layers (forward and backward) since construction.
@@ -184,9 +183,8 @@ class CpuBackend {
           const pld::LayerStep s = step(plan, l, seed, row_offset);
           const pld::WorkspaceSizes sz = layer.workspace_sizes(B, T, s);
           if (sz.saved > 0) round_params(i);  // the layer runs: its bf16 copy of the current masters
-          grow(work_[i], sz.saved);
-          grow(scratch_, sz.scratch);
-          ws_.resize(half_.size());
+          work_[i].grow(sz.saved);  // per-sample plans change a layer's workspace every step
+          scratch_.grow(sz.scratch);
           ws_[i] = pld::Workspace{work_[i].data(), work_[i].bytes(), scratch_.data(), scratch_.bytes()};
           layer.forward(act_.data(), act_.data(), B, T, v, s, ws_[i], {});
         }
@@ -212,10 +210,6 @@ class CpuBackend {
       pld::LayerStep s = pld::LayerStep::from_plan(plan, l, seed);
       if (s.rows) s.rows += row_offset;
       return s;
-    }
-    // Buffers only grow: per-sample plans change a layer's workspace every step.
-    static void grow(pld::cpu::AlignedBuffer& b, std::size_t bytes) {
-      if (b.bytes() < bytes) b.resize(bytes);
     }
     void round_params(std::size_t i) {
       auto src = masters_[i].tensors();

@@ -81,7 +81,7 @@ inline GemmShape gemm_shape(const MatMul& mm) {
 template <class T>
 class GemmPlan {
  public:
-  using Acc = std::conditional_t<std::is_same<T, bf16>::value, float, T>;
+  using Acc = arith_t<T>;
   GemmPlan(Gemm&, const MatMul& mm) : mm_((mm.check(), mm)), s_(gemm_shape(mm)) {
     if (mm.epilogue == Epilogue::bias_gelu_aux || mm.epilogue == Epilogue::dgelu)
       pld::detail::throw_error("cpu::LayerBackend: the GELU epilogues are not implemented (fuses_gelu() is false)");
@@ -124,6 +124,11 @@ class AlignedBuffer {
     if (!mem_) return nullptr;
     const auto a = reinterpret_cast<std::uintptr_t>(mem_.get());
     return mem_.get() + (kWorkspaceAlign - a % kWorkspaceAlign) % kWorkspaceAlign;
+  }
+  // At least `bytes` (reallocated only to grow, contents not kept): for workspaces whose size
+  // changes from step to step (per-sample plans).
+  void grow(std::size_t bytes) {
+    if (bytes > bytes_) resize(bytes);
   }
   std::size_t bytes() const { return bytes_; }
 
@@ -178,17 +183,26 @@ void move_heads(const E* from, E* to, const HeadShape& s) {
 }
 }  // namespace detail
 
-// What every storage type's backend shares: the stream tag, memory, the Gemm, and the passes that
-// only move elements (copies, row gathers, the head split).
+// The passes, written once over the storage type T (float, double or bf16) with the arithmetic,
+// statistics and gradients in Accum = arith_t<T> (float for bf16). pld::cpu's kernels read and
+// write T directly: a bf16 input is widened where it is loaded and a bf16 output rounded where
+// it is stored, so each stored value is rounded once, where the CUDA kernels round, and a bf16
+// pass moves half the bytes of a float one (no fp32 copies in between).
 template <class T>
-struct MovePasses {
+struct LayerBackend {
+  static_assert(std::is_same<T, float>::value || std::is_same<T, double>::value || std::is_same<T, bf16>::value,
+                "cpu::LayerBackend stores float, double or bf16");
   using Stream = pld::cpu::Stream;
   using Handle = Gemm;
   using RowStaging = RowIndices;
   using Buffer = AlignedBuffer;
   using LC = LaunchCounts;
+  using Accum = arith_t<T>;
+  using A = Accum;
   template <class U>
   using Params = ZeroedLayerParams<U>;
+  template <class U>
+  using Plan = GemmPlan<U>;
 
   static ScratchNeeds scratch_needs(std::int64_t, std::int64_t) { return {}; }  // products and sums need none
   static bool fuses_gelu(GeluForm, int) { return false; }
@@ -215,23 +229,6 @@ struct MovePasses {
     detail::move_heads<false>(heads, packed, s);
     ++c.kernels;
   }
-};
-
-// The passes, written once over the storage type T (float, double or bf16) with the arithmetic,
-// statistics and gradients in Accum = arith_t<T> (float for bf16). pld::cpu's kernels read and
-// write T directly: a bf16 input is widened where it is loaded and a bf16 output rounded where
-// it is stored, so each stored value is rounded once, where the CUDA kernels round, and a bf16
-// pass moves half the bytes of a float one (no fp32 copies in between).
-template <class T>
-struct LayerBackend : MovePasses<T> {
-  static_assert(std::is_same<T, float>::value || std::is_same<T, double>::value || std::is_same<T, bf16>::value,
-                "cpu::LayerBackend stores float, double or bf16");
-  using Stream = pld::cpu::Stream;
-  using LC = LaunchCounts;
-  using Accum = arith_t<T>;
-  using A = Accum;
-  template <class U>
-  using Plan = GemmPlan<U>;
 
   static void check_problem(const LayerConfig& c, int batch, int seq) {
     c.validate();

@@ -63,8 +63,8 @@ class PreLnLayer {
       saved_.resize(0);
       scratch_.resize(0);
     } else {
-      if (saved_.bytes() < sz.saved) saved_.resize(sz.saved);
-      if (scratch_.bytes() < sz.scratch) scratch_.resize(sz.scratch);
+      saved_.grow(sz.saved);
+      scratch_.grow(sz.scratch);
     }
     ws_ = Workspace{saved_.data(), saved_.bytes(), scratch_.data(), scratch_.bytes()};
     layer_.forward(x, y, batch, seq, valid, step, ws_, Stream{});
