@@ -118,6 +118,28 @@ inline bool cpu_has_native_bf16() {
 #endif
 }
 
+// Whether oneDNN has a bf16 matmul on this CPU: 2.6 has one from AVX-512 up (in hardware with
+// AVX512-BF16 or AMX, emulated on plain AVX-512), none below (AVX2, e.g. AMD EPYC Zen 3). Without
+// one, Gemm widens bf16 operands for the fp32 kernel (same arithmetic, no speed gain). False
+// without oneDNN.
+inline bool onednn_has_bf16_matmul() {
+#if defined(PLD_HAS_ONEDNN)
+  static const bool has = [] {
+    using dt = dnnl::memory::data_type;
+    const dnnl::memory::desc a({2, 2}, dt::bf16, dnnl::memory::dims{2, 1}), c({2, 2}, dt::f32, dnnl::memory::dims{2, 1});
+    try {
+      const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a, a, c), dnnl::engine(dnnl::engine::kind::cpu, 0));
+      return true;
+    } catch (const dnnl::error&) {
+      return false;
+    }
+  }();
+  return has;
+#else
+  return false;
+#endif
+}
+
 // The ISA oneDNN dispatches to on this CPU ("eigen" without oneDNN).
 inline std::string cpu_isa_name() {
 #if defined(PLD_HAS_ONEDNN)
@@ -180,7 +202,7 @@ class Gemm {
   // Bytes held by the stable operands' bf16 copies.
   std::size_t converted_bytes() const {
     std::size_t n = 0;
-    for (const auto& e : converted_) n += e.second.data.capacity() * sizeof(std::uint16_t);
+    for (const auto& e : converted_) n += e.second.data.capacity() * sizeof(std::uint16_t) + e.second.wide.capacity() * sizeof(float);
     return n;
   }
   // bf16 conversions made so far (a test counts them: a stable operand is converted once).
@@ -217,12 +239,26 @@ class Gemm {
                                                    s.a_batch, s.b_batch, " (bf16 storage)"))
                .first;
     Plan& p = it->second;
-    dnnl::memory am(p.a_md, engine_, const_cast<bf16*>(a)), bm(p.b_md, engine_, const_cast<bf16*>(b)), cm(p.c_md, engine_, c);
-    std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}};
-    if (bias) args.emplace(DNNL_ARG_BIAS, dnnl::memory(p.bias_md, engine_, const_cast<float*>(bias)));
-    p.prim.execute(stream_, args);
-    stream_.wait();
-    last_impl_ = p.impl;
+    if (!p.widened) {
+      execute(p, const_cast<bf16*>(a), const_cast<bf16*>(b), c, bias);
+      return;
+    }
+    // No bf16 matmul on this CPU: dense fp32 copies of the operands (and of a bf16 C) around the
+    // fp32 kernel; a bf16 C is rounded once, after the accumulation.
+    const auto widen = [](bf16 x) { return to_float(x); };
+    const int ar = s.trans_a ? s.k : s.m, ac = s.trans_a ? s.m : s.k;
+    const int br = s.trans_b ? s.n : s.k, bc = s.trans_b ? s.k : s.n;
+    pack(s, a, ar, ac, s.lda, s.a_batch, a32_, widen);
+    pack(s, b, br, bc, s.ldb, s.b_batch, b32_, widen);
+    if (!p.c_staged) {
+      execute(p, a32_.data(), b32_.data(), c, bias);
+      return;
+    }
+    bf16* cb = static_cast<bf16*>(c);
+    if (accumulate) pack(s, static_cast<const bf16*>(cb), s.m, s.n, s.ldc, s.c_batch, c32_, widen);
+    else c32_.resize(static_cast<std::size_t>(s.m) * s.n * s.batch[0] * s.batch[1]);
+    execute(p, a32_.data(), b32_.data(), c32_.data(), bias);
+    unpack_bf16(s, c32_, cb);
 #else
     (void)a, (void)b, (void)c, (void)c_fp32, (void)alpha, (void)accumulate, (void)bias;
     pld::detail::throw_error("bf16 storage needs oneDNN: this build of pld::cpu has none (install libdnnl-dev and reconfigure)");
@@ -238,7 +274,22 @@ class Gemm {
     dnnl::matmul prim;
     dnnl::memory::desc a_md, b_md, c_md, bias_md;
     std::string impl;
+    // oneDNN has no bf16 matmul on this CPU (2.6 has none below AVX-512, e.g. on AVX2-only AMD
+    // EPYC): the bf16 operands are widened into dense fp32 copies for the fp32 kernel. A product
+    // of two bf16 values is exact in fp32, so this is the same arithmetic as a bf16 kernel with
+    // fp32 accumulation, summed in another order. c_staged: C is bf16, computed into a dense fp32
+    // copy and rounded into place.
+    bool widened = false, c_staged = false;
   };
+
+  void execute(Plan& p, void* a, void* b, void* c, const float* bias) {
+    dnnl::memory am(p.a_md, engine_, a), bm(p.b_md, engine_, b), cm(p.c_md, engine_, c);
+    std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}};
+    if (bias) args.emplace(DNNL_ARG_BIAS, dnnl::memory(p.bias_md, engine_, const_cast<float*>(bias)));
+    p.prim.execute(stream_, args);
+    stream_.wait();
+    last_impl_ = p.impl;
+  }
 
   // dims (b0, b1, rows, cols) with the stored strides; rank 2 when there is no batch.
   static dnnl::memory::desc desc(const GemmShape& s, int rows, int cols, std::int64_t row_stride, std::int64_t col_stride,
@@ -248,40 +299,62 @@ class Gemm {
                               dims{batch_strides[0], batch_strides[1], row_stride, col_stride});
   }
 
-  // A stored operand (rows x cols with row stride ld, per batch entry) copied to dense bf16.
-  static void to_bf16(const GemmShape& s, const float* src, int rows, int cols, std::int64_t ld, const std::array<std::int64_t, 2>& bs,
-                      std::vector<std::uint16_t>& dst) {
+  // A stored operand (rows x cols with row stride ld, per batch entry) copied densely, each value
+  // converted by `cvt` (to bf16 bits, rounded to bf16 in fp32, or widened from bf16).
+  template <class In, class Out, class Convert>
+  static void pack(const GemmShape& s, const In* src, int rows, int cols, std::int64_t ld, const std::array<std::int64_t, 2>& bs,
+                   std::vector<Out>& dst, Convert cvt) {
     const std::int64_t per = static_cast<std::int64_t>(rows) * cols;
     dst.resize(static_cast<std::size_t>(per * s.batch[0] * s.batch[1]));
     const int entries = s.batch[0] * s.batch[1];
 #pragma omp parallel for schedule(static) collapse(2) if (per * entries > 32768)
     for (int e = 0; e < entries; ++e)
       for (int r = 0; r < rows; ++r) {
-        const float* in = src + (e / s.batch[1]) * bs[0] + (e % s.batch[1]) * bs[1] + r * ld;
-        std::uint16_t* out = dst.data() + e * per + static_cast<std::int64_t>(r) * cols;
+        const In* in = src + (e / s.batch[1]) * bs[0] + (e % s.batch[1]) * bs[1] + r * ld;
+        Out* out = dst.data() + e * per + static_cast<std::int64_t>(r) * cols;
 #pragma omp simd
-        for (int x = 0; x < cols; ++x) out[x] = detail::to_bf16_bits(in[x]);
+        for (int x = 0; x < cols; ++x) out[x] = cvt(in[x]);
+      }
+  }
+  // A widened plan's dense fp32 C rounded into the stored bf16 C (s.ldc, s.c_batch).
+  static void unpack_bf16(const GemmShape& s, const std::vector<float>& src, bf16* c) {
+    const std::int64_t per = static_cast<std::int64_t>(s.m) * s.n;
+    const int entries = s.batch[0] * s.batch[1];
+#pragma omp parallel for schedule(static) collapse(2) if (per * entries > 32768)
+    for (int e = 0; e < entries; ++e)
+      for (int r = 0; r < s.m; ++r) {
+        const float* in = src.data() + e * per + static_cast<std::int64_t>(r) * s.n;
+        bf16* out = c + (e / s.batch[1]) * s.c_batch[0] + (e % s.batch[1]) * s.c_batch[1] + r * s.ldc;
+#pragma omp simd
+        for (int x = 0; x < s.n; ++x) out[x].bits = detail::to_bf16_bits(in[x]);
       }
   }
 
-  // The operand's bf16 copy: the stable one when src is kept and its copy has this layout,
-  // else a fresh conversion into `scratch`.
-  void* converted(const GemmShape& s, const float* src, int rows, int cols, std::int64_t ld, const std::array<std::int64_t, 2>& bs,
-                  std::vector<std::uint16_t>& scratch) {
-    const auto layout = std::make_tuple(rows, cols, ld, s.batch[0], s.batch[1], bs[0], bs[1]);
+  // The operand rounded to bf16, densely: bf16 bits for a bf16 kernel, or the rounded values in
+  // fp32 for a widened plan. The stable copy when src is kept and its copy has this layout, else
+  // a fresh conversion into `scratch`.
+  template <class Out>
+  Out* converted(const GemmShape& s, const float* src, int rows, int cols, std::int64_t ld, const std::array<std::int64_t, 2>& bs,
+                 std::vector<Out>& scratch) {
+    constexpr bool wide = std::is_same<Out, float>::value;
+    const auto convert = [&](std::vector<Out>& dst) {
+      if constexpr (wide) pack(s, src, rows, cols, ld, bs, dst, [](float x) { return detail::from_bf16_bits(detail::to_bf16_bits(x)); });
+      else pack(s, src, rows, cols, ld, bs, dst, [](float x) { return detail::to_bf16_bits(x); });
+      ++conversions_;
+    };
+    const auto layout = std::make_tuple(rows, cols, ld, s.batch[0], s.batch[1], bs[0], bs[1], wide);
     auto it = converted_.find(src);
     if (it != converted_.end() && it->second.stable) {
       Converted& e = it->second;
+      std::vector<Out>& data = e.template copy<Out>();
       if (!e.valid || e.layout != layout) {
-        to_bf16(s, src, rows, cols, ld, bs, e.data);
-        ++conversions_;
+        convert(data);
         e.layout = layout;
         e.valid = true;
       }
-      return e.data.data();
+      return data.data();
     }
-    to_bf16(s, src, rows, cols, ld, bs, scratch);
-    ++conversions_;
+    convert(scratch);
     return scratch.data();
   }
 
@@ -293,41 +366,66 @@ class Gemm {
     Plan& p = it->second;
     const int ar = s.trans_a ? s.k : s.m, ac = s.trans_a ? s.m : s.k;  // A as stored
     const int br = s.trans_b ? s.n : s.k, bc = s.trans_b ? s.k : s.n;  // B as stored
-    void* ap = const_cast<float*>(a);
-    void* bp = const_cast<float*>(b);
-    if (bf16) {
-      ap = converted(s, a, ar, ac, s.lda, s.a_batch, a16_);
-      bp = converted(s, b, br, bc, s.ldb, s.b_batch, b16_);
-    }
-    dnnl::memory am(p.a_md, engine_, ap), bm(p.b_md, engine_, bp), cm(p.c_md, engine_, c);
-    std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}};
-    if (bias) args.emplace(DNNL_ARG_BIAS, dnnl::memory(p.bias_md, engine_, const_cast<float*>(bias)));
-    p.prim.execute(stream_, args);
-    stream_.wait();
-    last_impl_ = p.impl;
+    if (!bf16) execute(p, const_cast<float*>(a), const_cast<float*>(b), c, bias);
+    else if (p.widened) execute(p, converted(s, a, ar, ac, s.lda, s.a_batch, a32_), converted(s, b, br, bc, s.ldb, s.b_batch, b32_), c, bias);
+    else execute(p, converted(s, a, ar, ac, s.lda, s.a_batch, a16_), converted(s, b, br, bc, s.ldb, s.b_batch, b16_), c, bias);
   }
 
+  // The row and batch strides of the operands (and C) packed densely.
+  struct Dense {
+    std::int64_t lda, ldb;
+    std::array<std::int64_t, 2> a_batch, b_batch, c_batch;
+    explicit Dense(const GemmShape& s) {
+      const std::int64_t ar = s.trans_a ? s.k : s.m, ac = s.trans_a ? s.m : s.k;
+      const std::int64_t br = s.trans_b ? s.n : s.k, bc = s.trans_b ? s.k : s.n;
+      lda = ac;
+      ldb = bc;
+      a_batch = {ar * ac * s.batch[1], ar * ac};
+      b_batch = {br * bc * s.batch[1], br * bc};
+      c_batch = {static_cast<std::int64_t>(s.m) * s.n * s.batch[1], static_cast<std::int64_t>(s.m) * s.n};
+    }
+  };
+
   Plan make_plan(const GemmShape& s, float alpha, bool accumulate, bool has_bias, bool bf16) {
-    const int ar = s.trans_a ? s.k : s.m, ac = s.trans_a ? s.m : s.k;
-    const int br = s.trans_b ? s.n : s.k, bc = s.trans_b ? s.k : s.n;
-    // bf16 operands are repacked densely (to_bf16), f32 ones are read in place.
-    const std::int64_t lda = bf16 ? ac : s.lda, ldb = bf16 ? bc : s.ldb;
-    const std::array<std::int64_t, 2> abs = bf16 ? std::array<std::int64_t, 2>{static_cast<std::int64_t>(ar) * ac * s.batch[1], static_cast<std::int64_t>(ar) * ac}
-                                                 : s.a_batch;
-    const std::array<std::int64_t, 2> bbs = bf16 ? std::array<std::int64_t, 2>{static_cast<std::int64_t>(br) * bc * s.batch[1], static_cast<std::int64_t>(br) * bc}
-                                                 : s.b_batch;
-    return make_plan_with(s, alpha, accumulate, has_bias, bf16 ? dt::bf16 : dt::f32, dt::f32, lda, ldb, abs, bbs, bf16 ? " (bf16)" : " (fp32)");
+    // bf16 operands are repacked densely (converted), f32 ones are read in place.
+    if (!bf16) return make_plan_with(s, alpha, accumulate, has_bias, dt::f32, dt::f32, s.lda, s.ldb, s.a_batch, s.b_batch, " (fp32)");
+    const Dense d(s);
+    return make_plan_with(s, alpha, accumulate, has_bias, dt::bf16, dt::f32, d.lda, d.ldb, d.a_batch, d.b_batch, " (bf16)");
   }
 
   // The primitive for operands of type `in` with the given row strides (lda, ldb) and batch
-  // strides, C of type `out` in place with s.ldc and s.c_batch, an fp32 bias.
+  // strides, C of type `out` in place with s.ldc and s.c_batch, an fp32 bias. Where oneDNN has no
+  // bf16 matmul, a widened plan (Plan::widened) over dense fp32 operands.
   Plan make_plan_with(const GemmShape& s, float alpha, bool accumulate, bool has_bias, dt in, dt out, std::int64_t lda, std::int64_t ldb,
                       const std::array<std::int64_t, 2>& abs, const std::array<std::int64_t, 2>& bbs, const char* label) {
     Plan p;
+    std::string why;
+    if (create(p, s, alpha, accumulate, has_bias, in, out, lda, ldb, abs, bbs, s.ldc, s.c_batch, why)) {
+      p.impl = "oneDNN " + p.impl + label;
+      return p;
+    }
+    if (in == dt::bf16) {
+      const Dense d(s);
+      const bool staged = out == dt::bf16;
+      if (create(p, s, alpha, accumulate, has_bias, dt::f32, dt::f32, d.lda, d.ldb, d.a_batch, d.b_batch, staged ? s.n : s.ldc,
+                 staged ? d.c_batch : s.c_batch, why)) {
+        p.impl = "oneDNN " + p.impl + " (bf16 operands widened to fp32: oneDNN has no bf16 matmul on this CPU)";
+        p.widened = true;
+        p.c_staged = staged;
+        return p;
+      }
+    }
+    pld::detail::throw_error("gemm: oneDNN has no matmul for m ", s.m, " n ", s.n, " k ", s.k, " batch ", s.batch[0], "x", s.batch[1], " (", why, ")");
+  }
+
+  // Creates p's primitive; false, with oneDNN's reason, where it has none for these types and layouts.
+  bool create(Plan& p, const GemmShape& s, float alpha, bool accumulate, bool has_bias, dt in, dt out, std::int64_t lda, std::int64_t ldb,
+              const std::array<std::int64_t, 2>& abs, const std::array<std::int64_t, 2>& bbs, std::int64_t ldc,
+              const std::array<std::int64_t, 2>& cbs, std::string& why) {
     // Logical A (m, k) and B (k, n); a transposed operand is the stored one with swapped strides.
     p.a_md = s.trans_a ? desc(s, s.m, s.k, 1, lda, abs, in) : desc(s, s.m, s.k, lda, 1, abs, in);
     p.b_md = s.trans_b ? desc(s, s.k, s.n, 1, ldb, bbs, in) : desc(s, s.k, s.n, ldb, 1, bbs, in);
-    p.c_md = desc(s, s.m, s.n, s.ldc, 1, s.c_batch, out);
+    p.c_md = desc(s, s.m, s.n, ldc, 1, cbs, out);
     if (has_bias) {
       const bool batched = !(s.batch[0] == 1 && s.batch[1] == 1);
       p.bias_md = batched ? dnnl::memory::desc(dims{1, 1, 1, s.n}, dt::f32, dims{s.n, s.n, s.n, 1})
@@ -344,12 +442,12 @@ class Gemm {
       const auto d = has_bias ? dnnl::matmul::desc(p.a_md, p.b_md, p.bias_md, p.c_md) : dnnl::matmul::desc(p.a_md, p.b_md, p.c_md);
       const dnnl::matmul::primitive_desc pd(d, attr, engine_);
       p.prim = dnnl::matmul(pd);
-      p.impl = std::string("oneDNN ") + pd.impl_info_str() + label;
+      p.impl = pd.impl_info_str();
+      return true;
     } catch (const dnnl::error& e) {
-      pld::detail::throw_error("gemm: oneDNN has no matmul for m ", s.m, " n ", s.n, " k ", s.k, " batch ", s.batch[0], "x", s.batch[1], " (",
-                          e.what(), ")");
+      why = e.what();
+      return false;
     }
-    return p;
   }
 
   dnnl::engine engine_{dnnl::engine::kind::cpu, 0};
@@ -357,12 +455,20 @@ class Gemm {
   std::map<std::tuple<decltype(GemmShape{}.key()), bool, bool, float, bool>, Plan> plans_;
   std::map<std::tuple<decltype(GemmShape{}.key()), bool, bool, float, bool>, Plan> bf16_plans_;  // bf16 storage
   std::vector<std::uint16_t> a16_, b16_;
+  std::vector<float> a32_, b32_, c32_;  // widened plans: dense fp32 operands and the staged C
 #endif
-  // Stable operands' bf16 copies (only filled by oneDNN's bf16 products).
+  // Stable operands' bf16 copies (only filled by oneDNN's bf16 products): bf16 bits, or the
+  // rounded values in fp32 for a widened plan.
   struct Converted {
     bool stable = false, valid = false;
-    std::tuple<int, int, std::int64_t, int, int, std::int64_t, std::int64_t> layout{};
+    std::tuple<int, int, std::int64_t, int, int, std::int64_t, std::int64_t, bool> layout{};
     std::vector<std::uint16_t> data;
+    std::vector<float> wide;
+    template <class Out>
+    std::vector<Out>& copy() {
+      if constexpr (std::is_same<Out, float>::value) return wide;
+      else return data;
+    }
   };
   std::map<const float*, Converted> converted_;
   std::int64_t conversions_ = 0;
