@@ -10,6 +10,13 @@ set -euo pipefail
 # libtorch-dev: the LibTorch adapter (pld::torch), its tests and examples/libtorch.
 packages=(g++ make cmake git python3 libeigen3-dev catch2 libbenchmark-dev libdnnl-dev nlohmann-json3-dev libopenmpi-dev openmpi-bin
           libtorch-dev)
+# --peer: also the PyTorch peer of the CPU benchmarks (benchmarks/peer/torch_cpu_layer.py):
+# python3-torch, and libopenblas0-pthread because without recommends apt satisfies torch's BLAS with
+# the reference BLAS (netlib), ~50x slower than OpenBLAS, which would make the peer meaningless
+# (seen in session 12: BERT-mini forward 1.8 s instead of ~0.06 s).
+if [ "${1:-}" = --peer ]; then
+  packages+=(python3-torch libopenblas0-pthread)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

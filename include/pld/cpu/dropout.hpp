@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -31,8 +31,8 @@ constexpr int kDropoutLanes = 16;  // blocks computed together (64 elements)
 
 // Philox blocks block0 .. block0 + 15 of the site's stream. Lane i equals
 // pld::dropout_block(seed, step, site, layer, block0 + i) bit for bit. With AVX-512 the sixteen
-// lanes are one register each (the 32x32 -> 64 products of even and odd lanes by vpmuludq);
-// otherwise plain arrays, which compilers vectorize only partly.
+// lanes are one register each (the 32x32 -> 64 products of even and odd lanes by vpmuludq), with
+// AVX2 two registers of eight; otherwise plain arrays, which compilers do not vectorize (GCC 12).
 #if defined(__AVX512F__)
 inline __m512i philox_mulhi(__m512i a, __m512i m, __m512i& lo) {
   lo = _mm512_mullo_epi32(a, m);
@@ -73,6 +73,44 @@ inline void dropout_blocks(const DropoutKey& key, std::uint64_t block0, std::uin
     _mm512_storeu_si512(w[1], c1);
     _mm512_storeu_si512(w[2], c2);
     _mm512_storeu_si512(w[3], c3);
+    return;
+  }
+#elif defined(__AVX2__)
+  {
+    const auto step = static_cast<std::uint64_t>(key.step);
+    const std::uint32_t stream = static_cast<std::uint32_t>(RandomStream::dropout_base) + static_cast<std::uint32_t>(key.site);
+    const __m256i m0 = _mm256_set1_epi32(static_cast<int>(pld::detail::kPhiloxM0));
+    const __m256i m1 = _mm256_set1_epi32(static_cast<int>(pld::detail::kPhiloxM1));
+    // The high 32 bits of a * m (m the same in every lane): even lanes' 64-bit products shifted
+    // down, blended with the odd lanes' products (whose high halves are already in place).
+    const auto mulhi = [](__m256i a, __m256i m) {
+      const __m256i even = _mm256_mul_epu32(a, m), odd = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), m);
+      return _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+    };
+    for (int half = 0; half < 2; ++half) {
+      __m256i c0 = _mm256_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(step)));
+      __m256i c1 = _mm256_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(step >> 32)));
+      __m256i c2 = _mm256_set1_epi32(static_cast<int>((stream << 16) | (key.layer & 0xFFFFu)));
+      __m256i c3 = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(block0) + 8u * static_cast<std::uint32_t>(half))),
+                                    _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+      std::uint32_t k0 = static_cast<std::uint32_t>(key.seed), k1 = static_cast<std::uint32_t>(key.seed >> 32);
+      for (int r = 0; r < 10; ++r) {
+        if (r > 0) {
+          k0 += pld::detail::kPhiloxW0;
+          k1 += pld::detail::kPhiloxW1;
+        }
+        const __m256i lo0 = _mm256_mullo_epi32(c0, m0), lo1 = _mm256_mullo_epi32(c2, m1);
+        const __m256i hi0 = mulhi(c0, m0), hi1 = mulhi(c2, m1);
+        c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), _mm256_set1_epi32(static_cast<int>(k0)));
+        c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32(static_cast<int>(k1)));
+        c1 = lo1;
+        c3 = lo0;
+      }
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(w[0] + 8 * half), c0);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(w[1] + 8 * half), c1);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(w[2] + 8 * half), c2);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(w[3] + 8 * half), c3);
+    }
     return;
   }
 #endif
@@ -133,6 +171,25 @@ inline void dropout_select_64(const std::uint32_t (&w)[4][kDropoutLanes], const 
     _mm512_storeu_ps(y + 16 * q, _mm512_maskz_mul_ps(keep, _mm512_loadu_ps(x + 16 * q), sc));
   }
 }
+#elif defined(__AVX2__)
+// The same for the 32 elements of lanes 8 * half .. 8 * half + 7: a 4 x 8 transpose (within the
+// 128-bit lanes, then across them), the compare, and the kept products masked (dropped ones +0).
+inline void dropout_select_32(const std::uint32_t (&w)[4][kDropoutLanes], int half, const float* x, float* y, float rate, float scale) {
+  const auto load = [&](int k) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[k] + 8 * half)); };
+  const __m256i w0 = load(0), w1 = load(1), w2 = load(2), w3 = load(3);
+  const __m256i t0 = _mm256_unpacklo_epi32(w0, w1), t1 = _mm256_unpackhi_epi32(w0, w1);
+  const __m256i t2 = _mm256_unpacklo_epi32(w2, w3), t3 = _mm256_unpackhi_epi32(w2, w3);
+  const __m256i r0 = _mm256_unpacklo_epi64(t0, t2), r1 = _mm256_unpackhi_epi64(t0, t2);  // lanes 0 | 4, 1 | 5
+  const __m256i r2 = _mm256_unpacklo_epi64(t1, t3), r3 = _mm256_unpackhi_epi64(t1, t3);  // lanes 2 | 6, 3 | 7
+  const __m256i o[4] = {_mm256_permute2x128_si256(r0, r1, 0x20), _mm256_permute2x128_si256(r2, r3, 0x20),
+                        _mm256_permute2x128_si256(r0, r1, 0x31), _mm256_permute2x128_si256(r2, r3, 0x31)};
+  const __m256 r = _mm256_set1_ps(rate), sc = _mm256_set1_ps(scale), two_m24 = _mm256_set1_ps(1.0f / 16777216.0f);
+  for (int q = 0; q < 4; ++q) {
+    const __m256 u = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(o[q], 8)), two_m24);
+    const __m256 keep = _mm256_cmp_ps(u, r, _CMP_GE_OQ);
+    _mm256_storeu_ps(y + 8 * q, _mm256_and_ps(keep, _mm256_mul_ps(_mm256_loadu_ps(x + 8 * q), sc)));
+  }
+}
 #endif
 
 }  // namespace detail
@@ -184,6 +241,20 @@ void dropout_apply(const In* x, Out* y, std::size_t n, std::size_t offset, float
         alignas(64) float in[kGroup], out[kGroup];
         for (std::size_t i = 0; i < kGroup; ++i) in[i] = float(x[base + i]);
         detail::dropout_select_64(w, in, out, rate, scale);
+        for (std::size_t i = 0; i < kGroup; ++i) y[base + i] = Out(out[i]);
+      }
+      continue;
+    }
+#elif defined(__AVX2__)
+    if constexpr (std::is_same_v<A, float>) {
+      if constexpr (std::is_same_v<In, float> && std::is_same_v<Out, float>) {
+        detail::dropout_select_32(w, 0, x + base, y + base, rate, scale);
+        detail::dropout_select_32(w, 1, x + base + kGroup / 2, y + base + kGroup / 2, rate, scale);
+      } else {
+        alignas(32) float in[kGroup], out[kGroup];
+        for (std::size_t i = 0; i < kGroup; ++i) in[i] = float(x[base + i]);
+        detail::dropout_select_32(w, 0, in, out, rate, scale);
+        detail::dropout_select_32(w, 1, in + kGroup / 2, out + kGroup / 2, rate, scale);
         for (std::size_t i = 0; i < kGroup; ++i) y[base + i] = Out(out[i]);
       }
       continue;
