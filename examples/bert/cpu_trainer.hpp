@@ -15,7 +15,9 @@ namespace bert {
 
 // The products' engine as a line for the log: library, CPU ISA, precision.
 inline std::string engine_line(pld::cpu::Precision p) {
-  const std::string storage = p == pld::cpu::Precision::bf16 ? ", encoder layers store bf16 (fp32 master weights)" : "";
+  std::string storage = p == pld::cpu::Precision::bf16 ? ", encoder layers store bf16 (fp32 master weights)" : "";
+  if (p == pld::cpu::Precision::bf16 && pld::cpu::has_onednn() && !pld::cpu::onednn_has_bf16_matmul())
+    storage += "; this CPU has no bf16 matmul, so the operands are widened for the fp32 kernel (slower than --precision fp32)";
   return std::string(pld::cpu::has_onednn() ? "oneDNN" : "Eigen") + " products, CPU ISA " + pld::cpu::cpu_isa_name() + ", " +
          pld::cpu::to_string(p) + " operands, fp32 accumulation" + storage;
 }
