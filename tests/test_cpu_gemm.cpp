@@ -59,6 +59,29 @@ std::size_t extent(int rows, int cols, std::int64_t ld, const std::array<int, 2>
   return static_cast<std::size_t>((batch[0] - 1) * bs[0] + (batch[1] - 1) * bs[1] + (rows - 1) * ld + cols);
 }
 
+// C as read by got(i) against alpha * ref (+ bias) (+ c0 when accumulating), per element within
+// 1e-5 of the products' magnitude after `rounding` (relative, for a C stored in bf16); the
+// padding between rows and batch entries untouched.
+template <class Got>
+void expect_product(const GemmShape& s, Got got, const std::vector<float>& c0, const std::vector<double>& ref, const std::vector<double>& mag,
+                    const std::vector<float>* bias, bool accumulate, float alpha, double rounding) {
+  std::vector<bool> written(c0.size(), false);
+  double worst = 0.0;
+  for (int b0 = 0; b0 < s.batch[0]; ++b0)
+    for (int b1 = 0; b1 < s.batch[1]; ++b1)
+      for (int i = 0; i < s.m; ++i)
+        for (int j = 0; j < s.n; ++j) {
+          const auto ci = static_cast<std::size_t>(b0 * s.c_batch[0] + b1 * s.c_batch[1] + i * s.ldc + j);
+          written[ci] = true;
+          const double expect = alpha * ref[ci] + (bias ? (*bias)[static_cast<std::size_t>(j)] : 0.0) + (accumulate ? c0[ci] : 0.0);
+          const double scale = std::fabs(alpha) * mag[ci] + std::fabs(expect) + 1e-30;
+          worst = std::max(worst, (std::fabs(got(ci) - expect) - rounding * std::fabs(expect)) / scale);
+        }
+  CHECK(worst <= 1e-5);
+  for (std::size_t i = 0; i < c0.size(); ++i)
+    if (!written[i]) REQUIRE(got(i) == c0[i]);
+}
+
 void check(const GemmShape& s, Precision precision, bool bias, bool accumulate, float alpha) {
   const int ar = s.trans_a ? s.k : s.m, ac = s.trans_a ? s.m : s.k, br = s.trans_b ? s.n : s.k, bc = s.trans_b ? s.k : s.n;
   const auto a = values(extent(ar, ac, s.lda, s.batch, s.a_batch), 1), b = values(extent(br, bc, s.ldb, s.batch, s.b_batch), 2);
@@ -73,21 +96,7 @@ void check(const GemmShape& s, Precision precision, bool bias, bool accumulate, 
   gemm.run<float>(s, a.data(), b.data(), c.data(), alpha, accumulate, bias ? bias_v.data() : nullptr);
   INFO("m " << s.m << " n " << s.n << " k " << s.k << " ta " << s.trans_a << " tb " << s.trans_b << " batch " << s.batch[0] << "x"
             << s.batch[1] << " bias " << bias << " acc " << accumulate << " alpha " << alpha << " " << gemm.last_implementation());
-  std::vector<bool> written(c.size(), false);
-  double worst = 0.0;
-  for (int b0 = 0; b0 < s.batch[0]; ++b0)
-    for (int b1 = 0; b1 < s.batch[1]; ++b1)
-      for (int i = 0; i < s.m; ++i)
-        for (int j = 0; j < s.n; ++j) {
-          const auto ci = static_cast<std::size_t>(b0 * s.c_batch[0] + b1 * s.c_batch[1] + i * s.ldc + j);
-          written[ci] = true;
-          double expect = alpha * ref[ci] + (bias ? bias_v[static_cast<std::size_t>(j)] : 0.0) + (accumulate ? c0[ci] : 0.0);
-          const double scale = std::fabs(alpha) * mag[ci] + std::fabs(expect) + 1e-30;
-          worst = std::max(worst, std::fabs(c[ci] - expect) / scale);
-        }
-  CHECK(worst <= 1e-5);
-  for (std::size_t i = 0; i < c.size(); ++i)
-    if (!written[i]) REQUIRE(c[i] == c0[i]);  // padding between rows and batch entries untouched
+  expect_product(s, [&](std::size_t i) { return c[i]; }, c0, ref, mag, bias ? &bias_v : nullptr, accumulate, alpha, 0.0);
 }
 
 // The attention's products over (batch, head): Q K^T over heads inside (B*T, 3H) rows into
@@ -143,22 +152,7 @@ void check_bf16_storage(const GemmShape& s, bool c_fp32, bool bias, bool accumul
             << s.batch[1] << " C " << (c_fp32 ? "fp32" : "bf16") << " bias " << bias << " acc " << accumulate << " alpha " << alpha << " "
             << gemm.last_implementation());
   const auto got = [&](std::size_t i) { return c_fp32 ? c32[i] : static_cast<float>(c16[i]); };
-  const double rounding = c_fp32 ? 0.0 : std::ldexp(1.0, -8);
-  std::vector<bool> written(c0.size(), false);
-  double worst = 0.0;
-  for (int b0 = 0; b0 < s.batch[0]; ++b0)
-    for (int b1 = 0; b1 < s.batch[1]; ++b1)
-      for (int i = 0; i < s.m; ++i)
-        for (int j = 0; j < s.n; ++j) {
-          const auto ci = static_cast<std::size_t>(b0 * s.c_batch[0] + b1 * s.c_batch[1] + i * s.ldc + j);
-          written[ci] = true;
-          const double expect = alpha * ref[ci] + (bias ? bias_v[static_cast<std::size_t>(j)] : 0.0) + (accumulate ? c0[ci] : 0.0);
-          const double scale = std::fabs(alpha) * mag[ci] + std::fabs(expect) + 1e-30;
-          worst = std::max(worst, (std::fabs(got(ci) - expect) - rounding * std::fabs(expect)) / scale);
-        }
-  CHECK(worst <= 1e-5);
-  for (std::size_t i = 0; i < c0.size(); ++i)
-    if (!written[i]) REQUIRE(got(i) == c0[i]);  // padding between rows and batch entries untouched
+  expect_product(s, got, c0, ref, mag, bias ? &bias_v : nullptr, accumulate, alpha, c_fp32 ? 0.0 : std::ldexp(1.0, -8));
 }
 
 // Every precision the build can force: fp32, bf16 (with oneDNN) and native (auto).
