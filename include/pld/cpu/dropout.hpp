@@ -192,6 +192,18 @@ inline void dropout_select_32(const std::uint32_t (&w)[4][kDropoutLanes], int ha
 }
 #endif
 
+#if defined(__AVX512F__) || defined(__AVX2__)
+// The 64 elements of one group of 16 blocks, in this ISA's registers.
+inline void dropout_select_group(const std::uint32_t (&w)[4][kDropoutLanes], const float* x, float* y, float rate, float scale) {
+#if defined(__AVX512F__)
+  dropout_select_64(w, x, y, rate, scale);
+#else
+  dropout_select_32(w, 0, x, y, rate, scale);
+  dropout_select_32(w, 1, x + 32, y + 32, rate, scale);
+#endif
+}
+#endif
+
 }  // namespace detail
 
 // y = x * mask / (1 - rate) over n elements starting at element `offset` of the site's stream.
@@ -233,28 +245,14 @@ void dropout_apply(const In* x, Out* y, std::size_t n, std::size_t offset, float
     std::uint32_t w[4][detail::kDropoutLanes];
     detail::dropout_blocks(key, static_cast<std::uint64_t>(g) * detail::kDropoutLanes, w);
     const std::size_t base = static_cast<std::size_t>(g) * kGroup - first;
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__AVX2__)
     if constexpr (std::is_same_v<A, float>) {  // the 64 elements through float registers
       if constexpr (std::is_same_v<In, float> && std::is_same_v<Out, float>) {
-        detail::dropout_select_64(w, x + base, y + base, rate, scale);
+        detail::dropout_select_group(w, x + base, y + base, rate, scale);
       } else {
         alignas(64) float in[kGroup], out[kGroup];
         for (std::size_t i = 0; i < kGroup; ++i) in[i] = float(x[base + i]);
-        detail::dropout_select_64(w, in, out, rate, scale);
-        for (std::size_t i = 0; i < kGroup; ++i) y[base + i] = Out(out[i]);
-      }
-      continue;
-    }
-#elif defined(__AVX2__)
-    if constexpr (std::is_same_v<A, float>) {
-      if constexpr (std::is_same_v<In, float> && std::is_same_v<Out, float>) {
-        detail::dropout_select_32(w, 0, x + base, y + base, rate, scale);
-        detail::dropout_select_32(w, 1, x + base + kGroup / 2, y + base + kGroup / 2, rate, scale);
-      } else {
-        alignas(32) float in[kGroup], out[kGroup];
-        for (std::size_t i = 0; i < kGroup; ++i) in[i] = float(x[base + i]);
-        detail::dropout_select_32(w, 0, in, out, rate, scale);
-        detail::dropout_select_32(w, 1, in + kGroup / 2, out + kGroup / 2, rate, scale);
+        detail::dropout_select_group(w, in, out, rate, scale);
         for (std::size_t i = 0; i < kGroup; ++i) y[base + i] = Out(out[i]);
       }
       continue;
