@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import struct
@@ -132,16 +133,24 @@ def main():
                 if graceful:
                     # Once training runs (a progress line): before it there is nothing to save and
                     # the default action (terminate) is right.
+                    # Never after the last step's line: the loop may have checked for a signal
+                    # for the last time already, and once the run returns its handlers are gone,
+                    # so the signal's default action would end a run that finished (CI saw it:
+                    # exit -15). A signal sent after step k < steps is seen by step k + 1's check.
                     head = b""
+                    last_line = False
                     while True:
                         line = p.stdout.readline()
                         head += line
                         if not line or line.startswith(b"step "):
+                            m = re.match(rb"step (\d+)/(\d+)", line)
+                            last_line = bool(m) and m.group(1) == m.group(2)
                             break
-                    p.send_signal(graceful)
+                    if not last_line:
+                        p.send_signal(graceful)
                     out, err = p.communicate(timeout=60)
                     out = head + out
-                    if p.returncode == 0:  # finished before the signal took effect
+                    if p.returncode == 0:  # finished before the signal took effect, or it was not sent
                         break
                     assert p.returncode == 128 + graceful, (p.returncode, err.decode())
                     assert f"interrupted by {graceful.name}" in out.decode(), out.decode()
