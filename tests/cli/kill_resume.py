@@ -93,7 +93,7 @@ def main():
                    check=True, capture_output=True, env=env)
     args = ["pretrain", "--corpus", a.corpus, "--vocab", vocab, "--layers", "2", "--hidden", "32", "--heads", "2", "--max-len", "32",
             "--batch", "4", "--steps", "60", "--warmup", "5", "--gamma", "0.05", "--eval-every", "10", "--eval-max-seqs", "16",
-            "--log-every", "3", "--checkpoint-every", "1", "--sampling", "fixed_count", "--skip-dropped-updates"]
+            "--log-every", "1", "--checkpoint-every", "1", "--sampling", "fixed_count", "--skip-dropped-updates"]
 
     ref = os.path.join(a.work, "reference")
     t0 = time.monotonic()
@@ -107,67 +107,78 @@ def main():
 
     run = os.path.join(a.work, "killed")
     cmd = [a.pld_bert] + args + ["--out", run, "--resume", "auto"]
+    ck = os.path.join(run, "checkpoint.bin")
     kills = 0
-    # The timings above are one sample each on a machine that may be loaded (CI runs tests in
-    # parallel): the delays are scaled by a factor that follows the progress the kills let through,
-    # so that each SIGKILL lets about steps/kills steps pass whatever the machine's speed does.
+    # Most attempts are killed during training: after their first progress line (--log-every 1:
+    # one step done since the resume), a random part of the time steps/kills steps take. The
+    # start-up time is not a good clock for that (on a fast machine it is many steps' time and
+    # varies by more), so the line is. The delays are scaled by a factor that follows the
+    # progress the kills let through (CI runs tests in parallel on a loaded machine), so that each
+    # SIGKILL lets about steps/kills steps pass. Some attempts are killed during start-up.
     target = 60 / a.kills
     scale = 1.0
     last_step = 0
     signalled = {signal.SIGTERM: False, signal.SIGINT: False}
     attempts = 0
     at = []  # the checkpoint's step after each SIGKILL
+
+    def first_step_line(p):
+        """Reads p's output up to its first progress line: (what was read, whether that line is the
+        last step's; None if the output ended without one)."""
+        head = b""
+        while True:
+            line = p.stdout.readline()
+            head += line
+            if not line:
+                return head, None
+            m = re.match(rb"step (\d+)/(\d+)", line)
+            if m:
+                return head, m.group(1) == m.group(2)
+
     while True:
         attempts += 1
         assert attempts < 10 * a.kills + 50, "the run never finished"
-        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-        # Early attempts are killed with SIGKILL at a random moment; then one SIGTERM and one SIGINT
-        # once a checkpoint exists; then the run may finish.
+        # One SIGTERM and one SIGINT once a quarter of the kills landed and a checkpoint exists
+        # (early, so that steps remain for them: the end asserts that both were handled).
         graceful = None
-        if kills >= a.kills // 2 and os.path.exists(os.path.join(run, "checkpoint.bin")):
+        if os.path.exists(ck) and kills >= a.kills // 4:
             graceful = next((s for s, done in signalled.items() if not done), None)
-        if kills < a.kills or graceful:
-            # Mostly during training (each attempt gets ~1/kills of it), sometimes during start-up.
-            time.sleep(scale * (startup * rng.uniform(0.3, 1.0) + rng.uniform(0.0, 2.0 * training / a.kills)))
-            if p.poll() is None:
-                if graceful:
-                    # Once training runs (a progress line): before it there is nothing to save and
-                    # the default action (terminate) is right.
-                    # Never after the last step's line: the loop may have checked for a signal
-                    # for the last time already, and once the run returns its handlers are gone,
-                    # so the signal's default action would end a run that finished (CI saw it:
-                    # exit -15). A signal sent after step k < steps is seen by step k + 1's check.
-                    head = b""
-                    last_line = False
-                    while True:
-                        line = p.stdout.readline()
-                        head += line
-                        if not line or line.startswith(b"step "):
-                            m = re.match(rb"step (\d+)/(\d+)", line)
-                            last_line = bool(m) and m.group(1) == m.group(2)
-                            break
-                    if not last_line:
-                        p.send_signal(graceful)
-                    out, err = p.communicate(timeout=60)
-                    out = head + out
-                    if p.returncode == 0:  # finished before the signal took effect, or it was not sent
-                        break
-                    assert p.returncode == 128 + graceful, (p.returncode, err.decode())
-                    assert f"interrupted by {graceful.name}" in out.decode(), out.decode()
-                    signalled[graceful] = True
-                    last_step = parse_checkpoint(os.path.join(run, "checkpoint.bin"))["step"]
-                    continue
-                p.kill()
-                p.communicate()
-                kills += 1
-                ck = os.path.join(run, "checkpoint.bin")
-                at.append(parse_checkpoint(ck)["step"] if os.path.exists(ck) else 0)
-                advance, last_step = at[-1] - last_step, at[-1]
-                if advance > 2 * target:
-                    scale *= 0.75
-                elif advance == 0:
-                    scale = min(scale * 1.1, 2.0)
-                continue
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        if graceful:
+            # Once training runs (a progress line): before it there is nothing to save and the
+            # default action (terminate) is right. Never after the last step's line: the loop may
+            # have checked for a signal for the last time already, and once the run returns its
+            # handlers are gone, so the signal's default action would end a run that finished (CI
+            # saw it: exit -15). A signal sent after step k < steps is seen by step k + 1's check.
+            head, last_line = first_step_line(p)
+            if last_line is False:
+                p.send_signal(graceful)
+            out, err = p.communicate(timeout=60)
+            out = head + out
+            if p.returncode == 0:  # the run had finished: no signal was sent
+                break
+            assert p.returncode == 128 + graceful, (p.returncode, err.decode())
+            assert f"interrupted by {graceful.name}" in out.decode(), out.decode()
+            signalled[graceful] = True
+            last_step = parse_checkpoint(ck)["step"]
+            continue
+        if kills < a.kills:
+            if rng.random() < 0.15:
+                time.sleep(startup * rng.uniform(0.0, 0.9))  # during start-up (if it is as slow as measured)
+            elif first_step_line(p)[1] is not None:
+                time.sleep(scale * rng.uniform(0.0, 2.0 * training / a.kills))
+            p.kill()
+            out, err = p.communicate()
+            if p.returncode == 0:  # it had finished
+                break
+            kills += 1
+            at.append(parse_checkpoint(ck)["step"] if os.path.exists(ck) else 0)
+            advance, last_step = at[-1] - last_step, at[-1]
+            if advance > 2 * target:
+                scale *= 0.75
+            elif advance <= 1:
+                scale = min(scale * 1.1, 2.0)
+            continue
         out, err = p.communicate(timeout=120)
         if p.returncode != 0:
             sys.exit(f"resumed run failed ({p.returncode}): {err.decode()}")
@@ -185,6 +196,7 @@ def main():
     print(f"{attempts} starts, {kills} SIGKILLs, SIGTERM/SIGINT handled: {signalled}; final checkpoint (step {b_ckpt['step']}) equals the "
           f"uninterrupted run's bit for bit; metrics steps equal; temp files left: {leftovers}")
     assert kills >= a.kills // 2, f"only {kills} kills landed before the run finished"
+    assert all(signalled.values()), f"the run finished before SIGTERM and SIGINT were both handled: {signalled}"
     return 0
 
 
