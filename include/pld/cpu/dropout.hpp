@@ -34,11 +34,19 @@ constexpr int kDropoutLanes = 16;  // blocks computed together (64 elements)
 // lanes are one register each (the 32x32 -> 64 products of even and odd lanes by vpmuludq), with
 // AVX2 two registers of eight; otherwise plain arrays, which compilers do not vectorize (GCC 12).
 #if defined(__AVX512F__)
+// The AVX-512 code below uses the zero-masked forms of the intrinsics with a full mask (the same
+// instructions): the plain forms (_mm512_mul_epu32, _mm512_srli_epi64, _mm512_unpacklo_epi32,
+// _mm512_shuffle_i32x4, _mm512_cvtepi32_ps, ..) pass _mm512_undefined_*() as their merge source,
+// which GCC 12.2 reports as "used uninitialized" (an error under -Werror) wherever it emits one of
+// these functions out of line, and that depends on the caller: GCC bug 105593, fixed in 12.3.
+constexpr __mmask8 kAll8 = 0xFF;
+constexpr __mmask16 kAll16 = 0xFFFF;
 inline __m512i philox_mulhi(__m512i a, __m512i m, __m512i& lo) {
   lo = _mm512_mullo_epi32(a, m);
-  const __m512i even = _mm512_mul_epu32(a, m);                                              // lanes 0, 2, ..: 64-bit products
-  const __m512i odd = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), _mm512_srli_epi64(m, 32));  // lanes 1, 3, ..
-  return _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);                 // the high halves
+  const __m512i even = _mm512_maskz_mul_epu32(kAll8, a, m);  // lanes 0, 2, ..: 64-bit products
+  const __m512i odd = _mm512_maskz_mul_epu32(kAll8, _mm512_maskz_srli_epi64(kAll8, a, 32),  // lanes 1, 3, ..
+                                             _mm512_maskz_srli_epi64(kAll8, m, 32));
+  return _mm512_mask_blend_epi32(0xAAAA, _mm512_maskz_srli_epi64(kAll8, even, 32), odd);  // the high halves
 }
 #endif
 
@@ -156,17 +164,17 @@ inline void dropout_blocks(const DropoutKey& key, std::uint64_t block0, std::uin
 inline void dropout_select_64(const std::uint32_t (&w)[4][kDropoutLanes], const float* x, float* y, float rate, float scale) {
   const __m512i w0 = _mm512_loadu_si512(w[0]), w1 = _mm512_loadu_si512(w[1]), w2 = _mm512_loadu_si512(w[2]),
                 w3 = _mm512_loadu_si512(w[3]);
-  const __m512i t0 = _mm512_unpacklo_epi32(w0, w1), t1 = _mm512_unpackhi_epi32(w0, w1);
-  const __m512i t2 = _mm512_unpacklo_epi32(w2, w3), t3 = _mm512_unpackhi_epi32(w2, w3);
-  const __m512i r0 = _mm512_unpacklo_epi64(t0, t2), r1 = _mm512_unpackhi_epi64(t0, t2);
-  const __m512i r2 = _mm512_unpacklo_epi64(t1, t3), r3 = _mm512_unpackhi_epi64(t1, t3);
-  const __m512i u0 = _mm512_shuffle_i32x4(r0, r1, 0x44), u1 = _mm512_shuffle_i32x4(r0, r1, 0xEE);
-  const __m512i u2 = _mm512_shuffle_i32x4(r2, r3, 0x44), u3 = _mm512_shuffle_i32x4(r2, r3, 0xEE);
-  const __m512i o[4] = {_mm512_shuffle_i32x4(u0, u2, 0x88), _mm512_shuffle_i32x4(u0, u2, 0xDD), _mm512_shuffle_i32x4(u1, u3, 0x88),
-                        _mm512_shuffle_i32x4(u1, u3, 0xDD)};
+  const __m512i t0 = _mm512_maskz_unpacklo_epi32(kAll16, w0, w1), t1 = _mm512_maskz_unpackhi_epi32(kAll16, w0, w1);
+  const __m512i t2 = _mm512_maskz_unpacklo_epi32(kAll16, w2, w3), t3 = _mm512_maskz_unpackhi_epi32(kAll16, w2, w3);
+  const __m512i r0 = _mm512_maskz_unpacklo_epi64(kAll8, t0, t2), r1 = _mm512_maskz_unpackhi_epi64(kAll8, t0, t2);
+  const __m512i r2 = _mm512_maskz_unpacklo_epi64(kAll8, t1, t3), r3 = _mm512_maskz_unpackhi_epi64(kAll8, t1, t3);
+  const __m512i u0 = _mm512_maskz_shuffle_i32x4(kAll16, r0, r1, 0x44), u1 = _mm512_maskz_shuffle_i32x4(kAll16, r0, r1, 0xEE);
+  const __m512i u2 = _mm512_maskz_shuffle_i32x4(kAll16, r2, r3, 0x44), u3 = _mm512_maskz_shuffle_i32x4(kAll16, r2, r3, 0xEE);
+  const __m512i o[4] = {_mm512_maskz_shuffle_i32x4(kAll16, u0, u2, 0x88), _mm512_maskz_shuffle_i32x4(kAll16, u0, u2, 0xDD),
+                        _mm512_maskz_shuffle_i32x4(kAll16, u1, u3, 0x88), _mm512_maskz_shuffle_i32x4(kAll16, u1, u3, 0xDD)};
   const __m512 r = _mm512_set1_ps(rate), sc = _mm512_set1_ps(scale), two_m24 = _mm512_set1_ps(1.0f / 16777216.0f);
   for (int q = 0; q < 4; ++q) {
-    const __m512 u = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(o[q], 8)), two_m24);
+    const __m512 u = _mm512_mul_ps(_mm512_maskz_cvtepi32_ps(kAll16, _mm512_maskz_srli_epi32(kAll16, o[q], 8)), two_m24);
     const __mmask16 keep = _mm512_cmp_ps_mask(u, r, _CMP_GE_OQ);
     _mm512_storeu_ps(y + 16 * q, _mm512_maskz_mul_ps(keep, _mm512_loadu_ps(x + 16 * q), sc));
   }
