@@ -92,12 +92,18 @@ void set_counters(benchmark::State& state, double flops_per_iter, const std::str
   state.counters["GFLOP/s"] = benchmark::Counter(flops_per_iter * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// Warm-up: every benchmark runs its work once before the timed loop. The first call touches the
+// workspace and outputs for the first time (page faults: ~10^5 pages at BERT-base) and creates
+// oneDNN's primitives (JIT). With --benchmark_min_time 0.5 a base forward+backward times only 1-2
+// iterations, so without the warm-up its figure included all of that (session 13, on an AMD EPYC
+// Zen 5: 659 ms for forward+backward against 187 + 227 ms for the two measured apart).
 double fwd_flops(int size) { return pld::cpu::PreLnLayer<float>::forward_flops(config_of(size), kBatch, kSeq); }
 
 void BM_LayerForward(benchmark::State& state) {
   if (!runnable(state)) return;
   const int size = static_cast<int>(state.range(0));
   Fixture f(size, precision_of(state));
+  f.forward();  // warm-up (see fwd_flops)
   for (auto _ : state) {
     f.forward();
     benchmark::DoNotOptimize(f.y.data());
@@ -110,6 +116,7 @@ void BM_LayerBackward(benchmark::State& state) {
   const int size = static_cast<int>(state.range(0));
   Fixture f(size, precision_of(state));
   f.forward();
+  f.backward();  // warm-up (see fwd_flops)
   for (auto _ : state) {
     f.backward();  // gradients accumulate; the saved activations are reused
     benchmark::DoNotOptimize(f.dx.data());
@@ -121,6 +128,8 @@ void BM_LayerForwardBackward(benchmark::State& state) {
   if (!runnable(state)) return;
   const int size = static_cast<int>(state.range(0));
   Fixture f(size, precision_of(state));
+  f.forward();  // warm-up (see fwd_flops)
+  f.backward();
   for (auto _ : state) {
     f.forward();
     f.backward();
@@ -134,6 +143,8 @@ void BM_LayerDropped(benchmark::State& state) {
   const int size = static_cast<int>(state.range(0));
   Fixture f(size, precision_of(state));
   f.step.kept = false;
+  f.forward();  // warm-up (see fwd_flops)
+  f.backward();
   for (auto _ : state) {
     f.forward();
     f.backward();
@@ -161,6 +172,8 @@ void shared_forward_backward(benchmark::State& state) {
   saved.resize(sizes.saved);
   scratch.resize(sizes.scratch);
   const pld::Workspace ws{saved.data(), sizes.saved, scratch.data(), sizes.scratch};
+  layer.forward(x.data(), y.data(), kBatch, kSeq, nullptr, f.step, ws, {});  // warm-up (see fwd_flops)
+  layer.backward(dy.data(), dx.data(), ws, {});
   for (auto _ : state) {
     ++f.step.step;
     layer.forward(x.data(), y.data(), kBatch, kSeq, nullptr, f.step, ws, {});
@@ -199,6 +212,8 @@ void BM_GemmCeiling(benchmark::State& state) {
   std::memset(a.get_data_handle(), 0x3c, a_md.get_size());  // finite, non-zero operands in either type
   std::memset(b.get_data_handle(), 0x3c, b_md.get_size());
   impl = pd.impl_info_str();
+  mm.execute(s, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}});  // warm-up (see fwd_flops)
+  s.wait();
   for (auto _ : state) {
     mm.execute(s, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}});
     s.wait();
