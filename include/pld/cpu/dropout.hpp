@@ -3,6 +3,7 @@
 // uses word e % 4 of block e / 4 of stream dropout_base + site. Kept elements scale by 1/(1-rate).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
@@ -214,14 +215,12 @@ inline void dropout_select_group(const std::uint32_t (&w)[4][kDropoutLanes], con
 
 }  // namespace detail
 
-// y = x * mask / (1 - rate) over n elements starting at element `offset` of the site's stream.
-// In place is allowed (x == y). Used for both directions: the backward of dropout is dropout of
-// the gradient with the same mask. Element e keeps when dropout_keeps(word e % 4 of block e / 4):
-// the mask every backend draws (pld/core/random.hpp); whole groups of 16 blocks go through the
-// vectorized Philox, the ragged ends block by block. In and Out are float, double or bf16
-// (arithmetic in arith_t<In>; a bf16 output is rounded once).
+namespace detail {
+// dropout_apply() on the calling thread only: for callers that already split the work across
+// threads (a parallel region inside another costs a team start-up per call with libgomp, which
+// made the layer's residual + dropout pass, 768 chunks per call, 2.4x slower).
 template <class In, class Out>
-void dropout_apply(const In* x, Out* y, std::size_t n, std::size_t offset, float rate, const DropoutKey& key) {
+void dropout_span(const In* x, Out* y, std::size_t n, std::size_t offset, float rate, const DropoutKey& key) {
   using A = arith_t<In>;
   if (rate <= 0.0f) {
     if (static_cast<const void*>(x) != static_cast<const void*>(y))
@@ -241,38 +240,61 @@ void dropout_apply(const In* x, Out* y, std::size_t n, std::size_t offset, float
       y[i] = Out(dropout_keeps(r.v[w], rate) ? A(x[i]) * scale : A(0));
     }
   };
-  constexpr std::size_t kGroup = 4 * detail::kDropoutLanes;  // elements per group of blocks
+  constexpr std::size_t kGroup = 4 * kDropoutLanes;  // elements per group of blocks
   const std::size_t g0 = (first + kGroup - 1) / kGroup, g1 = last / kGroup;  // whole groups inside
   if (g1 <= g0) {
     for (std::uint64_t b = first / 4; b < (last + 3) / 4; ++b) one_block(b);
     return;
   }
   for (std::uint64_t b = first / 4; b < g0 * kGroup / 4; ++b) one_block(b);
-#pragma omp parallel for schedule(static) if (g1 - g0 > 64)
-  for (std::ptrdiff_t g = static_cast<std::ptrdiff_t>(g0); g < static_cast<std::ptrdiff_t>(g1); ++g) {
-    std::uint32_t w[4][detail::kDropoutLanes];
-    detail::dropout_blocks(key, static_cast<std::uint64_t>(g) * detail::kDropoutLanes, w);
-    const std::size_t base = static_cast<std::size_t>(g) * kGroup - first;
+  for (std::size_t g = g0; g < g1; ++g) {
+    std::uint32_t w[4][kDropoutLanes];
+    dropout_blocks(key, static_cast<std::uint64_t>(g) * kDropoutLanes, w);
+    const std::size_t base = g * kGroup - first;
 #if defined(__AVX512F__) || defined(__AVX2__)
     if constexpr (std::is_same_v<A, float>) {  // the 64 elements through float registers
       if constexpr (std::is_same_v<In, float> && std::is_same_v<Out, float>) {
-        detail::dropout_select_group(w, x + base, y + base, rate, scale);
+        dropout_select_group(w, x + base, y + base, rate, scale);
       } else {
         alignas(64) float in[kGroup], out[kGroup];
         for (std::size_t i = 0; i < kGroup; ++i) in[i] = float(x[base + i]);
-        detail::dropout_select_group(w, in, out, rate, scale);
+        dropout_select_group(w, in, out, rate, scale);
         for (std::size_t i = 0; i < kGroup; ++i) y[base + i] = Out(out[i]);
       }
       continue;
     }
 #endif
-    for (int lane = 0; lane < detail::kDropoutLanes; ++lane)
+    for (int lane = 0; lane < kDropoutLanes; ++lane)
       for (int k = 0; k < 4; ++k) {
         const std::size_t i = base + static_cast<std::size_t>(lane) * 4 + static_cast<std::size_t>(k);
         y[i] = Out(dropout_keeps(w[k][lane], rate) ? A(x[i]) * scale : A(0));
       }
   }
   for (std::uint64_t b = g1 * kGroup / 4; b < (last + 3) / 4; ++b) one_block(b);
+}
+}  // namespace detail
+
+// y = x * mask / (1 - rate) over n elements starting at element `offset` of the site's stream.
+// In place is allowed (x == y). Used for both directions: the backward of dropout is dropout of
+// the gradient with the same mask. Element e keeps when dropout_keeps(word e % 4 of block e / 4):
+// the mask every backend draws (pld/core/random.hpp); whole groups of 16 blocks go through the
+// vectorized Philox, the ragged ends block by block. In and Out are float, double or bf16
+// (arithmetic in arith_t<In>; a bf16 output is rounded once). Large n is split across OpenMP
+// threads at fixed element boundaries (multiples of 4096 of the stream: whole groups), so the
+// bits do not depend on the thread count.
+template <class In, class Out>
+void dropout_apply(const In* x, Out* y, std::size_t n, std::size_t offset, float rate, const DropoutKey& key) {
+  constexpr std::size_t kPart = 4096;  // a multiple of the 64 elements of a group
+  const std::size_t p0 = offset / kPart, p1 = (offset + n + kPart - 1) / kPart;
+  if (n <= 4 * kPart || p1 - p0 < 2) {
+    detail::dropout_span(x, y, n, offset, rate, key);
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (std::ptrdiff_t p = static_cast<std::ptrdiff_t>(p0); p < static_cast<std::ptrdiff_t>(p1); ++p) {
+    const std::size_t b = std::max(static_cast<std::size_t>(p) * kPart, offset), e = std::min((static_cast<std::size_t>(p) + 1) * kPart, offset + n);
+    detail::dropout_span(x + (b - offset), y + (b - offset), e - b, b, rate, key);
+  }
 }
 
 }  // namespace pld::cpu
