@@ -277,6 +277,118 @@ TEST_CASE("column sums add each column's rows in order, the same bits for any th
   }
 }
 
+TEST_CASE("row reductions: lane sums and maxima in their fixed order, whatever the threads", "[cpu][determinism]") {
+  // pld/cpu/reduce.hpp: term c goes to lane c % 16, the lanes combine as a tree. Checked against
+  // that order written out, and against a double reference (the value, not only the bits).
+  std::mt19937_64 rng(11);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  for (const int n : {0, 1, 15, 16, 17, 100, 128, 768, 3001}) {
+    std::vector<float> v(static_cast<std::size_t>(n));
+    for (auto& e : v) e = d(rng);
+    float lanes[16] = {};
+    float mx[16];
+    for (auto& m : mx) m = -1e30f;
+    double ref = 0.0;
+    float ref_max = -1e30f;
+    for (int c = 0; c < n; ++c) {
+      lanes[c % 16] += v[static_cast<std::size_t>(c)];
+      mx[c % 16] = std::max(mx[c % 16], v[static_cast<std::size_t>(c)]);
+      ref += v[static_cast<std::size_t>(c)];
+      ref_max = std::max(ref_max, v[static_cast<std::size_t>(c)]);
+    }
+    for (int w = 8; w > 0; w /= 2)
+      for (int l = 0; l < w; ++l) lanes[l] += lanes[l + w];
+    const float got = pld::cpu::detail::lane_sum<float>(n, [&](int c) { return v[static_cast<std::size_t>(c)]; });
+    INFO("n " << n);
+    REQUIRE(std::memcmp(&got, &lanes[0], sizeof got) == 0);
+    CHECK(std::abs(got - ref) <= 1e-5 * (1.0 + std::sqrt(static_cast<double>(n))));
+    CHECK(pld::cpu::detail::lane_max<float>(n, -1e30f, [&](int c) { return v[static_cast<std::size_t>(c)]; }) == ref_max);
+  }
+}
+
+TEMPLATE_TEST_CASE("LayerNorm: against double, and the same bits for any thread count", "[cpu][determinism]", float, pld::cpu::bf16) {
+  // Forward statistics and dx per row (lane sums), dgamma and dbeta per column in row order, in
+  // one pass that recomputes xhat as the row loop does: dgamma is exactly the double sum over
+  // rows, in order, of the float dy * ((x - mean) * rstd).
+  using S = TestType;
+  const int rows = 67, cols = 200;
+  const std::size_t n = static_cast<std::size_t>(rows) * cols;
+  std::vector<S> x(n), dy(n), res(n), gamma(static_cast<std::size_t>(cols)), beta(gamma.size());
+  for (std::size_t i = 0; i < n; ++i) {
+    x[i] = S(1.5f * std::sin(0.37f * static_cast<float>(i)) + 0.2f);
+    dy[i] = S(std::cos(0.11f * static_cast<float>(i)));
+    res[i] = S(0.01f * static_cast<float>(i % 7));
+  }
+  for (int c = 0; c < cols; ++c) {
+    gamma[static_cast<std::size_t>(c)] = S(1.0f + 0.01f * static_cast<float>(c));
+    beta[static_cast<std::size_t>(c)] = S(0.1f - 0.001f * static_cast<float>(c));
+  }
+  const auto f = [](S v) { return static_cast<float>(v); };
+  struct Out {
+    std::vector<S> y, dx;
+    std::vector<float> mean, rstd, dgamma, dbeta;
+  };
+  const auto run = [&](int threads) {
+#if defined(_OPENMP)
+    const int before = omp_get_max_threads();
+    omp_set_num_threads(threads);
+#else
+    (void)threads;
+#endif
+    Out o{std::vector<S>(n), std::vector<S>(n), std::vector<float>(rows), std::vector<float>(rows), std::vector<float>(cols, 0.25f),
+          std::vector<float>(cols, -0.5f)};
+    pld::cpu::layer_norm_forward<S>(x.data(), gamma.data(), beta.data(), o.y.data(), o.mean.data(), o.rstd.data(), rows, cols, 1e-5);
+    pld::cpu::layer_norm_backward<S>(dy.data(), x.data(), o.mean.data(), o.rstd.data(), gamma.data(), o.dx.data(), o.dgamma.data(),
+                                     o.dbeta.data(), rows, cols, res.data());
+#if defined(_OPENMP)
+    omp_set_num_threads(before);
+#endif
+    return o;
+  };
+  const Out one = run(1), three = run(3);
+  REQUIRE(std::memcmp(one.y.data(), three.y.data(), n * sizeof(S)) == 0);
+  REQUIRE(std::memcmp(one.dx.data(), three.dx.data(), n * sizeof(S)) == 0);
+  REQUIRE(std::memcmp(one.dgamma.data(), three.dgamma.data(), cols * sizeof(float)) == 0);
+  REQUIRE(std::memcmp(one.dbeta.data(), three.dbeta.data(), cols * sizeof(float)) == 0);
+  const double tol = std::is_same<S, float>::value ? 1e-5 : 1e-2;  // bf16: the stored y and dx are rounded (2^-8 relative)
+  for (int r = 0; r < rows; ++r) {
+    double m = 0.0, v = 0.0;
+    for (int c = 0; c < cols; ++c) m += f(x[static_cast<std::size_t>(r) * cols + c]);
+    m /= cols;
+    for (int c = 0; c < cols; ++c) v += (f(x[static_cast<std::size_t>(r) * cols + c]) - m) * (f(x[static_cast<std::size_t>(r) * cols + c]) - m);
+    const double rs = 1.0 / std::sqrt(v / cols + 1e-5);
+    REQUIRE(std::abs(one.mean[static_cast<std::size_t>(r)] - m) < 1e-6);
+    REQUIRE(std::abs(one.rstd[static_cast<std::size_t>(r)] - rs) < 1e-6 * rs);
+    double sg = 0.0, sgx = 0.0;
+    for (int c = 0; c < cols; ++c) {
+      const std::size_t i = static_cast<std::size_t>(r) * cols + c;
+      const double xh = (f(x[i]) - m) * rs, g = static_cast<double>(f(dy[i])) * f(gamma[static_cast<std::size_t>(c)]);
+      sg += g;
+      sgx += g * xh;
+      REQUIRE(std::abs(f(one.y[i]) - (xh * f(gamma[static_cast<std::size_t>(c)]) + f(beta[static_cast<std::size_t>(c)]))) < tol * 4);
+    }
+    for (int c = 0; c < cols; ++c) {
+      const std::size_t i = static_cast<std::size_t>(r) * cols + c;
+      const double xh = (f(x[i]) - m) * rs, g = static_cast<double>(f(dy[i])) * f(gamma[static_cast<std::size_t>(c)]);
+      const double want = rs * (g - sg / cols - xh * sgx / cols) + f(res[i]);
+      INFO("row " << r << " col " << c);
+      REQUIRE(std::abs(f(one.dx[i]) - want) < tol * (4.0 + std::abs(want)));
+    }
+  }
+  for (int c = 0; c < cols; ++c) {
+    double dg = 0.0, db = 0.0;
+    for (int r = 0; r < rows; ++r) {
+      const std::size_t i = static_cast<std::size_t>(r) * cols + c;
+      const float xh = (f(x[i]) - one.mean[static_cast<std::size_t>(r)]) * one.rstd[static_cast<std::size_t>(r)];
+      dg += static_cast<double>(f(dy[i]) * xh);
+      db += static_cast<double>(f(dy[i]));
+    }
+    INFO("col " << c);
+    REQUIRE(one.dgamma[static_cast<std::size_t>(c)] == 0.25f + static_cast<float>(dg));
+    REQUIRE(one.dbeta[static_cast<std::size_t>(c)] == -0.5f + static_cast<float>(db));
+  }
+}
+
 TEST_CASE("the layer follows a LayerPlan", "[cpu][gate]") {
   pld::ScheduleSpec spec;
   spec.num_layers = 4;

@@ -14,6 +14,7 @@
 #include "pld/cpu/dropout.hpp"
 #include "pld/cpu/fast_math.hpp"
 #include "pld/cpu/gemm.hpp"
+#include "pld/cpu/reduce.hpp"
 
 namespace pld::cpu {
 
@@ -34,21 +35,18 @@ inline Scalar softmax_exp(Scalar v) {
 // Softmax of every row of (rows, T) scores over the keys valid marks real (valid: (B, T), row r
 // belongs to sequence r / rows_per_seq; null: all real), into p (may equal in). A row without a
 // real key is all 0. The exponentials in a vectorizable pass (fast::exp in float, within 1.2e-7
-// relative), then the sum in column order: the same bits whatever the threads.
+// relative); the max and the sum in lanes (pld/cpu/reduce.hpp): the same bits whatever the threads.
 template <class Scalar>
 inline void softmax_row(const Scalar* x, Scalar* p, const std::uint8_t* vb, int T) {
-  Scalar mx = -std::numeric_limits<Scalar>::infinity();
-  for (int j = 0; j < T; ++j)
-    if (!vb || vb[j]) mx = std::max(mx, x[j]);
+  constexpr Scalar kNone = -std::numeric_limits<Scalar>::infinity();
+  const Scalar mx = vb ? lane_max<Scalar>(T, kNone, [&](int j) { return vb[j] ? x[j] : kNone; })
+                       : lane_max<Scalar>(T, kNone, [&](int j) { return x[j]; });
   if (vb) {
-#pragma omp simd
     for (int j = 0; j < T; ++j) p[j] = vb[j] ? softmax_exp(x[j] - mx) : Scalar(0);
   } else {
-#pragma omp simd
     for (int j = 0; j < T; ++j) p[j] = softmax_exp(x[j] - mx);
   }
-  Scalar sum = 0;
-  for (int j = 0; j < T; ++j) sum += p[j];
+  const Scalar sum = lane_sum<Scalar>(T, [&](int j) { return p[j]; });
   const Scalar inv = sum > Scalar(0) ? Scalar(1) / sum : Scalar(0);
   for (int j = 0; j < T; ++j) p[j] *= inv;
 }
@@ -140,14 +138,13 @@ void attention_backward(Gemm& gemm, const Scalar* dctx, const Scalar* qkv, const
     for (std::int64_t i = 0; i < n; ++i) dp[i] = dropped[i] != Scalar(0) ? dp[i] * keep_scale : Scalar(0);
   }
   // Softmax backward: dS = P o (dP - rowsum(dP o P)), then the 1/sqrt(d) of the scores. The dot
-  // is a plain loop in column order: the same bits whatever the buffer's alignment.
+  // in lanes (pld/cpu/reduce.hpp): the same bits whatever the buffer's alignment.
   const std::int64_t rows = static_cast<std::int64_t>(s.batch) * s.heads * T;
 #pragma omp parallel for schedule(static)
   for (std::int64_t r = 0; r < rows; ++r) {
     const Scalar* p = probs + r * T;
     Scalar* g = dp + r * T;
-    Scalar dot = 0;
-    for (int j = 0; j < T; ++j) dot += g[j] * p[j];
+    const Scalar dot = detail::lane_sum<Scalar>(T, [&](int j) { return g[j] * p[j]; });
     for (int j = 0; j < T; ++j) g[j] = p[j] * (g[j] - dot) * scale;
   }
   // dQ = dS K; dK = dS^T Q (dS converted once for both)

@@ -4,6 +4,8 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <cstddef>
+#include <type_traits>
 #include <vector>
 
 #include "pld/cpu/bf16.hpp"
@@ -43,9 +45,12 @@ struct same_type {
   using type = T;
 };
 }  // namespace detail
-template <class Scalar, class B = Scalar>  // B is never deduced: b may be nullptr
-void add_column_sums(const Scalar* a, const typename detail::same_type<B>::type* b, int rows, int cols, arith_t<Scalar>* out) {
-  using A = arith_t<Scalar>;
+// The same for any terms: out[c] += sum over rows r of f(r, c) in that order, and, when out2 is
+// given, out2[c] += sum_r f2(r, c) in the same pass (LayerNorm's dgamma and dbeta). f returns
+// arith_t of the storage; the accumulators are double.
+template <class A, class F, class F2 = std::nullptr_t>
+void add_column_sums_by(int rows, int cols, F&& f, A* out, F2&& f2 = nullptr, A* out2 = nullptr) {
+  constexpr bool kTwo = !std::is_same<std::decay_t<F2>, std::nullptr_t>::value;
   constexpr int kChunk = 512;
   const bool parallel = static_cast<long long>(rows) * cols > 65536;
 #if defined(_OPENMP)
@@ -59,21 +64,27 @@ void add_column_sums(const Scalar* a, const typename detail::same_type<B>::type*
 #pragma omp parallel for schedule(static) if (parallel && chunks > 1)
   for (int ch = 0; ch < chunks; ++ch) {
     const int c0 = ch * width, w = std::min(cols - c0, width);
-    double acc[kChunk];
+    double acc[kChunk], acc2[kTwo ? kChunk : 1];
     for (int c = 0; c < w; ++c) acc[c] = 0.0;
+    if constexpr (kTwo)
+      for (int c = 0; c < w; ++c) acc2[c] = 0.0;
     for (int r = 0; r < rows; ++r) {
-      const Scalar* ar = a + static_cast<std::ptrdiff_t>(r) * cols + c0;
-      if (b) {
-        const B* br = b + static_cast<std::ptrdiff_t>(r) * cols + c0;
-#pragma omp simd
-        for (int c = 0; c < w; ++c) acc[c] += static_cast<double>(A(ar[c]) * A(br[c]));
-      } else {
-#pragma omp simd
-        for (int c = 0; c < w; ++c) acc[c] += static_cast<double>(A(ar[c]));
-      }
+      for (int c = 0; c < w; ++c) acc[c] += static_cast<double>(f(r, c0 + c));
+      if constexpr (kTwo)
+        for (int c = 0; c < w; ++c) acc2[c] += static_cast<double>(f2(r, c0 + c));
     }
     for (int c = 0; c < w; ++c) out[c0 + c] += static_cast<A>(acc[c]);
+    if constexpr (kTwo)
+      for (int c = 0; c < w; ++c) out2[c0 + c] += static_cast<A>(acc2[c]);
   }
+}
+
+template <class Scalar, class B = Scalar>  // B is never deduced: b may be nullptr
+void add_column_sums(const Scalar* a, const typename detail::same_type<B>::type* b, int rows, int cols, arith_t<Scalar>* out) {
+  using A = arith_t<Scalar>;
+  const auto at = [cols](int r, int c) { return static_cast<std::ptrdiff_t>(r) * cols + c; };
+  if (b) add_column_sums_by<A>(rows, cols, [&](int r, int c) { return A(a[at(r, c)]) * A(b[at(r, c)]); }, out);
+  else add_column_sums_by<A>(rows, cols, [&](int r, int c) { return A(a[at(r, c)]); }, out);
 }
 
 }  // namespace pld::cpu

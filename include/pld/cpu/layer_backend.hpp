@@ -35,6 +35,7 @@
 #include "pld/cpu/gemm.hpp"
 #include "pld/cpu/layer_norm.hpp"
 #include "pld/cpu/layer_params.hpp"
+#include "pld/cpu/reduce.hpp"
 #include "pld/layer/basic_layer_stack.hpp"
 #include "pld/layer/basic_pre_ln_layer.hpp"
 #include "pld/layer/dropout_mask.hpp"
@@ -325,8 +326,7 @@ struct LayerBackend {
       const T* p = probs + r * seq;
       const A* g = dpd + r * seq;
       T* out = ds + r * seq;
-      A dot = 0;
-      for (int j = 0; j < seq; ++j) dot += g[j] * A(p[j]);
+      const A dot = detail::lane_sum<A>(seq, [&](int j) { return g[j] * A(p[j]); });
       for (int j = 0; j < seq; ++j) out[j] = T(A(p[j]) * (g[j] - dot) * scale);
     }
     ++c.kernels;

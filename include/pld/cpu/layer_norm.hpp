@@ -10,6 +10,7 @@
 
 #include "pld/cpu/bf16.hpp"
 #include "pld/cpu/eigen_maps.hpp"
+#include "pld/cpu/reduce.hpp"
 
 namespace pld::cpu {
 
@@ -21,16 +22,13 @@ void layer_norm_forward(const S* x, const S* gamma, const S* beta, S* y, arith_t
   for (int r = 0; r < rows; ++r) {
     const S* xr = x + static_cast<std::ptrdiff_t>(r) * cols;
     S* yr = y + static_cast<std::ptrdiff_t>(r) * cols;
-    // Two-pass mean and variance in double-or-better accumulation for stability.
-    double m = 0.0;
-    for (int c = 0; c < cols; ++c) m += static_cast<double>(A(xr[c]));
-    m /= cols;
-    double v = 0.0;
-    for (int c = 0; c < cols; ++c) {
-      const double d = static_cast<double>(A(xr[c])) - m;
-      v += d * d;
-    }
-    v /= cols;  // biased variance, as PyTorch's LayerNorm
+    // Two-pass mean and variance in double, each sum in lanes (pld/cpu/reduce.hpp).
+    const double m = detail::lane_sum<double>(cols, [&](int c) { return static_cast<double>(A(xr[c])); }) / cols;
+    const double v = detail::lane_sum<double>(cols, [&](int c) {
+                       const double d = static_cast<double>(A(xr[c])) - m;
+                       return d * d;
+                     }) /
+                     cols;  // biased variance, as PyTorch's LayerNorm
     const double rs = 1.0 / std::sqrt(v + eps);
     for (int c = 0; c < cols; ++c)
       yr[c] = S(static_cast<A>((static_cast<double>(A(xr[c])) - m) * rs) * A(gamma[c]) + A(beta[c]));
@@ -46,30 +44,28 @@ template <class S>
 void layer_norm_backward(const S* dy, const S* x, const arith_t<S>* mean, const arith_t<S>* rstd, const S* gamma, S* dx,
                          arith_t<S>* dgamma, arith_t<S>* dbeta, int rows, int cols, const S* residual = nullptr) {
   using A = arith_t<S>;
-  MatrixR<A> xhat(rows, cols);
 #pragma omp parallel for schedule(static)
   for (int r = 0; r < rows; ++r) {
     const std::ptrdiff_t o = static_cast<std::ptrdiff_t>(r) * cols;
     const A m = mean[r], rs = rstd[r];
-    A* xh_r = xhat.data() + o;
-    double sum_g = 0.0, sum_gx = 0.0;
-    for (int c = 0; c < cols; ++c) {
-      const A xh = (A(x[o + c]) - m) * rs;
-      xh_r[c] = xh;
-      const A g = A(dy[o + c]) * A(gamma[c]);
-      sum_g += static_cast<double>(g);
-      sum_gx += static_cast<double>(g * xh);
-    }
-    const auto mg = static_cast<A>(sum_g / cols), mgx = static_cast<A>(sum_gx / cols);
+    const S *xr = x + o, *dyr = dy + o;
+    const auto g = [&](int c) { return A(dyr[c]) * A(gamma[c]); };
+    const auto mg = static_cast<A>(detail::lane_sum<double>(cols, [&](int c) { return static_cast<double>(g(c)); }) / cols);
+    const auto mgx = static_cast<A>(detail::lane_sum<double>(cols, [&](int c) { return static_cast<double>(g(c) * ((A(xr[c]) - m) * rs)); }) / cols);
     S* dxr = dx + o;
     if (residual) {
-      for (int c = 0; c < cols; ++c) dxr[c] = S(rs * (A(dy[o + c]) * A(gamma[c]) - mg - xh_r[c] * mgx) + A(residual[o + c]));
+      const S* rr = residual + o;
+      for (int c = 0; c < cols; ++c) dxr[c] = S(rs * (g(c) - mg - ((A(xr[c]) - m) * rs) * mgx) + A(rr[c]));
     } else {
-      for (int c = 0; c < cols; ++c) dxr[c] = S(rs * (A(dy[o + c]) * A(gamma[c]) - mg - xh_r[c] * mgx));
+      for (int c = 0; c < cols; ++c) dxr[c] = S(rs * (g(c) - mg - ((A(xr[c]) - m) * rs) * mgx));
     }
   }
-  add_column_sums<S, A>(dy, xhat.data(), rows, cols, dgamma);
-  add_column_sums<S>(dy, nullptr, rows, cols, dbeta);
+  // dgamma += sum_rows dy xhat, dbeta += sum_rows dy: in row order per column, in one pass
+  // (xhat recomputed as above, the same float values, instead of stored).
+  add_column_sums_by<A>(rows, cols, [&](int r, int c) {
+    const std::ptrdiff_t o = static_cast<std::ptrdiff_t>(r) * cols + c;
+    return A(dy[o]) * ((A(x[o]) - mean[r]) * rstd[r]);
+  }, dgamma, [&](int r, int c) { return A(dy[static_cast<std::ptrdiff_t>(r) * cols + c]); }, dbeta);
 }
 
 }  // namespace pld::cpu
