@@ -2,8 +2,8 @@
 # The main job: BERT-mini pretraining with progressive layer dropping on the Brown corpus, on the
 # CPU. Installs what is missing, builds pld-bert in Release (-O3 -march=native, OpenMP, oneDNN),
 # fetches the corpus (scripts/fetch-brown.sh), trains with examples/bert/configs/mini-pld.json
-# (1500 steps of 16 x 128 tokens; about 3.5 minutes on 2 cores of a Xeon with AMX or of a Zen 5
-# EPYC with AVX512-BF16, about 12 on 2 cores of an AVX2-only AMD EPYC) and prints the validation MLM
+# (1500 steps of 16 x 128 tokens; about 3 minutes on 2 cores of a Zen 5 EPYC with AVX512-BF16,
+# 3.5 on a Xeon with AMX, about 12 on 2 cores of an AVX2-only AMD EPYC) and prints the validation MLM
 # loss/accuracy and the measured speedup against the same steps without dropping.
 #   scripts/demo.sh [extra pld-bert pretrain flags, e.g. --steps 300 or --pld none]
 # Outputs go to a new directory build/demo/bert-<date>; nothing earlier is touched.
