@@ -18,12 +18,47 @@
 #include <functional>
 #include <vector>
 
+#if defined(__x86_64__) && defined(__linux__)
+#define PLD_EMU_OWN_SWITCH 1
+#else
 #include <ucontext.h>
+#endif
 #if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
 
 #include <cuda_runtime.h>  // dim3, uint3 (host declarations only under a host compiler)
+
+#if defined(PLD_EMU_OWN_SWITCH)
+// pld_emu_switch(from, to): pushes the callee-saved registers on this stack, stores the stack
+// pointer in *from and continues on the stack `to` (popping what it pushed there). No system
+// call: glibc's swapcontext also saves and restores the signal mask (rt_sigprocmask), and in
+// these KVM guests that syscall was most of the emulator's time (the fp16 loop test: 96 s,
+// 47 of them in the kernel). Weak, so every test translation unit may define it.
+extern "C" void pld_emu_switch(void** from, void* to);
+__asm__(
+    ".text\n"
+    ".weak pld_emu_switch\n"
+    ".type pld_emu_switch, @function\n"
+    "pld_emu_switch:\n"
+    "  pushq %rbp\n"
+    "  pushq %rbx\n"
+    "  pushq %r12\n"
+    "  pushq %r13\n"
+    "  pushq %r14\n"
+    "  pushq %r15\n"
+    "  movq %rsp, (%rdi)\n"
+    "  movq %rsi, %rsp\n"
+    "  popq %r15\n"
+    "  popq %r14\n"
+    "  popq %r13\n"
+    "  popq %r12\n"
+    "  popq %rbx\n"
+    "  popq %rbp\n"
+    "  ret\n"
+    ".size pld_emu_switch, .-pld_emu_switch\n");
+#endif
 
 namespace pld::cuda::emulation {
 
@@ -33,7 +68,8 @@ inline thread_local dim3 tl_block_dim{1, 1, 1};
 inline thread_local dim3 tl_grid_dim{1, 1, 1};
 inline thread_local int tl_lane = 0;
 
-// The 32 lanes of a warp as fibers of the calling thread (ucontext): run() enters each lane in
+// The 32 lanes of a warp as fibers of the calling thread (pld_emu_switch on x86-64 Linux,
+// ucontext elsewhere): run() enters each lane in
 // turn; a lane runs until it reaches a warp barrier (a shuffle, __syncwarp) or returns, then
 // control comes back here. A round in which every live lane was entered once therefore brings
 // them all to the same barrier: the barrier's semantics, with no thread hand-off. (Session 9: the
@@ -79,17 +115,48 @@ class WarpPool {
 
  private:
   static void entry();
+  char* stack_of(int l) { return stacks_.data() + static_cast<std::size_t>(l) * kStack; }
+#if defined(PLD_EMU_OWN_SWITCH)
+  // A fresh lane's stack as pld_emu_switch leaves one: six zero registers, then the address it
+  // returns to (lane_main), above it a zero return address for lane_main itself, which therefore
+  // starts with the stack alignment of a called function (rsp + 8 a multiple of 16).
+  void make_lane(int l) {
+    // The previous run's frames left their redzones poisoned on this stack; a fresh lane starts
+    // clean (ASan's swapcontext interceptor does the same for ucontext).
+    unpoison(stack_of(l), kStack);
+    auto top = reinterpret_cast<std::uintptr_t>(stack_of(l) + kStack) & ~std::uintptr_t(15);
+    auto* sp = reinterpret_cast<void**>(top);
+    *--sp = nullptr;                                      // lane_main's return address: never used
+    *--sp = reinterpret_cast<void*>(&WarpPool::lane_main);  // where the first switch "returns"
+    for (int r = 0; r < 6; ++r) *--sp = nullptr;          // rbp, rbx, r12-r15
+    lane_sp_[l] = sp;
+    done_[l] = false;
+  }
+  [[noreturn]] static void lane_main();
+  void switch_to_lane(int l) {
+    annotate_start(&fake_stack_, stack_of(l), kStack);
+    pld_emu_switch(&home_sp_, lane_sp_[l]);
+    annotate_finish(fake_stack_, nullptr, nullptr);
+  }
+  void yield() {  // on a lane: back to run()
+    const int l = current_;
+    void* fake = nullptr;
+    annotate_start(&fake, home_bottom_, home_size_);
+    pld_emu_switch(&lane_sp_[l], home_sp_);
+    annotate_finish(fake, nullptr, nullptr);
+  }
+#else
   // Not inlined: getcontext returns twice, which would make run()'s locals suspect (-Wclobbered).
   __attribute__((noinline)) void make_lane(int l) {
     getcontext(&lane_[l]);
-    lane_[l].uc_stack.ss_sp = stacks_.data() + static_cast<std::size_t>(l) * kStack;
+    lane_[l].uc_stack.ss_sp = stack_of(l);
     lane_[l].uc_stack.ss_size = kStack;
     lane_[l].uc_link = &home_;
     makecontext(&lane_[l], &WarpPool::entry, 0);
     done_[l] = false;
   }
   void switch_to_lane(int l) {
-    annotate_start(&fake_stack_, stacks_.data() + static_cast<std::size_t>(l) * kStack, kStack);
+    annotate_start(&fake_stack_, stack_of(l), kStack);
     swapcontext(&home_, &lane_[l]);
     annotate_finish(fake_stack_, nullptr, nullptr);
   }
@@ -100,16 +167,24 @@ class WarpPool {
     swapcontext(&lane_[l], &home_);
     annotate_finish(fake, nullptr, nullptr);
   }
+#endif
 #if defined(__SANITIZE_ADDRESS__)
+  static void unpoison(const void* p, std::size_t n) { __asan_unpoison_memory_region(p, n); }
   static void annotate_start(void** fake, const void* bottom, std::size_t size) { __sanitizer_start_switch_fiber(fake, bottom, size); }
   static void annotate_finish(void* fake, const void** bottom, std::size_t* size) { __sanitizer_finish_switch_fiber(fake, bottom, size); }
 #else
+  static void unpoison(const void*, std::size_t) {}
   static void annotate_start(void**, const void*, std::size_t) {}
   static void annotate_finish(void*, const void**, std::size_t*) {}
 #endif
 
   std::vector<char> stacks_;
+#if defined(PLD_EMU_OWN_SWITCH)
+  void* home_sp_ = nullptr;
+  void* lane_sp_[32] = {};
+#else
   ucontext_t home_{}, lane_[32]{};
+#endif
   bool done_[32] = {};
   int current_ = 0;
   const std::function<void(int)>* job_ = nullptr;
@@ -131,9 +206,19 @@ inline void WarpPool::entry() {
   const int l = p.current_;
   (*p.job_)(l);
   p.done_[l] = true;
-  // Returning ends the fiber (uc_link: back to run()); its stack is not used again this run.
+  // Returning ends the fiber (lane_main's last switch, or uc_link: back to run()); its stack is
+  // not used again this run.
   p.annotate_start(nullptr, p.home_bottom_, p.home_size_);
 }
+
+#if defined(PLD_EMU_OWN_SWITCH)
+inline void WarpPool::lane_main() {
+  entry();
+  void* unused = nullptr;
+  pld_emu_switch(&unused, pool().home_sp_);  // a finished lane is never resumed
+  __builtin_unreachable();
+}
+#endif
 
 inline dim3 as_dim3(dim3 d) { return d; }
 inline dim3 as_dim3(unsigned x) { return dim3(x, 1, 1); }
