@@ -12,9 +12,11 @@ bash scripts/setup-deps.sh
 build="${PLD_BUILD_DIR:-build/test}"
 jobs="$(nproc 2>/dev/null || echo 2)"
 
-echo "== 1/3 tests (Release, $build)"
+# Each phase says when it starts (seconds since this script began): CI's time budget is read off these.
+echo "== 1/3 tests (Release, $build) [+${SECONDS}s]"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release
 cmake --build "$build" -j"$jobs"
+echo "-- built [+${SECONDS}s]"
 ctest --test-dir "$build" --output-on-failure -j"$jobs"
 
 if [ "${PLD_SANITIZE:-1}" != 0 ]; then
@@ -26,19 +28,21 @@ if [ "${PLD_SANITIZE:-1}" != 0 ]; then
   # exit read as leaks), and the LibTorch adapter (Debian's LibTorch is not built with ASan;
   # PLD_ENABLE_TORCH=OFF there).
   san="${PLD_SANITIZE_BUILD_DIR:-build/sanitize}"
-  echo "== 2/3 tests under AddressSanitizer + UndefinedBehaviorSanitizer ($san)"
+  echo "== 2/3 tests under AddressSanitizer + UndefinedBehaviorSanitizer ($san) [+${SECONDS}s]"
   sanitize="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
   cmake -S . -B "$san" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS="$sanitize" \
     -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" \
     -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" -DPLD_BUILD_BENCHMARKS=OFF -DPLD_WARNINGS_AS_ERRORS=OFF -DPLD_ENABLE_TORCH=OFF -DPLD_BERT_CUDA=OFF >/dev/null
   # One target (tests/CMakeLists.txt: pld_sanitizer_suite) so the programs build in parallel.
   cmake --build "$san" -j"$jobs" --target pld_sanitizer_suite
+  echo "-- built [+${SECONDS}s]"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir "$san" --output-on-failure -j"$jobs" \
       -E '^(packaging\.|dist\.|cuda\.(layer|bench|device-check|peer|sanitizer))'
 fi
 
 if [ "${PLD_FUZZ:-1}" != 0 ]; then
-  echo "== 3/3 fuzzing smoke run (scripts/fuzz.sh --smoke)"
+  echo "== 3/3 fuzzing smoke run (scripts/fuzz.sh --smoke) [+${SECONDS}s]"
   bash scripts/fuzz.sh --smoke
 fi
+echo "== done [+${SECONDS}s]"
