@@ -28,26 +28,25 @@ using MapRowVec = Eigen::Map<RowVec<Scalar>>;
 template <class Scalar>
 using ConstMapRowVec = Eigen::Map<const RowVec<Scalar>>;
 
-// out[c] += sum over rows r of a[r, c] (* b[r, c] when b is given), rows added in order with a
-// double accumulator per column. Not Eigen's colwise().sum(): that one reduces a packet of
-// columns as a tree and the remaining columns linearly, and which columns fall in packets
-// depends on the buffer's alignment, so the bits would depend on where memory happened to be
-// allocated (a resumed run would drift from an uninterrupted one).
-// The rows are read in memory order, a chunk of 64-512 columns at a time (its accumulators stay
-// in L1; each row's slice is read contiguously, so the prefetcher streams it — walking 64-column
-// blocks down the rows cost a TLB miss per row). Threads split the chunks, never the rows, so
-// every column is still summed in row order: the same bits for any thread count and chunk width.
-// a is float, double or bf16, b (optional) the same or arith_t of it; each product is formed in
-// arith_t<Scalar> (a bf16 a is widened where it is read).
 namespace detail {
 template <class T>
 struct same_type {
   using type = T;
 };
 }  // namespace detail
-// The same for any terms: out[c] += sum over rows r of f(r, c) in that order, and, when out2 is
-// given, out2[c] += sum_r f2(r, c) in the same pass (LayerNorm's dgamma and dbeta). f returns
-// arith_t of the storage; the accumulators are double.
+
+// Column sums. add_column_sums_by: out[c] += sum over rows r of f(r, c), and, when out2 is given,
+// out2[c] += sum_r f2(r, c) in the same pass (LayerNorm's dgamma and dbeta); f returns arith_t of
+// the storage. add_column_sums (below): the terms a[r, c] (* b[r, c] when b is given).
+// Rows are added in order with a double accumulator per column. Not Eigen's colwise().sum():
+// that one reduces a packet of columns as a tree and the remaining columns linearly, and which
+// columns fall in packets depends on the buffer's alignment, so the bits would depend on where
+// memory happened to be allocated (a resumed run would drift from an uninterrupted one).
+// The rows are read in memory order, a chunk of 64-512 columns at a time (its accumulators stay
+// in L1; each row's slice is read contiguously, so the prefetcher streams it — walking 64-column
+// blocks down the rows cost a TLB miss per row). Threads split the chunks, never the rows, so
+// every column is still summed in row order: the same bits for any thread count and chunk width.
+// No `omp simd` on the column loops: they vectorize without it, and 1.5x slower with it.
 template <class A, class F, class F2 = std::nullptr_t>
 void add_column_sums_by(int rows, int cols, F&& f, A* out, F2&& f2 = nullptr, A* out2 = nullptr) {
   constexpr bool kTwo = !std::is_same<std::decay_t<F2>, std::nullptr_t>::value;
@@ -79,6 +78,8 @@ void add_column_sums_by(int rows, int cols, F&& f, A* out, F2&& f2 = nullptr, A*
   }
 }
 
+// a is float, double or bf16, b (optional) the same or arith_t of it; each product is formed in
+// arith_t<Scalar> (a bf16 a is widened where it is read).
 template <class Scalar, class B = Scalar>  // B is never deduced: b may be nullptr
 void add_column_sums(const Scalar* a, const typename detail::same_type<B>::type* b, int rows, int cols, arith_t<Scalar>* out) {
   using A = arith_t<Scalar>;
