@@ -133,18 +133,8 @@ class WarpPool {
     done_[l] = false;
   }
   [[noreturn]] static void lane_main();
-  void switch_to_lane(int l) {
-    annotate_start(&fake_stack_, stack_of(l), kStack);
-    pld_emu_switch(&home_sp_, lane_sp_[l]);
-    annotate_finish(fake_stack_, nullptr, nullptr);
-  }
-  void yield() {  // on a lane: back to run()
-    const int l = current_;
-    void* fake = nullptr;
-    annotate_start(&fake, home_bottom_, home_size_);
-    pld_emu_switch(&lane_sp_[l], home_sp_);
-    annotate_finish(fake, nullptr, nullptr);
-  }
+  void jump_to_lane(int l) { pld_emu_switch(&home_sp_, lane_sp_[l]); }
+  void jump_home(int l) { pld_emu_switch(&lane_sp_[l], home_sp_); }
 #else
   // Not inlined: getcontext returns twice, which would make run()'s locals suspect (-Wclobbered).
   __attribute__((noinline)) void make_lane(int l) {
@@ -155,19 +145,22 @@ class WarpPool {
     makecontext(&lane_[l], &WarpPool::entry, 0);
     done_[l] = false;
   }
+  void jump_to_lane(int l) { swapcontext(&home_, &lane_[l]); }
+  void jump_home(int l) { swapcontext(&lane_[l], &home_); }
+#endif
+  // The switches with ASan's fiber annotations around them (no-ops without ASan).
   void switch_to_lane(int l) {
     annotate_start(&fake_stack_, stack_of(l), kStack);
-    swapcontext(&home_, &lane_[l]);
+    jump_to_lane(l);
     annotate_finish(fake_stack_, nullptr, nullptr);
   }
   void yield() {  // on a lane: back to run()
     const int l = current_;
     void* fake = nullptr;
     annotate_start(&fake, home_bottom_, home_size_);
-    swapcontext(&lane_[l], &home_);
+    jump_home(l);
     annotate_finish(fake, nullptr, nullptr);
   }
-#endif
 #if defined(__SANITIZE_ADDRESS__)
   static void unpoison(const void* p, std::size_t n) { __asan_unpoison_memory_region(p, n); }
   static void annotate_start(void** fake, const void* bottom, std::size_t size) { __sanitizer_start_switch_fiber(fake, bottom, size); }

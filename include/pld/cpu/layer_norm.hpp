@@ -50,14 +50,15 @@ void layer_norm_backward(const S* dy, const S* x, const arith_t<S>* mean, const 
     const A m = mean[r], rs = rstd[r];
     const S *xr = x + o, *dyr = dy + o;
     const auto g = [&](int c) { return A(dyr[c]) * A(gamma[c]); };
+    const auto xhat = [&](int c) { return (A(xr[c]) - m) * rs; };
     const auto mg = static_cast<A>(detail::lane_sum<double>(cols, [&](int c) { return static_cast<double>(g(c)); }) / cols);
-    const auto mgx = static_cast<A>(detail::lane_sum<double>(cols, [&](int c) { return static_cast<double>(g(c) * ((A(xr[c]) - m) * rs)); }) / cols);
+    const auto mgx = static_cast<A>(detail::lane_sum<double>(cols, [&](int c) { return static_cast<double>(g(c) * xhat(c)); }) / cols);
     S* dxr = dx + o;
     if (residual) {
       const S* rr = residual + o;
-      for (int c = 0; c < cols; ++c) dxr[c] = S(rs * (g(c) - mg - ((A(xr[c]) - m) * rs) * mgx) + A(rr[c]));
+      for (int c = 0; c < cols; ++c) dxr[c] = S(rs * (g(c) - mg - xhat(c) * mgx) + A(rr[c]));
     } else {
-      for (int c = 0; c < cols; ++c) dxr[c] = S(rs * (g(c) - mg - ((A(xr[c]) - m) * rs) * mgx));
+      for (int c = 0; c < cols; ++c) dxr[c] = S(rs * (g(c) - mg - xhat(c) * mgx));
     }
   }
   // dgamma += sum_rows dy xhat, dbeta += sum_rows dy: in row order per column, in one pass
