@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "bert_test_util.hpp"
+#include "model.hpp"
 #include "pretrain.hpp"
 
 

@@ -7,6 +7,12 @@
 
 namespace bert {
 
+// Instantiated once, in model.cpp (pld_bert_lib): a translation unit that uses the CPU model
+// does not compile it again.
+extern template class BasicEncoder<CpuBackend>;
+extern template class BasicMlmHead<CpuBackend>;
+extern template class BasicBertMlm<CpuBackend>;
+
 // The encoder alone (fine-tuning puts its own head on it), with a backend of its own.
 namespace detail {
 struct OwnCpuBackend {

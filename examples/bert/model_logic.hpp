@@ -50,7 +50,6 @@ class BasicEncoder {
   const ModelConfig& config() const { return c_; }
   Tensor& token_embedding() { return tok_; }
   typename Backend::Layers& layers() { return layers_; }
-  auto& layer(int l) { return layers_.layer(l); }
   // Wall time spent inside the encoder layers (forward and backward) since construction.
   double layer_seconds() const { return layers_.seconds(); }
 
