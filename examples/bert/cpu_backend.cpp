@@ -3,6 +3,8 @@
 // backward again (they are most of pld-bert's compile time).
 #include "cpu_backend.hpp"
 
+#include <chrono>
+
 namespace bert {
 
 CpuBackend::Layers::Layers(const ModelConfig& c, CpuBackend&) : bf16_(c.precision == pld::cpu::Precision::bf16), hidden_(c.hidden) {

@@ -1,6 +1,10 @@
 // `pld-bert finetune` (finetune.hpp): the classifier head and the run, compiled once in pld_bert_lib.
 #include "finetune.hpp"
 
+#include <omp.h>
+
+#include <chrono>
+
 #include "model.hpp"
 
 namespace bert {

@@ -1,7 +1,14 @@
 // `pld-bert pretrain` (pretrain.hpp): the run, compiled once in pld_bert_lib.
 #include "pretrain.hpp"
 
+#include <omp.h>
+
+#include <chrono>
+#include <map>
+
 #include "cpu_trainer.hpp"
+#include "pld/dist/reducer.hpp"
+#include "prefetch.hpp"
 
 namespace bert {
 

@@ -3,15 +3,11 @@
 // Trainer (trainer.hpp): the CPU's (cpu_trainer.hpp) or the GPU's (cuda_trainer.cuh).
 #pragma once
 
-#include <omp.h>
-
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <map>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -25,9 +21,8 @@
 #include "mlm_data.hpp"
 #include "optimizer.hpp"
 #include "options.hpp"
-#include "prefetch.hpp"
 #include "run_dir.hpp"
-#include "pld/dist/reducer.hpp"
+#include "pld/dist/communicator.hpp"
 #include "pld/pld.hpp"
 #include "run_config.hpp"
 #include "tokenizer.hpp"
