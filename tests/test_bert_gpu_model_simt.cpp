@@ -81,13 +81,14 @@ TEST_CASE("SIMT GPU model resumes a CPU checkpoint and writes one the CPU reads"
 }
 
 // Four optimizer steps (lr 1e-2, clipping at 0.5, weight decay, a dropped layer skipped) of the
-// GPU model with CudaOptimizer against the CPU model with bert::Optimizer. fp32 storage: each
-// step's loss and gradient norm agree to 2.5e-8 relative, every final weight to 2.4e-4 lr (AdamW)
-// and 4.8e-5 lr (LAMB); bounds 1e-6 and 2e-3 lr. bf16 storage is a different model from the
-// second step on (the GPU multiplies with weights rounded to bf16, the CPU with fp32 ones), and
-// Adam's normalised update turns the small gradient differences into up to ~2.7 lr on single
-// elements (m near zero), so its check is the losses (1.2e-5 relative after 4 steps; bound 1e-3)
-// and gradient norms (4.1e-3; bound 1.5e-2), with weights only bounded by the steps taken (4 lr).
+// GPU model with CudaOptimizer against the CPU model with bert::Optimizer. fp32 storage (measured
+// in session 16, worst over the steps): losses agree to 2.4e-8 relative (LAMB 2.1e-8), gradient
+// norms to 6.4e-8 (7.9e-8), every final weight to 3.4e-4 lr (AdamW) and 4.8e-5 lr (LAMB); bounds
+// 1e-6 and 2e-3 lr. bf16 storage is a different model from the second step on (the GPU multiplies
+// with weights rounded to bf16, the CPU with fp32 ones), and Adam's normalised update turns the
+// small gradient differences into up to ~2.7 lr on single elements (m near zero), so its check is
+// the losses (3.9e-4 relative at worst over the 4 steps; bound 1e-3) and gradient norms (4.9e-3;
+// bound 1.5e-2), with weights only bounded by the steps taken (4 lr).
 TEST_CASE("SIMT GPU model trains like the CPU model: AdamW and LAMB, skipped dropped layers, clipping", "[cuda-simt][bert-gpu]") {
   train_like_cpu<float>(bert::OptimizerKind::adamw, 1e-6, 1e-6, 2e-3);
   train_like_cpu<float>(bert::OptimizerKind::lamb, 1e-6, 1e-6, 2e-3);

@@ -16,12 +16,15 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "model_config.hpp"
 #include "pld/cpu.hpp"
+#include "pld/cpu/fast_math.hpp"
+#include "pld/cpu/reduce.hpp"
 #include "pld/gate/layer_plan.hpp"
 
 namespace bert {
@@ -38,28 +41,36 @@ inline void init_normal(std::vector<float>& w, std::uint64_t seed, std::uint32_t
 
 // Softmax cross-entropy of logits (M, C) against `labels`; pred[m] = argmax (the first of equal
 // maxima). With `grad`, logits are overwritten by d(loss)/d(logits) * grad_scale, loss = mean
-// over the M rows. Row losses are summed in row order: the same bits at any thread count.
+// over the M rows. As the GPU's kernel (pld/cuda/mlm_loss.cuh): the exponentials in fp32
+// (pld::cpu::fast::exp, vectorized, one per logit), their sum in double lanes; the row losses
+// summed in row order: the same bits at any thread count.
 inline MlmResult softmax_cross_entropy(float* logits, const std::vector<int>& labels, int C, double grad_scale, bool grad,
                                        std::vector<int>& pred, std::vector<double>& row_loss) {
+  namespace pd = pld::cpu::detail;
   const int M = static_cast<int>(labels.size());
-  const double scale = grad_scale / M;
+  const auto scale = static_cast<float>(grad_scale / M);
   row_loss.resize(static_cast<std::size_t>(M));
   pred.resize(static_cast<std::size_t>(M));
-#pragma omp parallel for schedule(static)
-  for (int m = 0; m < M; ++m) {
-    float* l = logits + static_cast<std::size_t>(m) * C;
-    const int tgt = labels[static_cast<std::size_t>(m)];
-    int arg = 0;
-    for (int v = 1; v < C; ++v)
-      if (l[v] > l[arg]) arg = v;
-    const float mx = l[arg];
-    double sum = 0.0;
-    for (int v = 0; v < C; ++v) sum += std::exp(static_cast<double>(l[v] - mx));
-    row_loss[static_cast<std::size_t>(m)] = std::log(sum) - static_cast<double>(l[tgt] - mx);
-    pred[static_cast<std::size_t>(m)] = arg;
-    if (grad) {
-      const double inv = 1.0 / sum;
-      for (int v = 0; v < C; ++v) l[v] = static_cast<float>(scale * (std::exp(static_cast<double>(l[v] - mx)) * inv - (v == tgt ? 1.0 : 0.0)));
+#pragma omp parallel
+  {
+    std::vector<float> e(grad ? 0 : static_cast<std::size_t>(C));  // without grad the logits stay
+#pragma omp for schedule(static)
+    for (int m = 0; m < M; ++m) {
+      float* l = logits + static_cast<std::size_t>(m) * C;
+      float* ex = grad ? l : e.data();
+      const int tgt = labels[static_cast<std::size_t>(m)];
+      const float mx = pd::lane_max<float>(C, -std::numeric_limits<float>::infinity(), [&](int v) { return l[v]; });
+      const int arg = std::min(static_cast<int>(std::find(l, l + C, mx) - l), C - 1);  // C - 1: all NaN
+      const float at_tgt = l[tgt] - mx;
+      for (int v = 0; v < C; ++v) ex[v] = pld::cpu::fast::exp(l[v] - mx);
+      const double sum = pd::lane_sum<double>(C, [&](int v) { return static_cast<double>(ex[v]); });
+      row_loss[static_cast<std::size_t>(m)] = std::log(sum) - static_cast<double>(at_tgt);
+      pred[static_cast<std::size_t>(m)] = arg;
+      if (grad) {
+        const auto inv = static_cast<float>(scale / sum);
+        for (int v = 0; v < C; ++v) l[v] *= inv;
+        l[tgt] -= scale;
+      }
     }
   }
   MlmResult res;
