@@ -55,7 +55,7 @@ class Optimizer {
     for (std::ptrdiff_t k = 0; k < nc; ++k) {
       const Chunk& ch = chunks_[static_cast<std::size_t>(k)];
       const float* g = params[ch.tensor].grad + ch.begin;
-      partial_[static_cast<std::size_t>(k)] = pld::cpu::detail::lane_sum<double>(static_cast<int>(ch.end - ch.begin), [&](int i) {
+      partial_[static_cast<std::size_t>(k)] = pld::cpu::detail::lane_sum<double>(ch.size(), [&](int i) {
         const double x = g[i];
         return x * x;
       });
@@ -86,34 +86,22 @@ class Optimizer {
     const float factor = factor_;
     factor_ = 1.0f;
     const Moments mo{static_cast<float>(c_.beta1), static_cast<float>(c_.beta2), static_cast<float>(c_.eps), factor};
-    const auto nc = static_cast<std::ptrdiff_t>(chunks_.size());
     if (c_.kind == OptimizerKind::adamw) {
-#pragma omp parallel for schedule(static)
-      for (std::ptrdiff_t k = 0; k < nc; ++k) {
-        const Chunk& ch = chunks_[static_cast<std::size_t>(k)];
-        const Hyper h = hyper_[ch.tensor];
-        if (!h.run) continue;
-        Param& p = params[ch.tensor];
-        adamw_chunk(static_cast<int>(ch.end - ch.begin), p.value + ch.begin, m_[ch.tensor].data() + ch.begin, v_[ch.tensor].data() + ch.begin,
-                    p.grad + ch.begin, mo, h);
-      }
+      for_running_chunks(params, [&](std::size_t, const Chunk& ch, const Hyper& h, Param& p) {
+        adamw_chunk(ch.size(), p.value + ch.begin, m_[ch.tensor].data() + ch.begin, v_[ch.tensor].data() + ch.begin, p.grad + ch.begin, mo, h);
+      });
       return;
     }
     // LAMB: the Adam direction u (with decay) into the gradients and each chunk's sums of w^2 and
     // u^2; per tensor the trust ratio ||w|| / ||u||; then w -= lr * trust * u.
-#pragma omp parallel for schedule(static)
-    for (std::ptrdiff_t k = 0; k < nc; ++k) {
-      const Chunk& ch = chunks_[static_cast<std::size_t>(k)];
-      const Hyper h = hyper_[ch.tensor];
-      if (!h.run) continue;
-      Param& p = params[ch.tensor];
+    for_running_chunks(params, [&](std::size_t k, const Chunk& ch, const Hyper& h, Param& p) {
       const float* w = p.value + ch.begin;
       float* g = p.grad + ch.begin;
-      const int n = static_cast<int>(ch.end - ch.begin);
+      const int n = ch.size();
       lamb_direction_chunk(n, w, m_[ch.tensor].data() + ch.begin, v_[ch.tensor].data() + ch.begin, g, mo, h);
-      partial_[2 * static_cast<std::size_t>(k)] = pld::cpu::detail::lane_sum<double>(n, [&](int i) { return static_cast<double>(w[i]) * w[i]; });
-      partial_[2 * static_cast<std::size_t>(k) + 1] = pld::cpu::detail::lane_sum<double>(n, [&](int i) { return static_cast<double>(g[i]) * g[i]; });
-    }
+      partial_[2 * k] = pld::cpu::detail::lane_sum<double>(n, [&](int i) { return static_cast<double>(w[i]) * w[i]; });
+      partial_[2 * k + 1] = pld::cpu::detail::lane_sum<double>(n, [&](int i) { return static_cast<double>(g[i]) * g[i]; });
+    });
     for (Hyper& h : hyper_) {
       if (!h.run) continue;
       double ww = 0.0, uu = 0.0;
@@ -123,16 +111,9 @@ class Optimizer {
       }
       h.step = static_cast<float>(static_cast<double>(h.step) * (ww > 0 && uu > 0 ? std::sqrt(ww) / std::sqrt(uu) : 1.0));
     }
-#pragma omp parallel for schedule(static)
-    for (std::ptrdiff_t k = 0; k < nc; ++k) {
-      const Chunk& ch = chunks_[static_cast<std::size_t>(k)];
-      const Hyper h = hyper_[ch.tensor];
-      if (!h.run) continue;
-      float* __restrict__ w = params[ch.tensor].value + ch.begin;
-      const float* __restrict__ u = params[ch.tensor].grad + ch.begin;
-      const std::size_t n = ch.end - ch.begin;
-      for (std::size_t i = 0; i < n; ++i) w[i] -= h.step * u[i];
-    }
+    for_running_chunks(params, [&](std::size_t, const Chunk& ch, const Hyper& h, Param& p) {
+      lamb_apply_chunk(ch.size(), p.value + ch.begin, p.grad + ch.begin, h.step);
+    });
   }
 
   const OptimizerConfig& config() const { return c_; }
@@ -143,6 +124,7 @@ class Optimizer {
  private:
   struct Chunk {
     std::size_t tensor, begin, end;
+    int size() const { return static_cast<int>(end - begin); }  // <= kChunk
   };
   struct Hyper {  // per tensor, this step
     std::size_t first_chunk = 0, chunks = 0;
@@ -169,10 +151,26 @@ class Optimizer {
                           Moments c, Hyper h) {
     for (int i = 0; i < n; ++i) w[i] -= h.step * adam_direction(g[i], m[i], v[i], w[i], c, h);
   }
+  // f(k, chunk k, its tensor's Hyper, its tensor) for every chunk of a tensor that runs this
+  // step, in one OpenMP loop.
+  template <class F>
+  void for_running_chunks(std::vector<Param>& params, F&& f) {
+    const auto nc = static_cast<std::ptrdiff_t>(chunks_.size());
+#pragma omp parallel for schedule(static)
+    for (std::ptrdiff_t k = 0; k < nc; ++k) {
+      const Chunk& ch = chunks_[static_cast<std::size_t>(k)];
+      const Hyper h = hyper_[ch.tensor];
+      if (h.run) f(static_cast<std::size_t>(k), ch, h, params[ch.tensor]);
+    }
+  }
   // LAMB's first pass: u written over the gradients.
   static void lamb_direction_chunk(int n, const float* __restrict__ w, float* __restrict__ m, float* __restrict__ v,
                                    float* __restrict__ g, Moments c, Hyper h) {
     for (int i = 0; i < n; ++i) g[i] = adam_direction(g[i], m[i], v[i], w[i], c, h);
+  }
+  // LAMB's last pass: w -= lr * trust * u.
+  static void lamb_apply_chunk(int n, float* __restrict__ w, const float* __restrict__ u, float step) {
+    for (int i = 0; i < n; ++i) w[i] -= step * u[i];
   }
 
   // The parameters (and restored moments) must be those the optimizer was made for.
