@@ -6,13 +6,15 @@
 #     python3-torch on OpenBLAS, installed by setup-deps.sh --peer; fp32, and bf16 autocast where
 #     the CPU multiplies bf16 natively) in the same call
 #   - prints the side-by-side table (benchmarks/cpu_layer_table.py)
+#   - runs benchmarks/cpu_layer_profile (where each case's step goes, product by product and pass by
+#     pass, beside the GEMM ceiling) into build/bench/cpu_layer_profile.md and prints its headlines
 # Usage: scripts/bench-cpu-layer.sh [extra Google Benchmark flags]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-deps.sh --peer
 build="${PLD_BUILD_DIR:-build/bench}"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DPLD_BUILD_TESTS=OFF -DPLD_BUILD_EXAMPLES=OFF >/dev/null
-cmake --build "$build" -j"$(nproc)" --target bench_cpu_layer
+cmake --build "$build" -j"$(nproc)" --target bench_cpu_layer cpu_layer_profile
 "$build/benchmarks/bench_cpu_layer" --benchmark_out="$build/cpu_layer.json" --benchmark_out_format=json "$@"
 
 peer="$build/torch_cpu_layer.jsonl"
@@ -31,3 +33,8 @@ else
 fi
 echo
 python3 benchmarks/cpu_layer_table.py "$build/cpu_layer.json" "$peer"
+
+echo
+"$build/benchmarks/cpu_layer_profile" --steps 10 >"$build/cpu_layer_profile.md"
+echo "where the time goes (full tables: $build/cpu_layer_profile.md):"
+grep -E '^(# |### |forward\+backward|At the ceiling)' "$build/cpu_layer_profile.md"
