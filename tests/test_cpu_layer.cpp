@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <cstring>
 #include <type_traits>
@@ -303,6 +304,19 @@ TEST_CASE("row reductions: lane sums and maxima in their fixed order, whatever t
     REQUIRE(std::memcmp(&got, &lanes[0], sizeof got) == 0);
     CHECK(std::abs(got - ref) <= 1e-5 * (1.0 + std::sqrt(static_cast<double>(n))));
     CHECK(pld::cpu::detail::lane_max<float>(n, -1e30f, [&](int c) { return v[static_cast<std::size_t>(c)]; }) == ref_max);
+    // The contiguous-row maximum (native vectors where the compiler has them), also from an
+    // unaligned start, with the initial value winning, and with a NaN term (never the result).
+    CHECK(pld::cpu::detail::lane_max<float>(v.data(), n, -1e30f) == ref_max);
+    if (n > 1) {
+      CHECK(pld::cpu::detail::lane_max<float>(v.data() + 1, n - 1, -1e30f) ==
+            *std::max_element(v.begin() + 1, v.end()));
+      CHECK(pld::cpu::detail::lane_max<float>(v.data(), n, 1e30f) == 1e30f);
+      std::vector<float> w = v;
+      w[static_cast<std::size_t>(n / 2)] = std::numeric_limits<float>::quiet_NaN();
+      const float wm = pld::cpu::detail::lane_max<float>(w.data(), n, -1e30f);
+      CHECK(wm == pld::cpu::detail::lane_max<float>(n, -1e30f, [&](int c) { return w[static_cast<std::size_t>(c)]; }));
+      CHECK(!std::isnan(wm));
+    }
   }
 }
 

@@ -59,7 +59,7 @@ inline MlmResult softmax_cross_entropy(float* logits, const std::vector<int>& la
       float* l = logits + static_cast<std::size_t>(m) * C;
       float* ex = grad ? l : e.data();
       const int tgt = labels[static_cast<std::size_t>(m)];
-      const float mx = pd::lane_max<float>(C, -std::numeric_limits<float>::infinity(), [&](int v) { return l[v]; });
+      const float mx = pd::lane_max<float>(l, C, -std::numeric_limits<float>::infinity());
       const int arg = std::min(static_cast<int>(std::find(l, l + C, mx) - l), C - 1);  // C - 1: all NaN
       const float at_tgt = l[tgt] - mx;
       for (int v = 0; v < C; ++v) ex[v] = pld::cpu::fast::exp(l[v] - mx);

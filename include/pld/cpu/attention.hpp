@@ -39,11 +39,13 @@ inline Scalar softmax_exp(Scalar v) {
 template <class Scalar>
 inline void softmax_row(const Scalar* x, Scalar* p, const std::uint8_t* vb, int T) {
   constexpr Scalar kNone = -std::numeric_limits<Scalar>::infinity();
-  const Scalar mx = vb ? lane_max<Scalar>(T, kNone, [&](int j) { return vb[j] ? x[j] : kNone; })
-                       : lane_max<Scalar>(T, kNone, [&](int j) { return x[j]; });
   if (vb) {
-    for (int j = 0; j < T; ++j) p[j] = vb[j] ? softmax_exp(x[j] - mx) : Scalar(0);
+    // The masked row in p first (p may be x), so the maximum reads one contiguous row.
+    for (int j = 0; j < T; ++j) p[j] = vb[j] ? x[j] : kNone;
+    const Scalar mx = lane_max<Scalar>(p, T, kNone);
+    for (int j = 0; j < T; ++j) p[j] = vb[j] ? softmax_exp(p[j] - mx) : Scalar(0);
   } else {
+    const Scalar mx = lane_max<Scalar>(x, T, kNone);
     for (int j = 0; j < T; ++j) p[j] = softmax_exp(x[j] - mx);
   }
   const Scalar sum = lane_sum<Scalar>(T, [&](int j) { return p[j]; });

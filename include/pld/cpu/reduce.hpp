@@ -7,6 +7,9 @@
 // 0.50 ms in lanes, on 2 cores of a Zen 5).
 #pragma once
 
+#include <cstring>
+#include <type_traits>
+
 namespace pld::cpu::detail {
 
 constexpr int kLanes = 16;
@@ -43,6 +46,41 @@ inline Acc lane_max(int n, Acc init, F&& f) {
   for (int w = kLanes / 2; w > 0; w /= 2)
     for (int l = 0; l < w; ++l) s[l] = s[l + w] > s[l] ? s[l + w] : s[l];
   return s[0];
+}
+
+// max(init, max_{c < n} x[c]) over a contiguous row: lane_max's value (a maximum is exact in any
+// order, and a NaN term never wins in either), with the row loaded as the target's native vectors.
+// GCC 12 leaves lane_max's select scalar when its terms come through a function: 0.59 ns per
+// element against 0.07 this way (a 128-wide softmax row, one Zen 5 core). The vector width
+// follows the target: 16 floats with AVX-512, 8 with AVX, 4 otherwise (a wider generic vector
+// is split into scalar selects). Other compilers and types take lane_max.
+template <class Acc>
+inline Acc lane_max(const Acc* x, int n, Acc init) {
+#if defined(__GNUC__) && !defined(__clang__)
+  if constexpr (std::is_same<Acc, float>::value) {
+#if defined(__AVX512F__)
+    constexpr int W = 16;
+#elif defined(__AVX__)
+    constexpr int W = 8;
+#else
+    constexpr int W = 4;
+#endif
+    typedef float V __attribute__((vector_size(W * sizeof(float))));
+    V s;
+    for (int l = 0; l < W; ++l) s[l] = init;
+    int c = 0;
+    for (; c + W <= n; c += W) {
+      V v;
+      std::memcpy(&v, x + c, sizeof v);
+      s = v > s ? v : s;
+    }
+    float m = init;
+    for (int l = 0; l < W; ++l) m = s[l] > m ? s[l] : m;
+    for (; c < n; ++c) m = x[c] > m ? x[c] : m;
+    return m;
+  }
+#endif
+  return lane_max<Acc>(n, init, [&](int c) { return x[c]; });
 }
 
 }  // namespace pld::cpu::detail
