@@ -5,7 +5,10 @@
 // NCCL communicator on timeout so a dead rank is one clear pld::Error, not a hang.
 //
 // The caller creates the ncclComm_t (ncclCommInitRank with an id it distributed, e.g. over MPI).
-// Compiled in CI wherever nvcc and NCCL are; it has not run on a GPU yet.
+// GradientReducer works on it unchanged: its staging buffers are cudaMalloc'd here, its packing
+// and unpacking are device-to-device copies on the compute stream, and the mean over ranks is
+// taken inside the all-reduce (a pre-multiplied sum). Compiled in CI wherever nvcc and NCCL are;
+// tests/cuda/test_cuda_nccl.cu runs it on the GPUs of one machine (not yet run on a GPU).
 #pragma once
 
 #include <chrono>
@@ -52,12 +55,22 @@ class NcclCommunicator final : public Communicator {
   cudaStream_t side_stream() const { return side_; }
 
   // `data` is device memory.
-  int start_sum(float* data, std::size_t n) override {
+  int start_sum(float* data, std::size_t n) override { return start_scaled_sum(data, n, 1.0f); }
+  // data = scale * sum: each rank's values are multiplied by `scale` inside the all-reduce.
+  int start_scaled_sum(float* data, std::size_t n, float scale) override {
     cudaEvent_t ready = event();
     pld::cuda::check(cudaEventRecord(ready, compute_), "cudaEventRecord");
     pld::cuda::check(cudaStreamWaitEvent(side_, ready, 0), "cudaStreamWaitEvent");
     free_.push_back(ready);  // the wait captured it; it may be recorded again
-    detail::nccl_check(ncclAllReduce(data, data, n, ncclFloat, ncclSum, comm_, side_), "ncclAllReduce");
+    if (scale == 1.0f) {
+      detail::nccl_check(ncclAllReduce(data, data, n, ncclFloat, ncclSum, comm_, side_), "ncclAllReduce");
+    } else {
+      ncclRedOp_t op;
+      detail::nccl_check(ncclRedOpCreatePreMulSum(&op, &scale, ncclFloat, ncclScalarHostImmediate, comm_), "ncclRedOpCreatePreMulSum");
+      const ncclResult_t rc = ncclAllReduce(data, data, n, ncclFloat, op, comm_, side_);
+      ncclRedOpDestroy(op, comm_);  // allowed once the call that uses it has returned
+      detail::nccl_check(rc, "ncclAllReduce");
+    }
     cudaEvent_t done = event();
     pld::cuda::check(cudaEventRecord(done, side_), "cudaEventRecord");
     pending_.push_back(done);
@@ -88,6 +101,20 @@ class NcclCommunicator final : public Communicator {
       pending_.clear();
       waited_ = 0;
     }
+  }
+
+  // Device memory for GradientReducer's staging; copies on the compute stream (any direction:
+  // unified addressing).
+  float* allocate(std::size_t n) override {
+    float* p = nullptr;
+    if (n) pld::cuda::check(cudaMalloc(&p, n * sizeof(float)), "cudaMalloc");
+    return p;
+  }
+  void deallocate(float* p) noexcept override {
+    if (p) cudaFree(p);
+  }
+  void copy(float* dst, const float* src, std::size_t n) override {
+    if (n) pld::cuda::check(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDefault, compute_), "cudaMemcpyAsync");
   }
 
   // Host values: staged through device memory once per call (small: losses, counts).

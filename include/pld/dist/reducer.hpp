@@ -4,7 +4,12 @@
 // (seed, step) without talking, so a dropped layer has no gradient on any rank and sends nothing
 // at all. A bucket's all-reduce starts as soon as its layer's backward is done (layer_done), so
 // communication overlaps the backward of the layers below; finish() reduces the shared bucket,
-// waits for everything and averages.
+// waits for everything and writes the averages back.
+//
+// The gradients live where the communicator's sums do: host memory for MpiCommunicator, device
+// memory for NcclCommunicator. The reducer packs each bucket into a staging buffer the
+// communicator allocated and moves every value through Communicator::copy, so it never
+// dereferences a gradient or staging pointer itself.
 //
 // Per-sample granularity: the plan is the global batch's (every rank computes it whole and runs
 // its own rows); a layer's bucket is reduced when any row of the global batch ran it, so a rank
@@ -15,7 +20,6 @@
 #pragma once
 
 #include <cstdint>
-#include <cstring>
 #include <string>
 #include <vector>
 
@@ -28,7 +32,7 @@ namespace pld::dist {
 
 struct ReducerOptions {
   std::int64_t check_every = 100;  // compare plan hashes every N steps (0: never)
-  bool average = true;             // divide the sums by the number of ranks
+  bool average = true;             // the mean over ranks (each rank's share scaled by 1 / ranks), not the sum
 };
 
 // What one step sent.
@@ -48,22 +52,30 @@ inline std::uint64_t plan_hash(const LayerPlan& plan) {
 
 class GradientReducer {
  public:
+  // `comm` must outlive the reducer (its staging buffers are the communicator's memory).
   GradientReducer(Communicator& comm, int num_layers, ReducerOptions options = {})
       : comm_(comm), options_(options), buckets_(static_cast<std::size_t>(num_layers) + 1) {
     if (num_layers <= 0) pld::detail::throw_error("GradientReducer: num_layers must be > 0, got ", num_layers);
   }
+  ~GradientReducer() {
+    for (Bucket& b : buckets_) comm_.deallocate(b.staging);
+  }
+  GradientReducer(const GradientReducer&) = delete;
+  GradientReducer& operator=(const GradientReducer&) = delete;
 
-  // Registers a gradient tensor: `layer` in 0..L-1, or -1 for parameters outside the layers.
+  // Registers a gradient tensor (in the communicator's memory): `layer` in 0..L-1, or -1 for
+  // parameters outside the layers.
   void add(int layer, float* grad, std::size_t size) {
     if (layer < -1 || layer >= num_layers()) pld::detail::throw_error("GradientReducer::add: layer ", layer, " outside -1..", num_layers() - 1);
+    if (in_step_) pld::detail::throw_error("GradientReducer::add during a step (between begin_step and finish)");
     Bucket& b = bucket(layer);
     b.spans.push_back({grad, size});
-    b.staging.resize(b.staging.size() + size);
+    b.size += size;
   }
 
   int num_layers() const { return static_cast<int>(buckets_.size()) - 1; }
   // Gradient floats registered for `layer` (-1: outside the layers).
-  std::size_t bucket_size(int layer) { return bucket(layer).staging.size(); }
+  std::size_t bucket_size(int layer) { return bucket(layer).size; }
 
   // A new step under `plan`: which buckets will be reduced; the plan check when it is due.
   void begin_step(const LayerPlan& plan) {
@@ -77,6 +89,14 @@ class GradientReducer {
     Bucket& shared = bucket(-1);
     shared.reduce = true;
     shared.started = false;
+    for (Bucket& b : buckets_)  // staging for what was registered since the last step
+      if (b.allocated != b.size) {
+        comm_.deallocate(b.staging);
+        b.staging = nullptr;
+        b.allocated = 0;
+        b.staging = comm_.allocate(b.size);
+        b.allocated = b.size;
+      }
     traffic_ = {};
     if (options_.check_every > 0 && plan.step % options_.check_every == 0) {
       std::uint64_t lo = 0, hi = 0;
@@ -100,13 +120,12 @@ class GradientReducer {
   StepTraffic finish() {
     if (!in_step_) pld::detail::throw_error("GradientReducer::finish without begin_step");
     for (int l = num_layers() - 1; l >= -1; --l) start(bucket(l), l >= 0);
-    const float scale = options_.average ? 1.0f / static_cast<float>(comm_.size()) : 1.0f;
     for (Bucket& b : buckets_) {
       if (!b.started) continue;
       comm_.wait(b.handle);
       std::size_t at = 0;
       for (const Span& s : b.spans) {
-        for (std::size_t i = 0; i < s.size; ++i) s.data[i] = b.staging[at + i] * scale;
+        comm_.copy(s.data, b.staging + at, s.size);
         at += s.size;
       }
     }
@@ -126,7 +145,9 @@ class GradientReducer {
   };
   struct Bucket {
     std::vector<Span> spans;
-    std::vector<float> staging;  // the bucket packed contiguously, reduced in place
+    std::size_t size = 0;       // floats registered
+    float* staging = nullptr;   // the bucket packed contiguously, reduced in place (comm_'s memory)
+    std::size_t allocated = 0;  // floats in staging
     bool reduce = false, started = false;
     int handle = 0;
   };
@@ -134,15 +155,16 @@ class GradientReducer {
   Bucket& bucket(int layer) { return buckets_[static_cast<std::size_t>(layer + 1)]; }
 
   void start(Bucket& b, bool is_layer) {
-    if (b.started || !b.reduce || b.staging.empty()) return;
+    if (b.started || !b.reduce || b.size == 0) return;
     std::size_t at = 0;
     for (const Span& s : b.spans) {
-      std::memcpy(b.staging.data() + at, s.data, s.size * sizeof(float));
+      comm_.copy(b.staging + at, s.data, s.size);
       at += s.size;
     }
-    b.handle = comm_.start_sum(b.staging.data(), b.staging.size());
+    const float scale = options_.average ? 1.0f / static_cast<float>(comm_.size()) : 1.0f;
+    b.handle = comm_.start_scaled_sum(b.staging, b.size, scale);
     b.started = true;
-    traffic_.bytes += b.staging.size() * sizeof(float);
+    traffic_.bytes += b.size * sizeof(float);
     traffic_.buckets += 1;
     traffic_.layers_reduced += is_layer ? 1 : 0;
   }
