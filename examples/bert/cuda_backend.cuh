@@ -237,7 +237,7 @@ class CudaBackend {
     LB::layer_norm_forward(x, w.w.data(), b.w.data(), y, mean, rstd, N, H, eps, stream_, counts_);
   }
   void layer_norm_backward(const T* dy, const T* x, const float* mean, const float* rstd, Tensor& w, Tensor& b, T* dx, int N, int H) {
-    colsum_.resize(static_cast<std::size_t>(pld::cuda::column_sums_scratch(N, H)));
+    colsum_.resize(static_cast<std::size_t>(pld::cuda::layer_norm_sums_scratch(N, H)));
     LB::layer_norm_backward(dy, x, mean, rstd, w.w.data(), nullptr, dx, w.g.data(), b.g.data(), N, H, colsum_.data(), stream_,
                                       counts_);
   }

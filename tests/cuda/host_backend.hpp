@@ -297,7 +297,7 @@ struct HostBackend : HostMemory, pc::LayerTraits {
       dgamma[k] += dg[static_cast<std::size_t>(k)];
       dbeta[k] += db[static_cast<std::size_t>(k)];
     }
-    c.kernels += 5;  // one row kernel and two two-launch column sums on the device
+    c.kernels += 3;  // one row kernel and the two-launch pair of column sums on the device
   }
   static void residual_layer_norm(const T* x, const T* t, T* h, const T* g, const T* b, T* y, float* mean, float* rstd, int rows,
                                   int cols, float gate, const pc::DropoutMask& m, double eps, cudaStream_t s, LC& c) {

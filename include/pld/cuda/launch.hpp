@@ -36,6 +36,10 @@ inline std::int64_t column_sums_scratch(std::int64_t rows, std::int64_t cols) {
   return (rows + detail::kColumnChunkRows - 1) / detail::kColumnChunkRows * cols;
 }
 
+// Floats of scratch layer_norm_column_sums (reduce.cuh) and so layer_norm_backward need: two
+// sums' partials. A layer's scratch (scratch_needs(N, max(3H, F))) always holds it.
+inline std::int64_t layer_norm_sums_scratch(std::int64_t rows, std::int64_t cols) { return 2 * column_sums_scratch(rows, cols); }
+
 // Launch shape of column_sums' partials kernel: x covers the columns, y the row chunks up to
 // CUDA's gridDim.y limit of 65535 (blocks stride over the rest), so any row count launches.
 struct ColumnSumsGrid {

@@ -1,7 +1,7 @@
 // LayerNorm over the last dimension on the GPU, one warp per row, fp32 statistics:
 // y = (x - mean) rstd gamma + beta. The forward saves mean and rstd (fp32, one per row); the
 // backward writes dx (plus an optional residual gradient, fused: the Pre-LN residual stream's
-// gradient is added in the same pass) and accumulates dgamma, dbeta through column_sums.
+// gradient is added in the same pass) and accumulates dgamma, dbeta through layer_norm_column_sums.
 #pragma once
 
 #include <cstdint>
@@ -92,7 +92,7 @@ void layer_norm_forward(const T* x, const T* gamma, const T* beta, T* y, float* 
   counts.kernels += 1;
 }
 
-// dx written (it must not alias an input); dgamma, dbeta accumulate. scratch: column_sums_scratch(rows, cols) floats.
+// dx written (it must not alias an input); dgamma, dbeta accumulate. scratch: layer_norm_sums_scratch(rows, cols) floats.
 template <class T>
 void layer_norm_backward(const T* dy, const T* x, const float* mean, const float* rstd, const T* gamma, const T* residual,
                          T* dx, float* dgamma, float* dbeta, int rows, int cols, float* scratch, cudaStream_t stream,
@@ -101,8 +101,7 @@ void layer_norm_backward(const T* dy, const T* x, const float* mean, const float
       dy, x, mean, rstd, gamma, residual, dx, rows, cols);
   check_launch("layer_norm_backward_kernel");
   counts.kernels += 1;
-  column_sums<T>(dy, x, mean, rstd, rows, cols, dgamma, scratch, stream, counts);
-  column_sums<T>(dy, nullptr, nullptr, nullptr, rows, cols, dbeta, scratch, stream, counts);
+  layer_norm_column_sums<T>(dy, x, mean, rstd, rows, cols, dgamma, dbeta, scratch, stream, counts);
 }
 
 }  // namespace pld::cuda

@@ -49,6 +49,30 @@ __global__ void column_partials_kernel(const T* __restrict__ a, const T* __restr
   }
 }
 
+// The LayerNorm parameter gradients' two column sums from one read of the rows: partial_ax as
+// column_partials_kernel with x (a * xhat), partial_a as without; each in that kernel's order.
+template <class T>
+__global__ void column_partials2_kernel(const T* __restrict__ a, const T* __restrict__ x, const float* __restrict__ mean,
+                                        const float* __restrict__ rstd, int rows, int cols, float* __restrict__ partial_ax,
+                                        float* __restrict__ partial_a) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= cols) return;
+  const int chunks = (rows + kColumnChunkRows - 1) / kColumnChunkRows;
+  for (int chunk = static_cast<int>(blockIdx.y); chunk < chunks; chunk += static_cast<int>(gridDim.y)) {
+    const int r0 = chunk * kColumnChunkRows;
+    const int r1 = min(rows, r0 + kColumnChunkRows);
+    float sax = 0.0f, sa = 0.0f;
+    for (int r = r0; r < r1; ++r) {
+      const std::int64_t i = static_cast<std::int64_t>(r) * cols + c;
+      const float v = to_float(a[i]);
+      sax += v * ((to_float(x[i]) - mean[r]) * rstd[r]);
+      sa += v;
+    }
+    partial_ax[static_cast<std::int64_t>(chunk) * cols + c] = sax;
+    partial_a[static_cast<std::int64_t>(chunk) * cols + c] = sa;
+  }
+}
+
 // A template so the header can be included by several translation units (one kernel per use).
 template <class Acc = float>
 __global__ void column_total_kernel(const float* __restrict__ partial, int chunks, int cols, float* __restrict__ out) {
@@ -57,6 +81,19 @@ __global__ void column_total_kernel(const float* __restrict__ partial, int chunk
   Acc s = 0;
   for (int k = 0; k < chunks; ++k) s += partial[static_cast<std::int64_t>(k) * cols + c];
   out[c] += s;
+}
+template <class Acc = float>
+__global__ void column_total2_kernel(const float* __restrict__ partial_ax, const float* __restrict__ partial_a, int chunks, int cols,
+                                     float* __restrict__ out_ax, float* __restrict__ out_a) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= cols) return;
+  Acc sax = 0, sa = 0;
+  for (int k = 0; k < chunks; ++k) {
+    sax += partial_ax[static_cast<std::int64_t>(k) * cols + c];
+    sa += partial_a[static_cast<std::int64_t>(k) * cols + c];
+  }
+  out_ax[c] += sax;
+  out_a[c] += sa;
 }
 }  // namespace detail
 
@@ -71,6 +108,24 @@ void column_sums(const T* a, const T* x, const float* mean, const float* rstd, i
   check_launch("column_partials_kernel");
   PLD_LAUNCH(detail::blocks_for(cols, detail::kBlock), detail::kBlock, stream, detail::column_total_kernel<>)(scratch, chunks, cols, out);
   check_launch("column_total_kernel");
+  counts.kernels += 2;
+}
+
+// Both LayerNorm parameter gradients: out_ax[c] += sum_r a[r, c] xhat[r, c] (dgamma) and
+// out_a[c] += sum_r a[r, c] (dbeta), from one pass over a and x, in two launches (two
+// column_sums calls took four and read a twice). scratch: layer_norm_sums_scratch(rows, cols).
+template <class T>
+void layer_norm_column_sums(const T* a, const T* x, const float* mean, const float* rstd, int rows, int cols, float* out_ax,
+                            float* out_a, float* scratch, cudaStream_t stream, LaunchCounts& counts) {
+  const int chunks = static_cast<int>(column_sums_scratch(rows, 1));
+  const ColumnSumsGrid g = column_sums_grid(rows, cols);
+  const dim3 grid(g.x, g.y);
+  float* partial_a = scratch + column_sums_scratch(rows, cols);
+  PLD_LAUNCH(grid, detail::kBlock, stream, detail::column_partials2_kernel<T>)(a, x, mean, rstd, rows, cols, scratch, partial_a);
+  check_launch("column_partials2_kernel");
+  PLD_LAUNCH(detail::blocks_for(cols, detail::kBlock), detail::kBlock, stream, detail::column_total2_kernel<>)(scratch, partial_a, chunks,
+                                                                                                             cols, out_ax, out_a);
+  check_launch("column_total2_kernel");
   counts.kernels += 2;
 }
 
