@@ -107,6 +107,8 @@ else
     note "build: FAILED (logs/build.log)"; failed=1; finish
   fi
   note "build: $(( $(date +%s) - bt0 )) s (${targets[*]})"
+  # Whether pld_cuda_tests holds the NCCL test (tests/cuda/test_cuda_nccl.cu: built where NCCL is found).
+  note "configure: $(grep -o 'MPI [A-Z]*, NCCL [A-Z]*' "$logs/configure.log" | head -1)"
 fi
 
 # --- tests --------------------------------------------------------------------------------------------
