@@ -99,7 +99,49 @@ def main(argv):
             print("| %s | %s | %.1f | %.1f | %.2fx | %s | %s | %s |" % (size, prec, ms(k), ms(s), ms(s) / ms(k), pct,
                                                                       "%.1f" % best if best else "-",
                                                                       "%.2fx" % (best / ms(s)) if best else "-"))
+    goals(rows, peer, ms)
     return 0
+
+
+def goals(rows, peer, ms):
+    """Issue 13's layer goals, forward+backward at small and base, each figure from this run: bf16 storage
+    (what pld-bert runs) at >= 50% of the bf16 ceiling and >= 1.5x torch's faster mode; fp32 at >= 60% of
+    the fp32 ceiling; a dropped layer < 1% of a kept one at every size and precision."""
+    checks = []  # (what, value text, met)
+    for size in ("small", "base"):
+        s, c16 = rows.get(("BM_SharedLayerForwardBackward", size, "bf16-storage")), rows.get(("BM_GemmCeiling", size, "bf16"))
+        if s and c16:
+            pct = 100 * s["GFLOP/s"] / c16["GFLOP/s"]
+            checks.append(("%s bf16 storage >= 50%% of the bf16 ceiling" % size, "%.0f%%" % pct, pct >= 50))
+        t = [peer.get(("forward+backward", size, p)) for p in ("fp32", "bf16")]
+        best = min([x for x in t if x], default=None)
+        if s and best:
+            checks.append(("%s bf16 storage >= 1.5x torch's best" % size, "%.2fx" % (best / ms(s)), best / ms(s) >= 1.5))
+        k, c32 = rows.get(("BM_LayerForwardBackward", size, "fp32")), rows.get(("BM_GemmCeiling", size, "fp32"))
+        if k and c32:
+            pct = 100 * k["GFLOP/s"] / c32["GFLOP/s"]
+            checks.append(("%s fp32 >= 60%% of the fp32 ceiling" % size, "%.0f%%" % pct, pct >= 60))
+    worst = None
+    for size in SIZES:
+        for prec in PRECISIONS[:2]:
+            d, k = rows.get(("BM_LayerDropped", size, prec)), rows.get(("BM_LayerForwardBackward", size, prec))
+            if d and k:
+                worst = max(worst or 0.0, 100 * ms(d) / ms(k))
+    if worst is not None:
+        checks.append(("a dropped layer < 1% of a kept one (the worst case)", "%.2f%%" % worst, worst < 1))
+    if not checks:
+        return
+    print()
+    print("issue 13's layer goals, forward+backward, from this run:")
+    for what, value, met in checks:
+        print("  %-55s %8s  %s" % (what, value, "met" if met else "NOT MET"))
+    missing = 7 - len(checks)  # 2 sizes x 3 goals + the dropped layer
+    if missing:
+        print("goals: %d not measured in this run (bf16 or the torch peer missing)" % missing)
+    elif all(m for _, _, m in checks):
+        print("goals: all met")
+    else:
+        print("goals: %d of %d not met" % (sum(1 for _, _, m in checks if not m), len(checks)))
 
 
 if __name__ == "__main__":
