@@ -105,10 +105,10 @@ TEST_CASE("SIMT-emulated column sums: blocks stride over row chunks beyond the g
   std::vector<float> partial(static_cast<std::size_t>(pc::column_sums_scratch(rows, cols)), std::nanf(""));
   PLD_LAUNCH(dim3(g.x, g.y), pc::detail::kBlock, nullptr, pc::detail::column_partials_kernel<float>)(
       a.data(), static_cast<const float*>(nullptr), static_cast<const float*>(nullptr), static_cast<const float*>(nullptr), rows, cols,
-      partial.data());
+      partial.data(), static_cast<float*>(nullptr));
   std::vector<float> out(static_cast<std::size_t>(cols), 1.0f);  // += into what is there
   PLD_LAUNCH(pc::detail::blocks_for(cols, pc::detail::kBlock), pc::detail::kBlock, nullptr, pc::detail::column_total_kernel<>)(
-      partial.data(), chunks, cols, out.data());
+      partial.data(), static_cast<const float*>(nullptr), chunks, cols, out.data(), static_cast<float*>(nullptr));
   for (int c = 0; c < cols; ++c) {
     double ref = 1.0;
     for (int r = 0; r < rows; ++r) ref += a[static_cast<std::size_t>(r) * cols + c];
