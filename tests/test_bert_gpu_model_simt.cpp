@@ -9,6 +9,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <vector>
 
 #include "cuda/bert_model_case.hpp"
@@ -29,7 +30,7 @@ using SimtBert = bert::BasicBertMlm<bert::CudaBackend<T, SimtBackend<T>>>;
 
 template <class T>
 double compare_with_cpu(const pld::LayerPlan& plan, double loss_tol, double grad_tol,
-                        pld::NormPosition norm = pld::NormPosition::pre) {
+                        pld::NormPosition norm = pld::NormPosition::pre, int row_offset = 0) {
   bert::ModelConfig c = pld::test::tiny_bert_config();
   c.norm = norm;
   const bert::MlmBatch batch = pld::test::tiny_bert_batch(3, 12, c.vocab, 4);
@@ -41,8 +42,8 @@ double compare_with_cpu(const pld::LayerPlan& plan, double loss_tol, double grad
     return v;
   };
   auto grads = [](const P& p) { return std::vector<float>(p.grad, p.grad + p.size); };
-  const auto got = pld::test::run_bert(gpu, batch, plan, values, grads);
-  const auto want = pld::test::run_cpu_bert(c, batch, plan, [](float x) { return pc::to_float(pc::from_float<T>(x)); });
+  const auto got = pld::test::run_bert(gpu, batch, plan, values, grads, row_offset);
+  const auto want = pld::test::run_cpu_bert(c, batch, plan, [](float x) { return pc::to_float(pc::from_float<T>(x)); }, row_offset);
   return pld::test::check_bert_runs(want, got, plan, loss_tol, grad_tol);
 }
 
@@ -124,6 +125,19 @@ TEST_CASE("SIMT GPU model equals the CPU model: per-sample gates, bf16 and fp16"
 TEST_CASE("SIMT GPU model equals the CPU model: Post-LN, fp32 and bf16, per-layer and per-sample gates", "[cuda-simt][bert-gpu]") {
   compare_with_cpu<float>(pld::test::plan_with_a_drop(3, 0), 1e-6, 1e-5, pld::NormPosition::post);
   compare_with_cpu<pc::bf16>(pld::test::plan_with_a_drop(3, 3), 1e-3, 3e-2, pld::NormPosition::post);
+}
+
+// A data-parallel shard: the batch's rows start at global row 3, so dropout (the embeddings' and
+// the layers') is keyed from there and per-sample plans are read from there, on both models.
+TEST_CASE("SIMT GPU model equals the CPU model on a data-parallel shard: fp32, per-layer and per-sample gates", "[cuda-simt][bert-gpu]") {
+  compare_with_cpu<float>(pld::test::plan_with_a_drop(3, 0), 1e-6, 1e-5, pld::NormPosition::pre, 3);
+  compare_with_cpu<float>(pld::test::plan_with_a_drop(3, 6), 1e-6, 1e-5, pld::NormPosition::pre, 3);
+  // Not vacuous: the shard's place changes the masks, so the loss.
+  const bert::ModelConfig c = pld::test::tiny_bert_config();
+  const bert::MlmBatch batch = pld::test::tiny_bert_batch(3, 12, c.vocab, 4);
+  const auto same = [](float x) { return x; };
+  const pld::LayerPlan plan = pld::test::plan_with_a_drop(3, 0);
+  CHECK(std::abs(pld::test::run_cpu_bert(c, batch, plan, same, 3).loss[0] - pld::test::run_cpu_bert(c, batch, plan, same, 0).loss[0]) > 1e-4);
 }
 
 TEST_CASE("GPU model refuses what it does not have", "[cuda-simt][bert-gpu]") {

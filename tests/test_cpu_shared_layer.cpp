@@ -309,3 +309,149 @@ TEST_CASE("The bf16 passes are the float passes on the same values, each stored 
   for (std::size_t i = 0; i < n; ++i) inexact += pcpu::to_float(act[i]) != actf[i] ? 1 : 0;
   CHECK(inexact > n / 2);
 }
+
+// ---- Data-parallel shards: LayerStep::first_row keys dropout by the row's place in the global batch.
+
+namespace {
+// Rows [first, first + rows) of a tensor of `batch` equal rows.
+template <class V>
+V rows_of(const V& v, int batch, int first, int rows) {
+  const std::size_t per = v.size() / static_cast<std::size_t>(batch);
+  return V(v.begin() + static_cast<std::ptrdiff_t>(per * static_cast<std::size_t>(first)),
+           v.begin() + static_cast<std::ptrdiff_t>(per * static_cast<std::size_t>(first + rows)));
+}
+std::vector<double> all_grads(pcpu::LayerParams<double>& g) {
+  std::vector<double> out;
+  for (auto& t : g.tensors()) out.insert(out.end(), static_cast<const double*>(t.data), static_cast<const double*>(t.data) + t.size);
+  return out;
+}
+}  // namespace
+
+TEMPLATE_TEST_CASE("A data-parallel shard (LayerStep::first_row) computes its rows of the whole batch, dropout masks included",
+                   "[cpu][shared-layer][dist]", double, float, pcpu::bf16) {
+  if (std::is_same<TestType, pcpu::bf16>::value && !pcpu::has_onednn()) return;  // refused: see the single-layer case
+  LayerCase k;
+  k.config = config32();  // dropout 0.1 at both sites
+  k.batch = 4;
+  k.seq = 8;
+  k.padding = true;
+  SECTION("Pre-LN") {}
+  SECTION("Post-LN") { k.config.norm = pld::NormPosition::post; }
+  const LayerInputs in = pld::test::make_inputs<TestType>(k);
+  LayerOutputs whole = run_shared_layer<TestType>(k, in);
+  const double tol = pld::test::bound<TestType>();
+  const std::vector<double> whole_grads = all_grads(whole.grads);
+  std::vector<double> grads(whole_grads.size(), 0.0);
+  for (int first : {0, 2}) {
+    INFO("the shard of rows " << first << ".." << first + 1);
+    LayerCase ks = k;
+    ks.batch = 2;
+    LayerInputs si = in;
+    si.x = rows_of(in.x, k.batch, first, 2);
+    si.dy = rows_of(in.dy, k.batch, first, 2);
+    si.valid = rows_of(in.valid, k.batch, first, 2);
+    si.step.first_row = first;
+    LayerOutputs part = run_shared_layer<TestType>(ks, si);
+    pld::test::check_tensor(part.y, rows_of(whole.y, k.batch, first, 2), tol, "shard", "", "y");
+    pld::test::check_tensor(part.dx, rows_of(whole.dx, k.batch, first, 2), tol, "shard", "", "dx");
+    const std::vector<double> g = all_grads(part.grads);
+    for (std::size_t i = 0; i < g.size(); ++i) grads[i] += g[i];
+    if (first > 0) {
+      // Not vacuous: keyed by local rows (first_row 0), the second shard draws the first shard's
+      // masks and its rows come out far from the whole batch's.
+      si.step.first_row = 0;
+      const LayerOutputs local = run_shared_layer<TestType>(ks, si);
+      std::size_t bad = 0;
+      CHECK(pld::test::rel_error(local.y, rows_of(whole.y, k.batch, first, 2), bad) > 10 * tol);
+      CHECK(pld::test::rel_error(local.dx, rows_of(whole.dx, k.batch, first, 2), bad) > 10 * tol);
+    }
+  }
+  pld::test::check_tensor(grads, whole_grads, tol, "shard", "", "the shards' summed gradients");
+}
+
+TEST_CASE("A shard's dropout mask continues the stream; out-of-range rows are one clear error", "[cpu][shared-layer][dist]") {
+  pld::LayerStep step;
+  step.seed = 99;
+  step.step = 7;
+  step.layer = 2;
+  const pld::DropoutMask base = pld::make_dropout_mask(step, pld::DropoutSite::ffn_out, 0.25f, 0, 0);
+  step.first_row = 3;
+  const std::uint64_t per_row = 26;  // 78 = 4 * 19 + 2: the shard starts inside a Philox block
+  const pld::DropoutMask shard = pld::make_dropout_mask(step, pld::DropoutSite::ffn_out, 0.25f, per_row, 2);
+  CHECK(shard.offset == 78);
+  std::size_t dropped = 0;
+  for (std::uint64_t e = 0; e < 200; ++e) {
+    REQUIRE(shard.keeps(e) == base.keeps(78 + e));
+    dropped += shard.keeps(e) ? 0 : 1;
+    bool k4[4];
+    shard.keeps4(e, k4);
+    for (int w = 0; w < 4; ++w) REQUIRE(k4[w] == base.keeps(78 + e + static_cast<std::uint64_t>(w)));
+  }
+  CHECK(dropped > 20);
+  CHECK(dropped < 80);
+  // The CPU's vectorized dropout at the same place of the stream (the layer's passes use it).
+  std::vector<float> ones(200, 1.0f), got(200);
+  pcpu::dropout_apply(ones.data(), got.data(), got.size(), 78, 0.25f, pcpu::DropoutKey{99, 7, 2, pld::DropoutSite::ffn_out});
+  for (std::uint64_t e = 0; e < 200; ++e) REQUIRE((got[e] != 0.0f) == shard.keeps(e));
+
+  // A global batch that would run past a stream's 2^34 elements, a negative row.
+  step.first_row = (std::int64_t(1) << 34) / 1024;
+  CHECK_THROWS_WITH(pld::make_dropout_mask(step, pld::DropoutSite::attention_probs, 0.1f, 1024, 1), Catch::Matchers::Contains("2^34"));
+  CHECK_NOTHROW(pld::make_dropout_mask(step, pld::DropoutSite::attention_probs, 0.0f, 1024, 1));  // no dropout: no stream
+  step.first_row = -1;
+  CHECK_THROWS_WITH(pld::make_dropout_mask(step, pld::DropoutSite::attention_probs, 0.1f, 1024, 1), Catch::Matchers::Contains(">= 0"));
+  pld::LayerPlan plan;
+  plan.keep = {1, 1};
+  plan.scale = {1.0, 1.0};
+  plan.batch = 4;
+  plan.sample_keep = {1, 0, 1, 1, 0, 1, 1, 0};
+  const pld::LayerStep s = pld::LayerStep::from_plan(plan, 1, 5, 2);
+  CHECK(s.first_row == 2);
+  CHECK(s.rows == plan.sample_keep.data() + 6);  // layer 1's row 2
+  CHECK_THROWS_WITH(pld::LayerStep::from_plan(plan, 0, 5, 4), Catch::Matchers::Contains("outside the plan's batch"));
+  CHECK_THROWS_WITH(pld::LayerStep::from_plan(plan, 0, 5, -2), Catch::Matchers::Contains("outside the plan's batch"));
+  // A stack refuses a shard that runs past the per-sample plan's rows.
+  pcpu::SharedLayerStack<float> stack(config32(), 2);
+  std::vector<float> x(static_cast<std::size_t>(3 * 8 * 32), 0.5f);
+  CHECK_THROWS_WITH(stack.forward(x.data(), 3, 8, nullptr, plan, 5, {}, 2), Catch::Matchers::Contains("from row 2"));
+}
+
+TEMPLATE_TEST_CASE("A stack's shards under a per-sample plan run the plan's rows for them", "[cpu][shared-layer][dist]", double, float) {
+  // Per-sample layers compact their kept rows, and the masks follow the compacted rows: so this
+  // case has no dropout, and checks that each shard reads its own rows of the global plan.
+  LayerConfig c = config32();
+  c.attention_dropout = c.hidden_dropout = 0.0f;
+  const int L = 3, B = 4, T = 8;
+  pld::LayerPlan plan;
+  plan.step = 5;
+  plan.keep = {1, 1, 1};
+  plan.scale = {1.25, 1.5, 2.0};
+  plan.prob = {0.8, 0.7, 0.5};
+  plan.batch = B;
+  plan.sample_keep = {1, 0, 1, 1,   // layer 0: row 1 skips it
+                      0, 1, 1, 0,   // layer 1
+                      1, 1, 0, 1};  // layer 2
+  LayerCase k;
+  k.config = c;
+  k.batch = B;
+  k.seq = T;
+  const LayerInputs in = pld::test::make_inputs<TestType>(k);
+  // Rows [first, first + rows) of x through the stack, told they start at global row first_row.
+  auto run = [&](int first, int rows, int first_row) {
+    pcpu::SharedLayerStack<TestType> stack(c, L);
+    for (int l = 0; l < L; ++l) {
+      pcpu::LayerParams<double> p = in.params;  // the same weights in every layer
+      set_params(stack.layer(l).params(), p);
+    }
+    std::vector<TestType> x = pld::test::to_storage<TestType>(rows_of(in.x, B, first, rows));
+    stack.forward(x.data(), rows, T, nullptr, plan, 3, {}, first_row);
+    return pld::test::from_storage(x);
+  };
+  const std::vector<double> whole = run(0, B, 0);
+  const double tol = pld::test::bound<TestType>();
+  pld::test::check_tensor(run(0, 2, 0), rows_of(whole, B, 0, 2), tol, "shard", "", "per-sample y, rows 0..1");
+  pld::test::check_tensor(run(2, 2, 2), rows_of(whole, B, 2, 2), tol, "shard", "", "per-sample y, rows 2..3");
+  // Not vacuous: told it starts at row 0, the second shard runs rows 0..1's layers, not its own.
+  std::size_t bad = 0;
+  CHECK(pld::test::rel_error(run(2, 2, 0), rows_of(whole, B, 2, 2), bad) > 10 * tol);
+}

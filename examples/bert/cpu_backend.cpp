@@ -79,9 +79,7 @@ void CpuBackend::Layers::backward(float* dx, const std::function<void(int)>& lay
 }
 
 pld::LayerStep CpuBackend::Layers::step(const pld::LayerPlan& plan, int l, std::uint64_t seed, int row_offset) {
-  pld::LayerStep s = pld::LayerStep::from_plan(plan, l, seed);
-  if (s.rows) s.rows += row_offset;
-  return s;
+  return pld::LayerStep::from_plan(plan, l, seed, row_offset);
 }
 
 void CpuBackend::Layers::round_params(std::size_t i) {

@@ -209,9 +209,10 @@ class CpuBackend {
   void layer_norm_backward(const float* dy, const float* x, const float* mean, const float* rstd, Tensor& w, Tensor& b, float* dx, int N, int H) {
     pld::cpu::layer_norm_backward(dy, x, mean, rstd, w.w.data(), dx, w.g.data(), b.g.data(), N, H);
   }
-  // The model's own dropout (the embeddings'), keyed like the layers' with layer id 0xFFFF.
-  void dropout(const float* x, float* y, std::size_t n, float rate, std::uint64_t seed, std::int64_t step) {
-    pld::cpu::dropout_apply(x, y, n, 0, rate, pld::cpu::DropoutKey{seed, step, 0xFFFFu, pld::cpu::DropoutSite::attention_out});
+  // The model's own dropout (the embeddings'), keyed like the layers' with layer id 0xFFFF, from
+  // element `offset` of the stream (the rows' place in the global batch).
+  void dropout(const float* x, float* y, std::size_t n, float rate, std::uint64_t seed, std::int64_t step, std::uint64_t offset) {
+    pld::cpu::dropout_apply(x, y, n, static_cast<std::size_t>(offset), rate, pld::cpu::DropoutKey{seed, step, 0xFFFFu, pld::cpu::DropoutSite::attention_out});
   }
   void copy(float* dst, const float* src, std::size_t n) { std::copy_n(src, n, dst); }
   template <class E>

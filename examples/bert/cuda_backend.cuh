@@ -182,12 +182,10 @@ class CudaBackend {
     }
     void forward(T* x, int B, int T_, const std::vector<std::uint8_t>& valid, const pld::LayerPlan& plan, std::uint64_t seed,
                  int row_offset) {
-      if (row_offset != 0 && plan.per_sample())
-        pld::detail::throw_error("the GPU model has no data-parallel per-sample plans yet (row offset ", row_offset, ")");
       be_.stage(valid_, valid.data(), valid.size(), valid_staging_);
       Timer& t = timer();
       t.start.record(be_.stream_);
-      stack_.forward(x, B, T_, valid_.data(), plan, seed, be_.stream_);
+      stack_.forward(x, B, T_, valid_.data(), plan, seed, be_.stream_, row_offset);
       t.stop.record(be_.stream_);
     }
     void backward(T* dx, const std::function<void(int)>& layer_done) {
@@ -241,8 +239,9 @@ class CudaBackend {
     LB::layer_norm_backward(dy, x, mean, rstd, w.w.data(), nullptr, dx, w.g.data(), b.g.data(), N, H, colsum_.data(), stream_,
                                       counts_);
   }
-  // The embeddings' dropout: the CPU model's key (layer id 0xFFFF, the attention-output site).
-  void dropout(const T* x, T* y, std::size_t n, float rate, std::uint64_t seed, std::int64_t step) {
+  // The embeddings' dropout: the CPU model's key (layer id 0xFFFF, the attention-output site),
+  // from element `offset` of the stream (the rows' place in the global batch).
+  void dropout(const T* x, T* y, std::size_t n, float rate, std::uint64_t seed, std::int64_t step, std::uint64_t offset) {
     pld::cuda::DropoutMask m;
     m.seed = seed;
     m.step = static_cast<std::uint64_t>(step);
@@ -250,6 +249,7 @@ class CudaBackend {
     m.layer = 0xFFFFu;
     m.rate = rate;
     m.scale = rate > 0.0f ? 1.0f / (1.0f - rate) : 1.0f;
+    m.offset = offset;
     LB::residual_dropout(nullptr, x, y, static_cast<std::int64_t>(n), 1.0f, m, stream_, counts_);
   }
   void copy(T* dst, const T* src, std::size_t n) { LB::copy(dst, src, n * sizeof(T), stream_); }

@@ -67,7 +67,8 @@ class BasicEncoder {
   // hidden (B*T, H) written. `plan` decides which layers run (and their scale); `seed`/`step`
   // key the dropout masks; plan.training turns dropout on.
   // `row_offset`: in a data-parallel run the plan is the global batch's and these B rows start at
-  // global row row_offset (per-sample plans pick this shard's rows).
+  // global row row_offset (per-sample plans pick this shard's rows; dropout masks are keyed by
+  // global rows, pld::LayerStep::first_row).
   void forward(const std::vector<int>& ids, const std::vector<std::uint8_t>& valid, int B, int T, const pld::LayerPlan& plan,
                std::uint64_t seed, Buffer<Act>& hidden, int row_offset = 0) {
     const int H = c_.hidden, N = B * T;
@@ -83,13 +84,15 @@ class BasicEncoder {
     seed_ = seed;
     step_ = plan.step;
     const auto NH = static_cast<std::size_t>(N) * static_cast<std::size_t>(H);
+    // The embeddings' dropout is keyed by global rows too (as the layers'): N ranks draw what one process draws.
+    drop_offset_ = static_cast<std::uint64_t>(row_offset) * static_cast<std::uint64_t>(T) * static_cast<std::uint64_t>(H);
     emb_sum_.resize(NH);
     be_.embed(ids, tok_, pos_, emb_sum_.data(), N, T, H);
     x_.resize(NH);
     emb_mean_.resize(static_cast<std::size_t>(N));
     emb_rstd_.resize(static_cast<std::size_t>(N));
     be_.layer_norm_forward(emb_sum_.data(), emb_ln_w_, emb_ln_b_, x_.data(), emb_mean_.data(), emb_rstd_.data(), N, H, c_.ln_eps);
-    be_.dropout(x_.data(), x_.data(), NH, dropout_rate(), seed_, step_);
+    be_.dropout(x_.data(), x_.data(), NH, dropout_rate(), seed_, step_, drop_offset_);
     layers_.forward(x_.data(), B, T, valid, plan, seed, row_offset);  // in place on x_
     hidden.resize(NH);
     if (c_.norm == pld::NormPosition::post) {  // BERT's encoder: the last layer's LN2 is the output
@@ -114,7 +117,7 @@ class BasicEncoder {
       be_.layer_norm_backward(dhidden.data(), x_.data(), out_mean_.data(), out_rstd_.data(), out_ln_w_, out_ln_b_, dx_.data(), N, H);
     }
     layers_.backward(dx_.data(), layer_done);
-    be_.dropout(dx_.data(), dx_.data(), NH, dropout_rate(), seed_, step_);
+    be_.dropout(dx_.data(), dx_.data(), NH, dropout_rate(), seed_, step_, drop_offset_);
     demb_.resize(NH);
     be_.layer_norm_backward(dx_.data(), emb_sum_.data(), emb_mean_.data(), emb_rstd_.data(), emb_ln_w_, emb_ln_b_, demb_.data(), N, H);
     be_.embed_backward(demb_.data(), tok_, pos_, N, H);
@@ -137,6 +140,7 @@ class BasicEncoder {
   bool training_ = false;
   std::uint64_t seed_ = 0;
   std::int64_t step_ = 0;
+  std::uint64_t drop_offset_ = 0;  // the first element's place in the global batch
   Buffer<Act> emb_sum_, x_, dx_, demb_;
   Buffer<float> emb_mean_, emb_rstd_, out_mean_, out_rstd_;
 };

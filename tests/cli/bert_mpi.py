@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""`mpirun -np 2 pld-bert pretrain` against one process, on a tiny model (no dropout, fp32 products,
-PLD with a fast decay so layers drop within the run):
+"""`mpirun -np 2 pld-bert pretrain` against one process, on a tiny model (fp32 products, PLD with a
+fast decay so layers drop within the run; dropout 0.1 with per-layer plans, whose masks are keyed
+by the row's place in the global batch, so both runs draw the same ones; none with per-sample
+plans, whose layers key them by their compacted kept rows):
 
   1. 2 ranks x 4 sequences train the parameters of 1 rank x 8 sequences: after 10 AdamW steps the
      relative L2 difference of every tensor is <= 1e-5 (what differs is the order of fp32
@@ -61,7 +63,7 @@ def main():
     vocab_dir = os.path.join(work, "vocab")
     subprocess.run([bert, "vocab", "--corpus", corpus, "--out", vocab_dir, "--vocab-size", "400"], check=True, capture_output=True, env=env)
     base = ["pretrain", "--corpus", corpus, "--vocab", os.path.join(vocab_dir, "vocab.txt"), "--layers", "3", "--hidden", "32", "--heads", "2",
-            "--max-len", "32", "--batch", "8", "--steps", "10", "--warmup", "2", "--dropout", "0", "--precision", "fp32", "--gamma", "0.3",
+            "--max-len", "32", "--batch", "8", "--steps", "10", "--warmup", "2", "--precision", "fp32", "--gamma", "0.3",
             "--eval-every", "0", "--eval-max-seqs", "16", "--log-every", "1", "--checkpoint-every", "0", "--seed", "5"]
     mpi = [mpirun, "-np", "2", "--oversubscribe", "--bind-to", "none", "-x", "OMP_NUM_THREADS"]
 
@@ -70,8 +72,9 @@ def main():
         assert r.returncode == 0, f"{' '.join(cmd[:3])} failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
         return r.stdout
 
+    dropout = {"layer": ["--dropout", "0.1"], "sample": ["--dropout", "0"]}
     for granularity in ("layer", "sample"):
-        g = ["--granularity", granularity]
+        g = ["--granularity", granularity] + dropout[granularity]
         one, two, again = (os.path.join(work, f"{granularity}-{n}") for n in ("one", "two", "two-again"))
         run([bert], one, g)
         log = run(mpi + [bert], two, g)
@@ -88,16 +91,16 @@ def main():
 
     # 2 ranks to step 5, then 2 ranks to the end: the uninterrupted 2-rank run, bit for bit.
     cut2 = os.path.join(work, "cut2")
-    run(mpi + [bert], cut2, ["--stop-at", "5"])
-    run(mpi + [bert], cut2, ["--resume", "auto"])
+    run(mpi + [bert], cut2, dropout["layer"] + ["--stop-at", "5"])
+    run(mpi + [bert], cut2, dropout["layer"] + ["--resume", "auto"])
     assert parse_checkpoint(os.path.join(work, "layer-two", "checkpoint.bin"))["tensors"] == \
         parse_checkpoint(os.path.join(cut2, "checkpoint.bin"))["tensors"], "2-rank resume is not bit-exact"
     print("2 ranks to step 5 + 2 ranks to step 10 == 2 ranks throughout, bit for bit")
 
     # 2 ranks to step 5, then 1 rank to the end.
     cut = os.path.join(work, "cut")
-    run(mpi + [bert], cut, ["--stop-at", "5"])
-    log = run([bert], cut, ["--resume", "auto"])
+    run(mpi + [bert], cut, dropout["layer"] + ["--stop-at", "5"])
+    log = run([bert], cut, dropout["layer"] + ["--resume", "auto"])
     assert "written by 2 rank(s), this run has 1" in log, log
     e = compare(os.path.join(work, "layer-one", "checkpoint.bin"), os.path.join(cut, "checkpoint.bin"), "resume with another world size")
     print(f"2 ranks to step 5 + 1 rank to step 10 == 1 rank throughout within {e:.2e}")

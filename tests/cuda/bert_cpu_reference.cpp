@@ -7,13 +7,14 @@
 
 namespace pld::test {
 
-BertModelRun run_cpu_bert(const bert::ModelConfig& c, const bert::MlmBatch& b, const LayerPlan& plan, const std::function<float(float)>& round) {
+BertModelRun run_cpu_bert(const bert::ModelConfig& c, const bert::MlmBatch& b, const LayerPlan& plan, const std::function<float(float)>& round,
+                          int row_offset) {
   bert::BertMlm m(c);
   for (auto& p : m.params())
     for (std::size_t k = 0; k < p.size; ++k) p.value[k] = round(p.value[k]);
   auto values = [](const bert::Param& p) { return std::vector<float>(p.value, p.value + p.size); };
   auto grads = [](const bert::Param& p) { return std::vector<float>(p.grad, p.grad + p.size); };
-  return run_bert(m, b, plan, values, grads);
+  return run_bert(m, b, plan, values, grads, row_offset);
 }
 
 BertTrainRun train_cpu_bert(const bert::ModelConfig& c, const bert::MlmBatch& b, const bert::OptimizerConfig& o,

@@ -109,12 +109,15 @@ constexpr double kBertCaseGradScale = 0.5;
 
 // The CPU model on the case (bert_cpu_reference.cpp); `round` maps each initial value to what the
 // GPU model's storage holds (the identity for fp32), so both start from the same numbers.
-BertModelRun run_cpu_bert(const bert::ModelConfig& c, const bert::MlmBatch& b, const LayerPlan& plan, const std::function<float(float)>& round);
+// row_offset: the batch's rows start there in a global batch (a data-parallel shard; per-sample
+// plans then have at least row_offset + B rows).
+BertModelRun run_cpu_bert(const bert::ModelConfig& c, const bert::MlmBatch& b, const LayerPlan& plan, const std::function<float(float)>& round,
+                          int row_offset = 0);
 
 // Any model over model_logic.hpp whose parameters the `read` functions can read:
 // read_value(param) and read_grad(param) return float vectors.
 template <class Model, class ReadValue, class ReadGrad>
-BertModelRun run_bert(Model& m, const bert::MlmBatch& b, const LayerPlan& plan, ReadValue read_value, ReadGrad read_grad) {
+BertModelRun run_bert(Model& m, const bert::MlmBatch& b, const LayerPlan& plan, ReadValue read_value, ReadGrad read_grad, int row_offset = 0) {
   BertModelRun r;
   for (const auto& p : m.params()) {
     r.names.push_back(p.name);
@@ -123,7 +126,7 @@ BertModelRun run_bert(Model& m, const bert::MlmBatch& b, const LayerPlan& plan, 
   }
   m.zero_grad();
   for (int s = 0; s < kBertCaseSteps; ++s) {
-    const auto res = m.step(b, plan, kBertCaseSeed, true, kBertCaseGradScale);
+    const auto res = m.step(b, plan, kBertCaseSeed, true, kBertCaseGradScale, row_offset);
     r.loss.push_back(res.loss);
     r.correct.push_back(res.correct);
     r.predicted.push_back(res.predicted);

@@ -1,9 +1,10 @@
 // Data parallelism over MPI, run as `mpirun -np 2 pld_dist_mpi_tests` (CTest label `dist`). A
-// stack of four pld::cpu layers (H = 32, no dropout) is the model; every rank runs its shard of a
+// stack of four pld::cpu layers (H = 32; dropout 0.1 at both sites under per-layer plans) is the model; every rank runs its shard of a
 // global batch of 8 under the same PLD plan and the GradientReducer averages the gradients. Rank
 // 0 also runs the whole batch alone, as the reference.
 //
-// Tolerance for "2 ranks x 4 rows == 1 rank x 8 rows": the two differ only in the order of fp32
+// Tolerance for "2 ranks x 4 rows == 1 rank x 8 rows": the dropout masks are the same
+// (LayerStep::first_row keys them by the row's place in the global batch), so the two differ only in the order of fp32
 // additions (a weight gradient sums 32 token rows per shard, then the all-reduce adds the two
 // shards; the reference sums 64 rows in one GEMM). Relative L2 error per tensor <= 1e-5: the
 // worst case of 64 fp32 additions is 64 * 2^-24 = 4e-6, typical errors are ~1e-7.
@@ -26,11 +27,16 @@ namespace {
 
 constexpr int kLayers = 4, kHidden = 32, kHeads = 2, kSeq = 8, kGlobalBatch = 8;
 
-pld::LayerConfig config() {
+// Dropout is keyed by global rows (LayerStep::first_row), so the shards draw the whole batch's
+// masks; per-sample layers key it by their compacted kept rows, which shards do not share, so
+// those cases run without.
+float dropout_for(pld::Granularity g) { return g == pld::Granularity::layer ? 0.1f : 0.0f; }
+
+pld::LayerConfig config(float dropout) {
   pld::LayerConfig c;
   c.hidden = kHidden;
   c.heads = kHeads;
-  c.attention_dropout = c.hidden_dropout = 0.0f;  // dropout masks are keyed by the local row; see docs/distributed.md
+  c.attention_dropout = c.hidden_dropout = dropout;
   return c;
 }
 
@@ -44,9 +50,9 @@ std::vector<float> normals(std::size_t n, std::uint32_t id) {
 // sequences starting at global row `first`; loss = (1 / rows) sum(y * r).
 struct Stack {
   std::vector<std::unique_ptr<pld::cpu::PreLnLayer<float>>> layers;
-  Stack() {
+  explicit Stack(float dropout) {
     for (int l = 0; l < kLayers; ++l) {
-      layers.push_back(std::make_unique<pld::cpu::PreLnLayer<float>>(config()));
+      layers.push_back(std::make_unique<pld::cpu::PreLnLayer<float>>(config(dropout)));
       layers.back()->params().init_normal(1000 + static_cast<std::uint64_t>(l), 0.1);
     }
   }
@@ -64,8 +70,8 @@ struct Stack {
     std::vector<float> dy(r_all.begin() + static_cast<std::ptrdiff_t>(row) * first, r_all.begin() + static_cast<std::ptrdiff_t>(row) * first + static_cast<std::ptrdiff_t>(n));
     for (auto& v : dy) v /= static_cast<float>(rows);
     for (int l = 0; l < kLayers; ++l) {
-      pld::LayerStep s = pld::LayerStep::from_plan(plan, l, 7);
-      if (s.rows) s.rows += first;  // this shard's rows of the global per-sample plan
+      // This shard's rows of the global per-sample plan, and its place for the dropout masks.
+      const pld::LayerStep s = pld::LayerStep::from_plan(plan, l, 7, first);
       layers[static_cast<std::size_t>(l)]->forward(x.data(), x.data(), rows, kSeq, nullptr, s);
     }
     for (int l = kLayers - 1; l >= 0; --l) {
@@ -117,7 +123,7 @@ std::vector<std::vector<float>> run_sharded(pld::Granularity granularity, int st
                                             std::vector<pld::LayerPlan>* plans = nullptr) {
   auto& c = comm();
   const int rows = kGlobalBatch / c.size(), first = c.rank() * rows;
-  Stack s;
+  Stack s(dropout_for(granularity));
   pld::dist::GradientReducer reducer(c, kLayers, {/*check_every=*/1});
   register_grads(s, reducer);
   const pld::Gate g = gate(granularity);
@@ -147,7 +153,7 @@ TEST_CASE("2 ranks x 4 rows give the gradients of 1 rank x 8 rows, under PLD pla
   int dropped = 0;
   for (const auto& p : plans) dropped += p.num_layers() - p.num_kept();
   if (comm().rank() == 0) {
-    Stack ref;
+    Stack ref(dropout_for(granularity));
     const pld::Gate g = gate(granularity);
     for (int t = 0; t < steps; ++t) {
       const pld::LayerPlan plan = g.plan(t, true, granularity == pld::Granularity::sample ? kGlobalBatch : 0);
@@ -170,7 +176,7 @@ TEST_CASE("bytes sent per step are the kept layers' gradient bytes, a dropped la
   std::vector<pld::dist::StepTraffic> traffic;
   std::vector<pld::LayerPlan> plans;
   run_sharded(pld::Granularity::layer, 10, &traffic, &plans);
-  Stack s;
+  Stack s(0.1f);
   pld::dist::GradientReducer r(comm(), kLayers);
   register_grads(s, r);
   std::uint64_t sent = 0, all = 0;
@@ -188,7 +194,7 @@ TEST_CASE("bytes sent per step are the kept layers' gradient bytes, a dropped la
 
 TEST_CASE("ranks with different plans stop with one clear error", "[dist][mpi]") {
   auto& c = comm();
-  Stack s;
+  Stack s(0.1f);
   pld::dist::GradientReducer reducer(c, kLayers, {/*check_every=*/1});
   register_grads(s, reducer);
   const pld::Gate g = gate(pld::Granularity::layer, c.rank() == 0 ? 42 : 43);  // rank 1 has another seed
@@ -214,7 +220,7 @@ TEST_CASE("a rank killed mid-run stops the others (run alone, see dist.mpi-rank-
   REQUIRE(dir != nullptr);
   pld::dist::MpiCommunicator c(MPI_COMM_WORLD, std::chrono::seconds(10));
   const int rows = kGlobalBatch / c.size(), first = c.rank() * rows;
-  Stack s;
+  Stack s(0.1f);
   pld::dist::GradientReducer reducer(c, kLayers);
   register_grads(s, reducer);
   const pld::Gate g = gate(pld::Granularity::layer);

@@ -270,7 +270,7 @@ struct LayerBackend {
     for (std::int64_t ch = 0; ch < chunks; ++ch) {
       const std::int64_t o = ch * kChunk, len = std::min(kChunk, n - o);
       alignas(64) A d[kChunk];
-      detail::dropout_span(t + o, d, static_cast<std::size_t>(len), static_cast<std::size_t>(o), m.rate, k);
+      detail::dropout_span(t + o, d, static_cast<std::size_t>(len), static_cast<std::size_t>(m.offset) + static_cast<std::size_t>(o), m.rate, k);
       T* out_c = out + o;
       // No `omp simd` here: with it GCC 12 makes the bf16 temporaries a "simd array" and leaves
       // the loop scalar (10x slower); without it, it vectorizes.
@@ -313,14 +313,14 @@ struct LayerBackend {
         }
       }
     }
-    if (dropped) dropout_apply(probs, dropped, static_cast<std::size_t>(rows * seq), 0, m.rate, key(m));
+    if (dropped) dropout_apply(probs, dropped, static_cast<std::size_t>(rows * seq), static_cast<std::size_t>(m.offset), m.rate, key(m));
     ++c.kernels;
   }
   // ds = P o (dP - rowsum(dP o P)) * scale with dP = Dropout(d(dropped P)); dpd is overwritten.
   static void softmax_backward(A* dpd, const T* probs, T* ds, int batch, int heads, int seq, A scale, const DropoutMask& m, Stream,
                                LC& c) {
     const std::int64_t rows = static_cast<std::int64_t>(batch) * heads * seq;
-    if (m.active()) dropout_apply(dpd, dpd, static_cast<std::size_t>(rows * seq), 0, m.rate, key(m));
+    if (m.active()) dropout_apply(dpd, dpd, static_cast<std::size_t>(rows * seq), static_cast<std::size_t>(m.offset), m.rate, key(m));
 #pragma omp parallel for schedule(static)
     for (std::int64_t r = 0; r < rows; ++r) {
       const T* p = probs + r * seq;
@@ -332,7 +332,7 @@ struct LayerBackend {
     ++c.kernels;
   }
   static void dropout_probs(const T* probs, T* dropped, std::int64_t n, const DropoutMask& m, Stream, LC& c) {
-    dropout_apply(probs, dropped, static_cast<std::size_t>(n), 0, m.rate, key(m));
+    dropout_apply(probs, dropped, static_cast<std::size_t>(n), static_cast<std::size_t>(m.offset), m.rate, key(m));
     ++c.kernels;
   }
   // out (cols) += the column sums of a (rows, cols), in row order (the same bits for any threads).

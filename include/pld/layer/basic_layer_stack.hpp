@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "pld/core/error.hpp"
@@ -77,20 +78,30 @@ class BasicLayerStack {
     return c;
   }
 
+  // x holds the whole batch (the default), or (data parallel) a shard of it: first_row >= 0.
+  static constexpr std::int64_t kWholeBatch = -1;
+
   // x (B, T, H) in place. valid: (B, T) device bytes, 1 = real token; null = no padding. The plan
-  // must have one decision per layer (per-sample plans: `batch` rows); `seed` keys dropout.
-  void forward(T* x, int batch, int seq, const std::uint8_t* valid, const LayerPlan& plan, std::uint64_t seed, Stream stream) {
+  // must have one decision per layer; `seed` keys dropout. first_row: kWholeBatch (a per-sample
+  // plan then has exactly `batch` rows), or, in a data-parallel step, where x's rows start in the
+  // global batch (LayerStep::first_row: the plan is the global batch's, dropout keyed by global rows).
+  void forward(T* x, int batch, int seq, const std::uint8_t* valid, const LayerPlan& plan, std::uint64_t seed, Stream stream,
+               std::int64_t first_row = kWholeBatch) {
     const int L = num_layers();
     if (plan.num_layers() != L) pld::detail::throw_error("LayerStack: the plan has ", plan.num_layers(), " layers, the stack ", L);
-    if (plan.per_sample() && plan.batch != batch)
-      pld::detail::throw_error("LayerStack: the per-sample plan is for ", plan.batch, " rows, the batch has ", batch);
+    const bool shard = first_row != kWholeBatch;
+    if (shard && first_row < 0) pld::detail::throw_error("LayerStack: first_row must be >= 0, got ", first_row);
+    if (plan.per_sample() && (shard ? first_row + batch > plan.batch : plan.batch != batch))
+      pld::detail::throw_error("LayerStack: the per-sample plan is for ", plan.batch, " rows, the batch has ", batch,
+                               shard ? " from row " + std::to_string(first_row) : std::string());
+    if (!shard) first_row = 0;
     Layer::can_implement(config(), batch, seq);
     // Every size first, then the arena, then the launches: nothing runs if the arena cannot grow.
     offsets_.assign(static_cast<std::size_t>(L), kNone);
     sizes_.assign(static_cast<std::size_t>(L), 0);
     std::size_t saved = 0, scratch = 0;
     for (int l = 0; l < L; ++l) {
-      const WorkspaceSizes s = Layer::workspace_sizes(config(), batch, seq, LayerStep::from_plan(plan, l, seed));
+      const WorkspaceSizes s = Layer::workspace_sizes(config(), batch, seq, LayerStep::from_plan(plan, l, seed, first_row));
       if (s.saved == 0) continue;  // dropped (or no row kept): no memory at all
       offsets_[static_cast<std::size_t>(l)] = saved;
       sizes_[static_cast<std::size_t>(l)] = s.saved;
@@ -101,7 +112,7 @@ class BasicLayerStack {
     saved_total_ = saved;
     scratch_at_ = saved;
     scratch_bytes_ = scratch;
-    for (int l = 0; l < L; ++l) layers_[static_cast<std::size_t>(l)]->forward(x, x, batch, seq, valid, LayerStep::from_plan(plan, l, seed), ws(l), stream);
+    for (int l = 0; l < L; ++l) layers_[static_cast<std::size_t>(l)]->forward(x, x, batch, seq, valid, LayerStep::from_plan(plan, l, seed, first_row), ws(l), stream);
     forwarded_ = true;
   }
 

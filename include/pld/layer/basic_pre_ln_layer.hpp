@@ -103,6 +103,8 @@ class BasicPreLnLayer {
     if (kb > 0) {  // checked before any state changes or launches
       L = layout(config_, kb, seq, step.rows != nullptr);
       check_workspace(ws, L);
+      DropoutMask a, b, c;
+      masks(config_, step, batch, seq, a, b, c);
     }
     batch_ = batch;
     seq_ = seq;
@@ -271,10 +273,18 @@ class BasicPreLnLayer {
     D.g = static_cast<Acc>(step_.scale);
     D.qkv_shape = HeadShape{kb, seq_, D.heads, D.d, 3};
     D.one_shape = HeadShape{kb, seq_, D.heads, D.d, 1};
-    D.attn = make_dropout_mask(step_, DropoutSite::attention_probs, config_.attention_dropout);
-    D.ao = make_dropout_mask(step_, DropoutSite::attention_out, config_.hidden_dropout);
-    D.fo = make_dropout_mask(step_, DropoutSite::ffn_out, config_.hidden_dropout);
+    masks(config_, step_, batch_, seq_, D.attn, D.ao, D.fo);
     return D;
+  }
+
+  // The step's three dropout masks, keyed by global rows (LayerStep::first_row: each row's elements
+  // of a site follow its predecessors'); a pld::Error where the rows run past a mask's stream.
+  static void masks(const LayerConfig& c, const LayerStep& step, int batch, int seq, DropoutMask& attn, DropoutMask& ao, DropoutMask& fo) {
+    const auto t = static_cast<std::uint64_t>(seq);
+    const std::uint64_t per_row = t * static_cast<std::uint64_t>(c.hidden), per_row_attn = static_cast<std::uint64_t>(c.heads) * t * t;
+    attn = make_dropout_mask(step, DropoutSite::attention_probs, c.attention_dropout, per_row_attn, batch);
+    ao = make_dropout_mask(step, DropoutSite::attention_out, c.hidden_dropout, per_row, batch);
+    fo = make_dropout_mask(step, DropoutSite::ffn_out, c.hidden_dropout, per_row, batch);
   }
 
   // Every buffer of one step (pld/layer/workspace.hpp), by name. What three of them hold depends

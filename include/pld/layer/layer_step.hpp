@@ -22,9 +22,18 @@ struct LayerStep {
   std::int64_t step = 0;
   std::uint32_t layer = 0;
   const std::uint8_t* rows = nullptr;  // per-sample: (B) host memory, 1 = the row runs through this layer
+  // Data parallel: the index of this call's first row in the global batch (0 for one process).
+  // Dropout masks are keyed by an element's place in the global batch, so ranks that each run
+  // their shard draw what one process over the whole batch draws, and no two ranks share a mask.
+  // (Per-sample steps key by the place among the kept rows, from first_row on: still disjoint.)
+  std::int64_t first_row = 0;
 
-  // The step of 0-based layer `layer` as `plan` decided it.
-  static LayerStep from_plan(const LayerPlan& plan, int layer, std::uint64_t seed) {
+  // The step of 0-based layer `layer` as `plan` decided it, for the call that runs global rows
+  // [first_row, first_row + B) (per-sample plans are the global batch's: `rows` then points at
+  // this call's first row).
+  static LayerStep from_plan(const LayerPlan& plan, int layer, std::uint64_t seed, std::int64_t first_row = 0) {
+    if (first_row < 0 || (plan.per_sample() && first_row >= plan.batch))
+      detail::throw_error("LayerStep: first row ", first_row, " is outside the plan's batch of ", plan.batch, " rows");
     LayerStep s;
     s.kept = plan.kept(layer);
     s.scale = plan.gate_scale(layer);
@@ -32,8 +41,10 @@ struct LayerStep {
     s.seed = seed;
     s.step = plan.step;
     s.layer = static_cast<std::uint32_t>(layer);
+    s.first_row = first_row;
     if (plan.per_sample())
-      s.rows = plan.sample_keep.data() + static_cast<std::size_t>(layer) * static_cast<std::size_t>(plan.batch);
+      s.rows = plan.sample_keep.data() + static_cast<std::size_t>(layer) * static_cast<std::size_t>(plan.batch) +
+               static_cast<std::size_t>(first_row);
     return s;
   }
 };
