@@ -55,7 +55,7 @@ class CpuTrainer final : public Trainer {
   }
   void restore(const Checkpoint& c, const std::string& what) override { bert::restore(c, model_.params(), &opt_, what); }
   double layer_seconds() const override { return model_.encoder.layer_seconds(); }
-  std::vector<Param>* host_params() override { return &model_.params(); }
+  std::vector<Gradient> gradients() override { return gradients_of(model_.params()); }
 
  private:
   BertMlm model_;

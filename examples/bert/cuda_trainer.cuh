@@ -35,7 +35,7 @@ constexpr const char* storage_name() {
 }
 
 template <class T, class LB>
-class CudaTrainer final : public Trainer {
+class CudaTrainer : public Trainer {
  public:
   using Model = BasicBertMlm<CudaBackend<T, LB>>;
 
@@ -95,6 +95,7 @@ class CudaTrainer final : public Trainer {
     }
   }
   double layer_seconds() const override { return model_.encoder.layer_seconds(); }
+  std::vector<Gradient> gradients() override { return gradients_of(model_.params()); }
   double loss_scale() const override { return scale_ ? scale_->scale() : 1.0; }
   std::int64_t overflow_steps() const override { return scale_ ? scale_->overflows() : 0; }
 

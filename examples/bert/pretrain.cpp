@@ -52,8 +52,6 @@ int run_pretrain(const std::vector<std::string>& args, std::ostream& out_arg, pl
   const GpuPrecision gpu_precision = gpu_precision_from(o);
   if (gpu && !cuda)
     pld::detail::throw_error("--device cuda: this pld-bert was built without CUDA (configure with a CUDA toolkit and -DPLD_ENABLE_CUDA=ON)");
-  if (gpu && world > 1)
-    pld::detail::throw_error("--device cuda runs on one GPU: data parallelism (", world, " ranks) runs on the CPU only so far");
   pld::GateConfig gate_cfg;
   gate_cfg.seed = seed;
   gate_cfg.sampling = pld::parse_sampling(o.choice("sampling", {"bernoulli", "fixed_count"}));
@@ -123,6 +121,9 @@ int run_pretrain(const std::vector<std::string>& args, std::ostream& out_arg, pl
   std::unique_ptr<Trainer> trainer;
   if (gpu) trainer = cuda(mc, opt_cfg, gpu_precision);
   else trainer = std::make_unique<CpuTrainer>(mc, opt_cfg);
+  // Data parallel: the gradients are summed where they live, over `comm` for host memory, over the
+  // trainer's own communicator for a GPU's (NCCL, set up through `comm`; a failure stops here too).
+  pld::dist::Communicator& grad_comm = world > 1 ? trainer->gradient_communicator(comm) : comm;
 
   // Everything checked: from here on the run writes (rank 0 alone).
   if (root) {
@@ -176,8 +177,9 @@ int run_pretrain(const std::vector<std::string>& args, std::ostream& out_arg, pl
     write_file_atomically(out_dir + "/options.json", opts.dump(2) + "\n");
   }
   if (world > 1)
-    out << "data parallel: " << world << " ranks over " << comm.name() << ", " << shard << " of the " << batch
-        << " sequences of each global batch per rank\n";
+    out << "data parallel: " << world << " ranks over " << comm.name()
+        << (&grad_comm != &comm ? std::string(", gradients over ") + grad_comm.name() : std::string()) << ", " << shard << " of the "
+        << batch << " sequences of each global batch per rank\n";
   out << "model: L=" << mc.layers << " H=" << mc.hidden << " heads=" << mc.heads << " F=" << mc.layer_config().ffn_size() << " vocab=" << mc.vocab
       << ", " << trainer->num_parameters() << " parameters; PLD " << o.str("pld") << ", " << omp_get_max_threads() << " threads\n";
   out << "engine: " << trainer->engine().line << "\n";
@@ -204,13 +206,14 @@ int run_pretrain(const std::vector<std::string>& args, std::ostream& out_arg, pl
   // buckets' staging memory is as large as the gradients).
   std::optional<pld::dist::GradientReducer> reducer;
   if (world > 1) {
-    reducer.emplace(comm, mc.layers);
-    for (const Param& p : *trainer->host_params()) reducer->add(p.layer, p.grad, p.size);
+    reducer.emplace(grad_comm, mc.layers);
+    for (const Trainer::Gradient& g : trainer->gradients()) reducer->add(g.layer, g.data, g.size);
   }
   MlmBatch local_batch;
   auto eval = [&](std::int64_t step_done) {
     const auto t0 = std::chrono::steady_clock::now();
-    const EvalResult e = evaluate_mlm(*trainer, valid, eval_max, batch, mc.max_len, mc.vocab, seed, mask_prob, controller.gate(), step_done);
+    const EvalResult e = evaluate_mlm(*trainer, valid, eval_max, batch, mc.max_len, mc.vocab, seed, mask_prob, controller.gate(), step_done,
+                                      world > 1 ? &comm : nullptr);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     out << "eval step " << step_done << ": validation MLM loss " << e.loss << ", accuracy " << e.accuracy << " (" << e.predicted
         << " masked tokens, " << format_duration(s) << ")\n";

@@ -105,16 +105,22 @@ inline LossReferences loss_references(const std::vector<Sequence>& train, const 
   return r;
 }
 
-// MLM loss and accuracy on validation sequences, all layers kept, no dropout, fixed masking.
+// MLM loss and accuracy on validation sequences, all layers kept, no dropout, fixed masking (a
+// sequence's masks follow from its index). With `ranks` (data parallel), the batches are dealt
+// round-robin over them and the sums added: every rank gets the one-process result (the same
+// batches, each evaluated once; only the order of the final additions differs).
 inline EvalResult evaluate_mlm(Trainer& model, const std::vector<Sequence>& seqs, std::size_t max_seqs, int batch, int max_len,
-                               int vocab_size, std::uint64_t seed, double mask_prob, const pld::Gate& gate, std::int64_t step) {
+                               int vocab_size, std::uint64_t seed, double mask_prob, const pld::Gate& gate, std::int64_t step,
+                               pld::dist::Communicator* ranks = nullptr) {
   const std::size_t n = max_seqs == 0 ? seqs.size() : std::min(max_seqs, seqs.size());
   const pld::LayerPlan plan = gate.plan(step, /*training=*/false);
+  const std::size_t world = ranks ? static_cast<std::size_t>(ranks->size()) : 1, rank = ranks ? static_cast<std::size_t>(ranks->rank()) : 0;
   EvalResult r;
   double loss_sum = 0.0;
   int correct = 0;
   MlmBatch b;
-  for (std::size_t i = 0; i < n; i += static_cast<std::size_t>(batch)) {
+  for (std::size_t i = 0, j = 0; i < n; i += static_cast<std::size_t>(batch), ++j) {
+    if (j % world != rank) continue;  // another rank's batch
     const int rows = static_cast<int>(std::min<std::size_t>(static_cast<std::size_t>(batch), n - i));
     b.batch = rows;
     b.seq = max_len;
@@ -131,6 +137,13 @@ inline EvalResult evaluate_mlm(Trainer& model, const std::vector<Sequence>& seqs
     loss_sum += m.loss * m.predicted;
     correct += m.correct;
     r.predicted += m.predicted;
+  }
+  if (world > 1) {
+    double sums[3] = {loss_sum, static_cast<double>(correct), static_cast<double>(r.predicted)};
+    ranks->sum_now(sums, 3);
+    loss_sum = sums[0];
+    correct = static_cast<int>(sums[1]);
+    r.predicted = static_cast<int>(sums[2]);
   }
   if (r.predicted > 0) {
     r.loss = loss_sum / r.predicted;

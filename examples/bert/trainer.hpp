@@ -19,6 +19,10 @@
 #include "optimizer_config.hpp"
 #include "pld/gate/layer_plan.hpp"
 
+namespace pld::dist {
+class Communicator;  // pld/dist/communicator.hpp: what data-parallel ranks sum over
+}
+
 namespace bert {
 
 // Where the products run and in what precision: the startup line, options.json, summary.json.
@@ -68,10 +72,28 @@ class Trainer {
   // fp16 loss scaling: the current scale and the overflow steps skipped so far (1 and 0 without).
   virtual double loss_scale() const { return 1.0; }
   virtual std::int64_t overflow_steps() const { return 0; }
-  // The parameters in host memory (a data-parallel run's gradient reducer works on them); null
-  // where they live on a device.
-  virtual std::vector<Param>* host_params() { return nullptr; }
+  // Data parallel: every tensor's gradient in the trainer's memory (host or device) with its
+  // layer (-1 outside the encoder layers), what the gradient reducer averages across the ranks.
+  struct Gradient {
+    int layer;
+    float* data;
+    std::size_t size;
+  };
+  virtual std::vector<Gradient> gradients() = 0;
+  // Data parallel: the communicator that sums gradients() across the ranks, made from `hosts`
+  // (which sums host memory) on the first call and owned by the trainer. The default is `hosts`
+  // itself: gradients in host memory (the CPU, and the GPU trainer on the SIMT emulator). On a
+  // GPU: NCCL over the trainer's stream (cuda_trainer.cu).
+  virtual pld::dist::Communicator& gradient_communicator(pld::dist::Communicator& hosts) { return hosts; }
 };
+
+// The gradients of a model's parameter list (bert::Param, or a backend's Param with a float grad).
+template <class P>
+std::vector<Trainer::Gradient> gradients_of(std::vector<P>& params) {
+  std::vector<Trainer::Gradient> g;
+  for (P& p : params) g.push_back({p.layer, p.grad, p.size});
+  return g;
+}
 
 // The precision a GPU run stores in: bf16 (the default), fp16 (with dynamic loss scaling) or fp32.
 enum class GpuPrecision { bf16, fp16, fp32 };
