@@ -2,7 +2,8 @@
 // precision the run asked for. Compiled into pld-bert only where CUDA is (PLD_BERT_CUDA).
 //
 // Data parallel (mpirun -np N pld-bert pretrain --device cuda): one process per GPU. A rank takes
-// the GPU of its place on its machine (the launcher's local rank: Open MPI, MPICH, SLURM), and its
+// the GPU of its place on its machine (the launcher's local rank: Open MPI, MPICH, SLURM; the only
+// GPU it sees when the launcher gives each rank its own), and its
 // gradients are summed over NCCL (PLD_BERT_NCCL, where NCCL and MPI were found), on a side stream
 // that waits for each layer's backward; the NCCL id travels over the host communicator.
 #include <cstdlib>
@@ -96,11 +97,13 @@ std::unique_ptr<Trainer> make_cuda_trainer(const ModelConfig& c, const Optimizer
   if (e != cudaSuccess || count == 0)
     pld::detail::throw_error("--device cuda: no usable CUDA device (", e != cudaSuccess ? cudaGetErrorString(e) : "none found",
                              "); use --device cpu");
+  // A rank's GPU is its local rank's; a process that sees one GPU (a launcher that gives each
+  // rank its own, through CUDA_VISIBLE_DEVICES) takes that one.
   const int local = local_rank();
-  if (local >= count)
-    pld::detail::throw_error("--device cuda: this machine runs rank ", local, " of its ranks but has ", count,
-                             " GPU(s): start one process per GPU");
-  if (local >= 0) pld::cuda::check(cudaSetDevice(local), "cudaSetDevice");
+  if (local >= count && count > 1)
+    pld::detail::throw_error("--device cuda: this machine runs local rank ", local, " but this process sees ", count,
+                             " GPUs: start one process per GPU");
+  if (local >= 0) pld::cuda::check(cudaSetDevice(count == 1 ? 0 : local), "cudaSetDevice");
   int dev = 0;
   pld::cuda::check(cudaGetDevice(&dev), "cudaGetDevice");
   cudaDeviceProp prop{};
