@@ -22,7 +22,7 @@ template <class T>
 using GpuBert = bert::BasicBertMlm<bert::CudaBackend<T, pc::DeviceBackend<T>>>;
 
 template <class T>
-void compare_with_cpu(const pld::LayerPlan& plan, double loss_tol, double grad_tol, const char* label) {
+void compare_with_cpu(const pld::LayerPlan& plan, double loss_tol, double grad_tol, const char* label, int row_offset = 0) {
   const bert::ModelConfig c = pld::test::tiny_bert_config();
   const bert::MlmBatch batch = pld::test::tiny_bert_batch(3, 12, c.vocab, 4);
   GpuBert<T> gpu(c);
@@ -34,8 +34,8 @@ void compare_with_cpu(const pld::LayerPlan& plan, double loss_tol, double grad_t
     return f;
   };
   auto grads = [](const P& p) { return pc::to_host(p.grad, p.size, nullptr); };
-  const auto got = pld::test::run_bert(gpu, batch, plan, values, grads);
-  const auto want = pld::test::run_cpu_bert(c, batch, plan, [](float x) { return pc::to_float(pc::from_float<T>(x)); });
+  const auto got = pld::test::run_bert(gpu, batch, plan, values, grads, row_offset);
+  const auto want = pld::test::run_cpu_bert(c, batch, plan, [](float x) { return pc::to_float(pc::from_float<T>(x)); }, row_offset);
   const double worst = pld::test::check_bert_runs(want, got, plan, loss_tol, grad_tol);
   std::printf("rel-error bert-model %s gradients %.3e\n", label, worst);
 }
@@ -60,6 +60,12 @@ void train_like_cpu(bert::OptimizerKind kind, double loss_tol, double norm_tol, 
 // The emulator's bounds, measured there (tests/test_bert_gpu_model_simt.cpp).
 TEST_CASE("GPU BERT model equals the CPU model: fp32, a layer dropped, dropout on", "[cuda][bert-gpu]") {
   compare_with_cpu<float>(pld::test::plan_with_a_drop(3, 0), 1e-6, 1e-5, "fp32");
+}
+
+// A data-parallel shard at global row 3: dropout keyed there, per-sample plans read there.
+TEST_CASE("GPU BERT model equals the CPU model on a data-parallel shard: fp32, per-layer and per-sample gates", "[cuda][bert-gpu]") {
+  compare_with_cpu<float>(pld::test::plan_with_a_drop(3, 0), 1e-6, 1e-5, "fp32-shard", 3);
+  compare_with_cpu<float>(pld::test::plan_with_a_drop(3, 6), 1e-6, 1e-5, "fp32-shard-per-sample", 3);
 }
 
 TEST_CASE("GPU BERT model equals the CPU model: per-sample gates, bf16 and fp16", "[cuda][bert-gpu]") {
