@@ -121,6 +121,8 @@ struct TimedBackend : pld::cpu::LayerBackend<T> {
   PLD_TIMED_PASS(residual_dropout)
   PLD_TIMED_PASS(gelu_forward)
   PLD_TIMED_PASS(gelu_backward)
+  PLD_TIMED_PASS(gelu_forward_keep)
+  PLD_TIMED_PASS(gelu_backward_given)
   PLD_TIMED_PASS(softmax_forward)
   PLD_TIMED_PASS(softmax_backward)
   PLD_TIMED_PASS(dropout_probs)

@@ -251,6 +251,29 @@ TEST_CASE("The bf16 passes are the float passes on the same values, each stored 
       CHECK(mismatches(dpre, dpref) == 0);
     }
   }
+  SECTION("GELU keeping its derivative (what the layer runs): the activation, GELU' in place, the backward's product") {
+    for (const pld::GeluForm form : {pld::GeluForm::erf, pld::GeluForm::tanh}) {
+      std::vector<pcpu::bf16> keep = x, act(n), dpre(n);
+      std::vector<float> keepf = xf, actf(n), dpref(n), act_plain(n), ones(n, 1.0f), deriv(n);
+      B::gelu_forward_keep(keep.data(), act.data(), static_cast<std::int64_t>(n), form, {}, lc);
+      F::gelu_forward_keep(keepf.data(), actf.data(), static_cast<std::int64_t>(n), form, {}, lc);
+      CHECK(mismatches(act, actf) == 0);
+      CHECK(mismatches(keep, keepf) == 0);
+      // The float pass: the plain GELU's activation and the derivative its backward computes,
+      // within a few ulp (the same formulas, contracted into FMAs differently in another loop;
+      // the derivative crosses zero near x = -0.75, hence the absolute term).
+      F::gelu_forward(xf.data(), act_plain.data(), static_cast<std::int64_t>(n), form, {}, lc);
+      F::gelu_backward(ones.data(), xf.data(), deriv.data(), static_cast<std::int64_t>(n), form, {}, lc);
+      for (std::size_t i = 0; i < n; ++i) {
+        REQUIRE(std::abs(actf[i] - act_plain[i]) <= 4.8e-7f * std::abs(act_plain[i]) + 1e-7f);
+        REQUIRE(std::abs(keepf[i] - deriv[i]) <= 4.8e-7f * std::abs(deriv[i]) + 1e-7f);
+      }
+      B::gelu_backward_given(dy.data(), keep.data(), dpre.data(), static_cast<std::int64_t>(n), {}, lc);
+      F::gelu_backward_given(dyf.data(), wide(keep).data(), dpref.data(), static_cast<std::int64_t>(n), {}, lc);
+      CHECK(mismatches(dpre, dpref) == 0);
+      for (std::size_t i = 0; i < n; ++i) REQUIRE(dpref[i] == dyf[i] * pcpu::to_float(keep[i]));
+    }
+  }
   SECTION("residual + dropout, residual + dropout + LayerNorm, LayerNorm backward with the residual") {
     for (const bool with_x : {true, false}) {
       std::vector<pcpu::bf16> out(n);

@@ -54,36 +54,68 @@ inline void gelu_tanh_pair(Scalar v, Scalar& y, Scalar& d) {
 }
 }  // namespace detail
 
-// y = GELU(x) and d = GELU'(x) in one pass (d may equal x: the layer keeps the derivative in
-// place of the pre-activation, and its backward is then one product, gelu_backward_given()).
-template <class Scalar>
-void gelu_forward_with_derivative(const Scalar* x, Scalar* y, Scalar* d, std::size_t n, GeluForm form) {
-  const auto N = static_cast<std::ptrdiff_t>(n);
+namespace detail {
+// y = GELU(x), d = GELU'(x) over n elements of one thread's share (d may equal x).
+template <class A>
+void gelu_pair_span(const A* x, A* y, A* d, std::ptrdiff_t n, GeluForm form) {
   if (form == GeluForm::erf) {
-#pragma omp parallel for simd schedule(static)
-    for (std::ptrdiff_t i = 0; i < N; ++i) {
-      Scalar yi, di;
-      detail::gelu_erf_pair(x[i], yi, di);
+#pragma omp simd
+    for (std::ptrdiff_t i = 0; i < n; ++i) {
+      A yi, di;
+      gelu_erf_pair(x[i], yi, di);
       y[i] = yi;
       d[i] = di;
     }
   } else {
-#pragma omp parallel for schedule(static)
-    for (std::ptrdiff_t i = 0; i < N; ++i) {
-      Scalar yi, di;
-      detail::gelu_tanh_pair(x[i], yi, di);
+    for (std::ptrdiff_t i = 0; i < n; ++i) {
+      A yi, di;
+      gelu_tanh_pair(x[i], yi, di);
       y[i] = yi;
       d[i] = di;
     }
   }
 }
+}  // namespace detail
 
-// dx = dy * d, d = GELU'(x) saved by gelu_forward_with_derivative (dx may equal dy or d).
-template <class Scalar>
-void gelu_backward_given(const Scalar* dy, const Scalar* d, Scalar* dx, std::size_t n) {
-  const auto N = static_cast<std::ptrdiff_t>(n);
-#pragma omp parallel for simd schedule(static)
-  for (std::ptrdiff_t i = 0; i < N; ++i) dx[i] = dy[i] * d[i];
+// y = GELU(x) and d = GELU'(x) in one pass (d may equal x: the CPU layer keeps the derivative in
+// place of the pre-activation, and its backward is then one product, gelu_backward_given()).
+// Storage float, double or bf16 (in spans widened to float; y and d each rounded once).
+template <class S>
+void gelu_forward_with_derivative(const S* x, S* y, S* d, std::size_t n, GeluForm form) {
+  if constexpr (std::is_same_v<S, bf16>) {
+    detail::for_spans(n, [&](std::size_t o, std::size_t len) {
+      alignas(64) float v[detail::kSpan], w[detail::kSpan];
+      detail::widen_span(x + o, v, len);
+      detail::gelu_pair_span(v, w, v, static_cast<std::ptrdiff_t>(len), form);
+      detail::narrow_span(w, y + o, len);
+      detail::narrow_span(v, d + o, len);
+    });
+  } else {
+    constexpr std::ptrdiff_t kPart = 4096;  // threads take whole parts
+    const auto N = static_cast<std::ptrdiff_t>(n);
+#pragma omp parallel for schedule(static) if (N > 65536)
+    for (std::ptrdiff_t o = 0; o < N; o += kPart) detail::gelu_pair_span(x + o, y + o, d + o, std::min(kPart, N - o), form);
+  }
+}
+
+// dx = dy * d, d = GELU'(x) saved by gelu_forward_with_derivative (dx may equal dy or d). Storage
+// float, double or bf16 (the product in float, rounded once).
+template <class S>
+void gelu_backward_given(const S* dy, const S* d, S* dx, std::size_t n) {
+  if constexpr (std::is_same_v<S, bf16>) {
+    detail::for_spans(n, [&](std::size_t o, std::size_t len) {
+      alignas(64) float a[detail::kSpan], b[detail::kSpan];
+      detail::widen_span(dy + o, a, len);
+      detail::widen_span(d + o, b, len);
+#pragma omp simd
+      for (std::size_t i = 0; i < len; ++i) a[i] *= b[i];
+      detail::narrow_span(a, dx + o, len);
+    });
+  } else {
+    const auto N = static_cast<std::ptrdiff_t>(n);
+#pragma omp parallel for simd schedule(static) if (N > 65536)
+    for (std::ptrdiff_t i = 0; i < N; ++i) dx[i] = dy[i] * d[i];
+  }
 }
 
 namespace detail {

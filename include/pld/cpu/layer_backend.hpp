@@ -291,6 +291,20 @@ struct LayerBackend {
     pld::cpu::gelu_backward<T>(dact, pre, dpre, static_cast<std::size_t>(n), form);
     ++c.kernels;
   }
+  // The layer keeps GELU's derivative instead of its input (pld::BasicPreLnLayer asks for
+  // kKeepsGeluDerivative): the forward computes it with the activation, sharing the exponential,
+  // and the backward is one product instead of erf and exp again.
+  static constexpr bool kKeepsGeluDerivative = true;
+  // act = GELU(pre), then pre = GELU'(pre), in one pass.
+  static void gelu_forward_keep(T* pre, T* act, std::int64_t n, GeluForm form, Stream, LC& c) {
+    pld::cpu::gelu_forward_with_derivative<T>(pre, act, pre, static_cast<std::size_t>(n), form);
+    ++c.kernels;
+  }
+  // dpre = dact * deriv, deriv what gelu_forward_keep left.
+  static void gelu_backward_given(const T* dact, const T* deriv, T* dpre, std::int64_t n, Stream, LC& c) {
+    pld::cpu::gelu_backward_given<T>(dact, deriv, dpre, static_cast<std::size_t>(n));
+    ++c.kernels;
+  }
 
   // probs = softmax over the real keys of each row (a row with none: all 0), rounded once where
   // stored; dropped = Dropout(probs) made from the stored probabilities.

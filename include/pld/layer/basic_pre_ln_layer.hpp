@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -41,6 +42,15 @@
 
 namespace pld {
 
+namespace detail {
+// Whether a backend keeps GELU's derivative in place of its input (Backend::kKeepsGeluDerivative:
+// gelu_forward_keep and gelu_backward_given instead of gelu_forward and gelu_backward).
+template <class B, class = void>
+struct keeps_gelu_derivative : std::false_type {};
+template <class B>
+struct keeps_gelu_derivative<B, std::void_t<decltype(B::kKeepsGeluDerivative)>> : std::bool_constant<B::kKeepsGeluDerivative> {};
+}  // namespace detail
+
 // Backend provides (pld::cuda::DeviceBackend in pld/cuda/pre_ln_layer.cuh is the model):
 //   Stream                   what the work is queued on, passed through to every call;
 //   Accum                    the arithmetic type (float; double for a double backend);
@@ -53,7 +63,10 @@ namespace pld {
 //   scratch_needs(N, cols)   its ScratchNeeds; fuses_gelu(form, F): whether the FFN products take
 //                            the bias_gelu_aux / dgelu epilogues instead of the GELU passes;
 //   copy, copy_from_host     byte copies on the stream;
-//   one function per pass    with the signatures of pld::cuda's launchers (KernelBackend).
+//   one function per pass    with the signatures of pld::cuda's launchers (KernelBackend);
+//   optionally               kKeepsGeluDerivative = true with gelu_forward_keep(pre, act, n, form)
+//                            (act = GELU(pre), pre = GELU'(pre)) and gelu_backward_given(dact,
+//                            deriv, dpre, n): the CPU's, whose backward then skips erf and exp.
 template <class T, class Backend>
 class BasicPreLnLayer {
  public:
@@ -350,14 +363,18 @@ class BasicPreLnLayer {
     gemm(P.out, 1.0f, B.ctx, p.get(ParamId::out_proj_weight), 0.0f, B.branch, p.get(ParamId::out_proj_bias), nullptr, B.pws, stream);
   }
 
-  // branch = W2 GELU(W1 in + b1) + b2 (before its dropout); saves pre, act.
+  // branch = W2 GELU(W1 in + b1) + b2 (before its dropout); saves pre (or, kKeepsGeluDerivative,
+  // GELU'(pre) in its place), act.
   void ffn_forward(const Dims& D, Plans& P, const Bufs& B, const T* in, Stream stream) {
     const Params& p = params_;
     if (uses_gelu_epilogue()) {
       gemm(P.ffn1, 1.0f, in, p.get(ParamId::linear1_weight), 0.0f, B.act, p.get(ParamId::linear1_bias), B.pre, B.pws, stream);
     } else {
       gemm(P.ffn1, 1.0f, in, p.get(ParamId::linear1_weight), 0.0f, B.pre, p.get(ParamId::linear1_bias), nullptr, B.pws, stream);
-      Backend::gelu_forward(B.pre, B.act, static_cast<std::int64_t>(D.N) * D.F, config_.gelu, stream, counts_);
+      if constexpr (detail::keeps_gelu_derivative<Backend>::value)
+        Backend::gelu_forward_keep(B.pre, B.act, static_cast<std::int64_t>(D.N) * D.F, config_.gelu, stream, counts_);  // pre := GELU'(pre)
+      else
+        Backend::gelu_forward(B.pre, B.act, static_cast<std::int64_t>(D.N) * D.F, config_.gelu, stream, counts_);
     }
     gemm(P.ffn2, 1.0f, B.act, p.get(ParamId::linear2_weight), 0.0f, B.branch, p.get(ParamId::linear2_bias), nullptr, B.pws, stream);
   }
@@ -411,7 +428,10 @@ class BasicPreLnLayer {
       gemm(P.d_ffn2, 1.0f, dbranch, p.get(ParamId::linear2_weight), 0.0f, B.wide, nullptr, B.pre, B.pws, stream);
     } else {
       gemm(P.d_ffn2, 1.0f, dbranch, p.get(ParamId::linear2_weight), 0.0f, B.wide, nullptr, nullptr, B.pws, stream);
-      Backend::gelu_backward(B.wide, B.pre, B.wide, static_cast<std::int64_t>(D.N) * D.F, config_.gelu, stream, counts_);
+      if constexpr (detail::keeps_gelu_derivative<Backend>::value)
+        Backend::gelu_backward_given(B.wide, B.pre, B.wide, static_cast<std::int64_t>(D.N) * D.F, stream, counts_);
+      else
+        Backend::gelu_backward(B.wide, B.pre, B.wide, static_cast<std::int64_t>(D.N) * D.F, config_.gelu, stream, counts_);
     }
     Backend::column_sums(B.wide, D.N, D.F, gr.get(ParamId::linear1_bias), B.colsum, stream, counts_);
     gemm(P.w_ffn1, 1.0f, B.wide, in, 1.0f, gr.get(ParamId::linear1_weight), nullptr, nullptr, B.pws, stream);

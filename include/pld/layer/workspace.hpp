@@ -56,7 +56,7 @@ struct WorkspaceLayout {
   std::size_t ln2 = 0;    // (N, H)
   std::size_t mean2 = 0;  // (N) accumulation type
   std::size_t rstd2 = 0;  // (N)
-  std::size_t pre = 0;    // (N, F) GELU input
+  std::size_t pre = 0;    // (N, F) GELU input (a backend with kKeepsGeluDerivative: its derivative, after the forward)
   std::size_t act = 0;    // (N, F) GELU output
   std::size_t index = 0;  // (B) int: per-sample mode, the full-batch row of each kept row
   std::size_t saved_bytes = 0;
