@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "checkpoint.hpp"
+#include "../bert_run_metrics.hpp"
 #include "../cuda/simt_trainer.hpp"
 #include "pld/dist/mpi.hpp"
 #include "pretrain.hpp"
@@ -56,19 +57,6 @@ std::vector<std::string> args(const std::string& out, const std::vector<std::str
   return a;
 }
 
-std::vector<nlohmann::json> records(const std::string& dir, const char* split) {
-  std::vector<nlohmann::json> r;
-  std::ifstream in(dir + "/metrics.jsonl");
-  std::string line;
-  while (std::getline(in, line)) {
-    const auto j = nlohmann::json::parse(line);
-    if (j.at("split") == split) r.push_back(j);
-  }
-  return r;
-}
-
-double rel(double a, double b) { return std::abs(a - b) / std::max(std::abs(b), 1e-30); }
-
 // One process, then 2 ranks, on the same options; rank 0 checks. Returns the number of steps on
 // which the plan dropped a layer.
 int one_vs_two(const std::string& name, const std::vector<std::string>& extra) {
@@ -85,23 +73,14 @@ int one_vs_two(const std::string& name, const std::vector<std::string>& extra) {
   if (comm().rank() != 0) return 0;
   INFO(log_two.str());
   CHECK(log_two.str().find("data parallel: 2 ranks over MPI, 2 of the 4 sequences") != std::string::npos);
-  // The final evaluation, sharded over the ranks: the same masked tokens, the one-process loss.
-  const auto va = records(one, "validation"), vb = records(two, "validation");
-  REQUIRE(va.size() == 1);
-  REQUIRE(vb.size() == 1);
-  CHECK(vb[0].at("masked_tokens") == va[0].at("masked_tokens"));
-  CHECK(rel(vb[0].at("mlm_loss").get<double>(), va[0].at("mlm_loss").get<double>()) <= 1e-6);
-  const auto a = records(one, "train"), b = records(two, "train");
-  REQUIRE(a.size() == 8);
-  REQUIRE(b.size() == a.size());
+  // Every step's plan, loss and norm, and the final evaluation, sharded over the ranks: the same
+  // masked tokens, the one-process loss.
+  const bert_test::Metrics a = bert_test::read_metrics(one), b = bert_test::read_metrics(two);
+  REQUIRE(a.train.size() == 8);
+  REQUIRE(a.validation.size() == 1);
+  bert_test::compare_runs(b, a, 1e-6, 1e-5);
   int dropped = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    INFO("step " << a[i].at("step"));
-    CHECK(b[i].at("layers") == a[i].at("layers"));
-    CHECK(rel(b[i].at("loss").get<double>(), a[i].at("loss").get<double>()) <= 1e-6);
-    CHECK(rel(b[i].at("grad_norm").get<double>(), a[i].at("grad_norm").get<double>()) <= 1e-5);
-    dropped += a[i].at("layers").get<std::string>().find('0') != std::string::npos ? 1 : 0;
-  }
+  for (const auto& r : a.train) dropped += r.at("layers").get<std::string>().find('0') != std::string::npos ? 1 : 0;
   const bert::Checkpoint ca = bert::read_checkpoint(one + "/checkpoint.bin"), cb = bert::read_checkpoint(two + "/checkpoint.bin");
   REQUIRE(ca.names == cb.names);
   double worst = 0.0;

@@ -89,8 +89,7 @@ class BasicLayerStack {
                std::int64_t first_row = kWholeBatch) {
     const int L = num_layers();
     if (plan.num_layers() != L) pld::detail::throw_error("LayerStack: the plan has ", plan.num_layers(), " layers, the stack ", L);
-    const bool shard = first_row != kWholeBatch;
-    if (shard && first_row < 0) pld::detail::throw_error("LayerStack: first_row must be >= 0, got ", first_row);
+    const bool shard = first_row != kWholeBatch;  // a negative row is LayerStep::from_plan's error
     if (plan.per_sample() && (shard ? first_row + batch > plan.batch : plan.batch != batch))
       pld::detail::throw_error("LayerStack: the per-sample plan is for ", plan.batch, " rows, the batch has ", batch,
                                shard ? " from row " + std::to_string(first_row) : std::string());
