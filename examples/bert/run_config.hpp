@@ -43,7 +43,7 @@ inline std::vector<OptionSpec> pretrain_option_specs() {
       {"out", "runs/bert", "output directory: vocab.txt, checkpoint.bin, metrics.jsonl, summary.json, options.json"},
       {"vocab", "", "vocab.txt to use (default: <out>/vocab.txt, trained on the training split when missing)"},
       {"vocab-size", "8192", "WordPiece vocabulary size when training one"},
-      {"device", "cpu", "cpu, or cuda (the current CUDA device; needs a pld-bert built with CUDA; Pre-LN, one process)"},
+      {"device", "cpu", "cpu, or cuda (needs a pld-bert built with CUDA: the current GPU, or under mpirun one GPU per process, the gradients summed over NCCL)"},
   };
   for (auto& m : model_option_specs()) s.push_back(m);
   std::vector<OptionSpec> t = {
