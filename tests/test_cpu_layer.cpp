@@ -537,8 +537,9 @@ TEMPLATE_TEST_CASE("softmax + dropout passes: each element's mask from the site'
   // LayerBackend's softmax passes against a double softmax and the scalar mask: element e of the
   // (batch, heads, seq, seq) probabilities keeps when element e of the stream does, for rows that
   // are whole groups of the vectorized mask (seq 64, 128) and rows that are not (seq 40). (Drawing
-  // the mask row by row inside the softmax loop was tried in session 13: the same bits, no
-  // measurable gain on a Zen 5 at T = 128, so the passes stay separate.)
+  // the mask row by row inside the softmax loop was tried in sessions 13 and 19: the same bits, no
+  // measurable gain on a Zen 5 at T = 128, so the passes stay separate.) The backward either
+  // draws the mask again or reads it from the dropped probabilities, as the layer has it do.
   using T = TestType;
   using Backend = pld::cpu::LayerBackend<T>;
   const double tol = std::is_same<T, float>::value ? 1e-5 : 1.0 / 128;  // bf16: rounded once when stored
@@ -581,23 +582,32 @@ TEMPLATE_TEST_CASE("softmax + dropout passes: each element's mask from the site'
     REQUIRE(kept > n / 2);  // a real mask: about 75% kept,
     REQUIRE(kept < n);      // not all
 
-    // Backward: ds = P o (dP - rowsum(dP o P)) * scale with dP = Dropout(dpd).
+    // Backward: ds = P o (dP - rowsum(dP o P)) * scale with dP = Dropout(dpd), the mask drawn
+    // again (no dropped probabilities given) or read from the dropped probabilities, written over
+    // them as the layer does.
     const float scale = 0.125f;
-    std::vector<float> g = dpd;
-    Backend::softmax_backward(g.data(), probs.data(), ds.data(), batch, heads, seq, scale, m, {}, lc);
-    for (std::size_t r = 0; r < rows; ++r) {
-      double dot = 0;
-      for (int j = 0; j < seq; ++j) {
-        const std::size_t e = r * seq + j;
-        dot += (keep[e] ? double(dpd[e]) * m.scale : 0.0) * double(float(probs[e]));
-      }
-      for (int j = 0; j < seq; ++j) {
-        const std::size_t e = r * seq + j;
-        const double p = float(probs[e]), dp = keep[e] ? double(dpd[e]) * m.scale : 0.0;
-        const double expect = p * (dp - dot) * scale;
-        REQUIRE(std::abs(double(float(ds[e])) - expect) <= tol * std::abs(expect) + 1e-6);
+    std::vector<T> ds_read = dropped;
+    for (const bool read_mask : {false, true}) {
+      INFO((read_mask ? "mask read from the dropped probabilities" : "mask drawn"));
+      std::vector<float> g = dpd;
+      T* out = read_mask ? ds_read.data() : ds.data();
+      Backend::softmax_backward(g.data(), probs.data(), read_mask ? ds_read.data() : nullptr, out, batch, heads, seq, scale, m, {}, lc);
+      for (std::size_t r = 0; r < rows; ++r) {
+        double dot = 0;
+        for (int j = 0; j < seq; ++j) {
+          const std::size_t e = r * seq + j;
+          dot += (keep[e] ? double(dpd[e]) * m.scale : 0.0) * double(float(probs[e]));
+        }
+        for (int j = 0; j < seq; ++j) {
+          const std::size_t e = r * seq + j;
+          const double p = float(probs[e]), dp = keep[e] ? double(dpd[e]) * m.scale : 0.0;
+          const double expect = p * (dp - dot) * scale;
+          REQUIRE(std::abs(double(float(out[e])) - expect) <= tol * std::abs(expect) + 1e-6);
+        }
       }
     }
+    // The same values either way (a zero's sign may differ where P == 0).
+    for (std::size_t e = 0; e < n; ++e) REQUIRE(float(ds_read[e]) == float(ds[e]));
   }
 }
 

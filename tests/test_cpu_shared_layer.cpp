@@ -319,8 +319,8 @@ TEST_CASE("The bf16 passes are the float passes on the same values, each stored 
     F::dropout_probs(probs_stored.data(), droppedf.data(), static_cast<std::int64_t>(m), mask, {}, lc);
     CHECK(mismatches(dropped, droppedf) == 0);
     std::vector<float> dpd = wide(bf16_values(m, 8)), dpdf = dpd;
-    B::softmax_backward(dpd.data(), probs.data(), ds.data(), batch, heads, seq, 0.125f, mask, {}, lc);
-    F::softmax_backward(dpdf.data(), probs_stored.data(), dsf.data(), batch, heads, seq, 0.125f, mask, {}, lc);
+    B::softmax_backward(dpd.data(), probs.data(), dropped.data(), ds.data(), batch, heads, seq, 0.125f, mask, {}, lc);
+    F::softmax_backward(dpdf.data(), probs_stored.data(), droppedf.data(), dsf.data(), batch, heads, seq, 0.125f, mask, {}, lc);
     CHECK(mismatches(ds, dsf) == 0);
   }
   // Not vacuous: the bf16 results are not the float ones unrounded.

@@ -348,7 +348,7 @@ struct HostBackend : HostMemory, pc::LayerTraits {
     }
     ++c.kernels;
   }
-  static void softmax_backward(const float* dpd, const T* probs, T* ds, int batch, int heads, int seq, float scale,
+  static void softmax_backward(const float* dpd, const T* probs, const T* /*dropped: the mask is drawn*/, T* ds, int batch, int heads, int seq, float scale,
                                const pc::DropoutMask& m, cudaStream_t, LC& c) {
     const std::int64_t rows = static_cast<std::int64_t>(batch) * heads * seq;
     for (std::int64_t row = 0; row < rows; ++row) {

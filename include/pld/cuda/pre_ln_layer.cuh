@@ -70,7 +70,9 @@ struct KernelBackend : LayerTraits {
                               const DropoutMask& mask, cudaStream_t st, LaunchCounts& c) {
     pld::cuda::softmax_forward<T>(scores, valid, probs, dropped, batch, heads, seq, mask, st, c);
   }
-  static void softmax_backward(const float* dropped_grad, const T* probs, T* dscores, int batch, int heads, int seq,
+  // `dropped` (the dropped probabilities) is not read: the kernel draws the mask again, cheaper
+  // on a GPU than reading a (B, heads, T, T) tensor.
+  static void softmax_backward(const float* dropped_grad, const T* probs, const T* /*dropped*/, T* dscores, int batch, int heads, int seq,
                                float score_scale, const DropoutMask& mask, cudaStream_t st, LaunchCounts& c) {
     pld::cuda::softmax_backward<T>(dropped_grad, probs, dscores, batch, heads, seq, score_scale, mask, st, c);
   }

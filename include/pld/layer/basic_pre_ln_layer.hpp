@@ -63,7 +63,10 @@ struct keeps_gelu_derivative<B, std::void_t<decltype(B::kKeepsGeluDerivative)>> 
 //   scratch_needs(N, cols)   its ScratchNeeds; fuses_gelu(form, F): whether the FFN products take
 //                            the bias_gelu_aux / dgelu epilogues instead of the GELU passes;
 //   copy, copy_from_host     byte copies on the stream;
-//   one function per pass    with the signatures of pld::cuda's launchers (KernelBackend);
+//   one function per pass    with the signatures of pld::cuda's launchers (KernelBackend), but
+//                            softmax_backward, which also gets the dropped probabilities (null
+//                            without dropout; they may be its output): a backend may read the
+//                            mask from them instead of drawing it (the CPU's does);
 //   optionally               kKeepsGeluDerivative = true with gelu_forward_keep(pre, act, n, form)
 //                            (act = GELU(pre), pre = GELU'(pre)) and gelu_backward_given(dact,
 //                            deriv, dpre, n): the CPU's, whose backward then skips erf and exp.
@@ -458,9 +461,11 @@ class BasicPreLnLayer {
     }
     gemm(P.ptv, 1.0f, pd, dctxh, 0.0f, B.dqkvh + 2 * D.NH, nullptr, nullptr, B.pws, stream);  // dV = Pd^T dC
     gemm(P.scores, 1.0f, dctxh, V, 0.0f, B.scores, nullptr, nullptr, B.pws, stream);          // d(Pd) = dC V^T
-    T* ds = B.dropped;  // Pd is no longer needed
-    Backend::softmax_backward(B.scores, B.probs, ds, kb, D.heads, D.seq, Acc(1) / std::sqrt(static_cast<Acc>(D.d)), D.attn, stream,
-                              counts_);
+    // dS over Pd: softmax_backward is Pd's last reader (a backend that reads the mask from it
+    // reads each row before it writes that row).
+    T* ds = B.dropped;
+    Backend::softmax_backward(B.scores, B.probs, D.attn.active() ? B.dropped : nullptr, ds, kb, D.heads, D.seq,
+                              Acc(1) / std::sqrt(static_cast<Acc>(D.d)), D.attn, stream, counts_);
     gemm(P.pv, 1.0f, ds, K, 0.0f, B.dqkvh, nullptr, nullptr, B.pws, stream);           // dQ = dS K
     gemm(P.ptv, 1.0f, ds, Q, 0.0f, B.dqkvh + D.NH, nullptr, nullptr, B.pws, stream);  // dK = dS^T Q
     Backend::merge_heads(B.dqkvh, dqkv, D.qkv_shape, stream, counts_);
