@@ -440,10 +440,12 @@ TEST_CASE("A shard's dropout mask continues the stream; out-of-range rows are on
 }
 
 TEMPLATE_TEST_CASE("A stack's shards under a per-sample plan run the plan's rows for them", "[cpu][shared-layer][dist]", double, float) {
-  // Per-sample layers compact their kept rows, and the masks follow the compacted rows: so this
-  // case has no dropout, and checks that each shard reads its own rows of the global plan.
+  // Per-sample layers compact their kept rows, and the masks are keyed by the place among the
+  // global batch's kept rows (LayerStep::from_plan counts those before the shard): with dropout
+  // on, each shard reads its own rows of the global plan and draws the whole batch's masks.
   LayerConfig c = config32();
-  c.attention_dropout = c.hidden_dropout = 0.0f;
+  REQUIRE(c.attention_dropout > 0.0f);
+  REQUIRE(c.hidden_dropout > 0.0f);
   const int L = 3, B = 4, T = 8;
   pld::LayerPlan plan;
   plan.step = 5;

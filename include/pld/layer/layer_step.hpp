@@ -2,6 +2,7 @@
 // not, the branch scale, dropout keys, per-sample rows). Shared by every backend.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
@@ -22,10 +23,11 @@ struct LayerStep {
   std::int64_t step = 0;
   std::uint32_t layer = 0;
   const std::uint8_t* rows = nullptr;  // per-sample: (B) host memory, 1 = the row runs through this layer
-  // Data parallel: the index of this call's first row in the global batch (0 for one process).
-  // Dropout masks are keyed by an element's place in the global batch, so ranks that each run
-  // their shard draw what one process over the whole batch draws, and no two ranks share a mask.
-  // (Per-sample steps key by the place among the kept rows, from first_row on: still disjoint.)
+  // Data parallel: the place of this call's first row among the rows the layer runs on in the
+  // global batch (0 for one process). Dropout masks are keyed by an element's place there, so
+  // ranks that each run their shard draw what one process over the whole batch draws, and no two
+  // ranks share a mask. A per-sample layer runs on the global batch's kept rows, compacted:
+  // from_plan counts the kept rows before the shard's first one.
   std::int64_t first_row = 0;
 
   // The step of 0-based layer `layer` as `plan` decided it, for the call that runs global rows
@@ -42,9 +44,11 @@ struct LayerStep {
     s.step = plan.step;
     s.layer = static_cast<std::uint32_t>(layer);
     s.first_row = first_row;
-    if (plan.per_sample())
-      s.rows = plan.sample_keep.data() + static_cast<std::size_t>(layer) * static_cast<std::size_t>(plan.batch) +
-               static_cast<std::size_t>(first_row);
+    if (plan.per_sample()) {
+      const std::uint8_t* all = plan.sample_keep.data() + static_cast<std::size_t>(layer) * static_cast<std::size_t>(plan.batch);
+      s.rows = all + first_row;
+      s.first_row = std::count_if(all, all + first_row, [](std::uint8_t k) { return k != 0; });
+    }
     return s;
   }
 };
