@@ -348,8 +348,9 @@ struct HostBackend : HostMemory, pc::LayerTraits {
     }
     ++c.kernels;
   }
-  static void softmax_backward(const float* dpd, const T* probs, const T* /*dropped: the mask is drawn*/, T* ds, int batch, int heads, int seq, float scale,
-                               const pc::DropoutMask& m, cudaStream_t, LC& c) {
+  // The dropped probabilities are not read: the mask is drawn, as on the GPU.
+  static void softmax_backward(const float* dpd, const T* probs, const T* /*dropped*/, T* ds, int batch, int heads, int seq,
+                               float scale, const pc::DropoutMask& m, cudaStream_t, LC& c) {
     const std::int64_t rows = static_cast<std::int64_t>(batch) * heads * seq;
     for (std::int64_t row = 0; row < rows; ++row) {
       const std::int64_t o = row * seq;
