@@ -392,7 +392,7 @@ TEMPLATE_TEST_CASE("A data-parallel shard (LayerStep::first_row) computes its ro
   pld::test::check_tensor(grads, whole_grads, tol, "shard", "", "the shards' summed gradients");
 }
 
-TEST_CASE("A shard's dropout mask continues the stream; out-of-range rows are one clear error", "[cpu][shared-layer][dist]") {
+TEST_CASE("A shard's dropout mask continues the stream, out-of-range rows are one clear error", "[cpu][shared-layer][dist]") {
   pld::LayerStep step;
   step.seed = 99;
   step.step = 7;
@@ -429,8 +429,14 @@ TEST_CASE("A shard's dropout mask continues the stream; out-of-range rows are on
   plan.batch = 4;
   plan.sample_keep = {1, 0, 1, 1, 0, 1, 1, 0};
   const pld::LayerStep s = pld::LayerStep::from_plan(plan, 1, 5, 2);
-  CHECK(s.first_row == 2);
+  CHECK(s.first_row == 1);  // a per-sample layer keys its masks among the kept rows: layer 1 keeps one row before row 2
   CHECK(s.rows == plan.sample_keep.data() + 6);  // layer 1's row 2
+  CHECK(pld::LayerStep::from_plan(plan, 0, 5, 2).first_row == 1);
+  CHECK(pld::LayerStep::from_plan(plan, 0, 5, 3).first_row == 2);
+  pld::LayerPlan per_layer = plan;  // per-layer plans: the row itself
+  per_layer.batch = 0;
+  per_layer.sample_keep.clear();
+  CHECK(pld::LayerStep::from_plan(per_layer, 1, 5, 2).first_row == 2);
   CHECK_THROWS_WITH(pld::LayerStep::from_plan(plan, 0, 5, 4), Catch::Matchers::Contains("outside the plan's batch"));
   CHECK_THROWS_WITH(pld::LayerStep::from_plan(plan, 0, 5, -2), Catch::Matchers::Contains("outside the plan's batch"));
   // A stack refuses a shard that runs past the per-sample plan's rows.

@@ -271,7 +271,7 @@ TEMPLATE_TEST_CASE("SIMT fused LAMB equals pld-bert's CPU LAMB", "[cuda-simt][tr
   optimizer_matches_cpu<TestType>(bert::OptimizerKind::lamb);
 }
 
-TEST_CASE("SIMT fused optimizer: an fp16 overflow step changes nothing and is counted; the loss scale is undone", "[cuda-simt][train]") {
+TEST_CASE("SIMT fused optimizer: an fp16 overflow step changes nothing and is counted, the loss scale is undone", "[cuda-simt][train]") {
   std::vector<pc::OptimizerTensor> tensors(1);
   std::vector<float> w(3000, 1.0f), g(3000, 0.5f), m(3000, 0.0f), v(3000, 0.0f);
   std::vector<pc::fp16> model(3000);

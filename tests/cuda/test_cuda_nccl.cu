@@ -102,7 +102,7 @@ std::string run_rank(int rank, int ranks, ncclComm_t nccl) {
 
 }  // namespace
 
-TEST_CASE("NCCL: GradientReducer takes the mean of device gradients over this machine's GPUs; a dropped layer sends nothing", "[cuda][nccl]") {
+TEST_CASE("NCCL: GradientReducer takes the mean of device gradients over this machine's GPUs, a dropped layer sends nothing", "[cuda][nccl]") {
   int devices = 0;
   REQUIRE(cudaGetDeviceCount(&devices) == cudaSuccess);
   const int ranks = std::min(devices, 4);
