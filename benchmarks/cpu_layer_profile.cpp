@@ -69,21 +69,23 @@ struct Timed {
   ~Timed() { record(name, std::chrono::duration<double>(Clock::now() - t0).count(), 0.0, false); }
 };
 
-// The layer makes its 15 products of a shape in this order (pld::BasicPreLnLayer::Plans, braced
-// initialisation: in declaration order).
-constexpr const char* kProductNames[15] = {
-    "qkv projection", "out projection", "ffn1 (H -> F)", "ffn2 (F -> H)", "attn A B^T (scores; dP)",
-    "attn P V (context; dQ)", "attn P^T G (dV, dK)", "dW qkv", "dW out", "dW ffn1",
-    "dW ffn2", "dX qkv", "dX out", "dX ffn1", "dX ffn2"};
+// The layer makes its 18 products of a shape in this order (pld::BasicPreLnLayer::Plans, braced
+// initialisation in declaration order, then the three backward attention products the CPU's
+// heads-in-place layout adds).
+constexpr int kProducts = 18;
+constexpr const char* kProductNames[kProducts] = {
+    "qkv projection", "out projection", "ffn1 (H -> F)", "ffn2 (F -> H)", "attn scores Q K^T",
+    "attn context P V", "attn dV = P^T dC", "dW qkv", "dW out", "dW ffn1",
+    "dW ffn2", "dX qkv", "dX out", "dX ffn1", "dX ffn2", "attn dP = dC V^T", "attn dQ = dS K", "attn dK = dS^T Q"};
 int g_plans_made = 0;
 
 template <class U>
 class TimedPlan : public pld::cpu::GemmPlan<U> {
  public:
-  TimedPlan(pld::cpu::Gemm& g, const pld::MatMul& mm) : pld::cpu::GemmPlan<U>(g, mm), name_(kProductNames[g_plans_made++ % 15]) {
+  TimedPlan(pld::cpu::Gemm& g, const pld::MatMul& mm) : pld::cpu::GemmPlan<U>(g, mm), name_(kProductNames[g_plans_made++ % kProducts]) {
     std::ostringstream os;
     os << name_ << " " << mm.m << "x" << mm.n << "x" << mm.k;
-    if (mm.batch > 1) os << " x" << mm.batch;
+    if (mm.batch * mm.batch2 > 1) os << " x" << mm.batch * mm.batch2;
     name_ = os.str();
   }
   template <class... Args>
@@ -283,10 +285,10 @@ void profile(const Options& o, int size, const std::string& mode) {
     if (s >= 0) step_seconds.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
   }
   g_recording = false;
-  // One shape: the layer made its 15 products once, in kProductNames' order. Anything else means
+  // One shape: the layer made its 18 products once, in kProductNames' order. Anything else means
   // the layer's Plans changed and the names above would be wrong.
-  if (g_plans_made != 15)
-    pld::detail::throw_error("the layer made ", g_plans_made, " products for one shape, not 15: update kProductNames");
+  if (g_plans_made != kProducts)
+    pld::detail::throw_error("the layer made ", g_plans_made, " products for one shape, not ", kProducts, ": update kProductNames");
 
   const double step_ms = 1e3 * median(step_seconds);
   struct Row {

@@ -403,6 +403,15 @@ TEST_CASE("MatMul descriptions are checked before a backend sees them", "[cuda-h
   // ProductPlan checks the description before translating it.
   CHECK_THROWS_WITH((pc::ProductPlan<float, pld::test::HostPlan, pld::test::HostHandle>(pld::test::HostHandle{}, bad)),
                     Contains("must be > 0"));
+  // Two batch dimensions (heads read in place, the CPU's) are one clear error for cuBLASLt.
+  const pld::MatMul heads = pld::heads_in_place_product(2, 4, 16, 16, 8, false, true, pld::packed_heads_operand(16, 8, 96),
+                                                        pld::packed_heads_operand(16, 8, 96), pld::square_heads_operand(4, 16), true);
+  CHECK_NOTHROW(heads.check());
+  CHECK_THROWS_WITH((pc::ProductPlan<float, pld::test::HostPlan, pld::test::HostHandle>(pld::test::HostHandle{}, heads)),
+                    Contains("two batch dimensions"));
+  bad = heads;
+  bad.batch2 = 0;
+  CHECK_THROWS_WITH(bad.check(), Contains("batch must be > 0"));
 }
 
 TEST_CASE("Dynamic loss scale: backoff on overflow, growth after the interval, bounds, state", "[cuda-host]") {

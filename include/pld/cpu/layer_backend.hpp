@@ -68,6 +68,13 @@ inline GemmShape gemm_shape(const MatMul& mm) {
   s.lda = mm.ldx;
   s.ldb = mm.ldy;
   s.ldc = mm.ldd;
+  if (mm.batch2 > 1) {  // (batch, heads) with the heads read in place
+    s.batch = {mm.batch, mm.batch2};
+    s.a_batch = {mm.stride_x, mm.stride2_x};
+    s.b_batch = {mm.stride_y, mm.stride2_y};
+    s.c_batch = {mm.stride_d, mm.stride2_d};
+    return s;
+  }
   // One batch dimension, the inner one; the outer (size 1) gets the stride a dense layout would
   // have: oneDNN picks its reference kernel for zero strides.
   s.batch = {1, mm.batch};
@@ -295,6 +302,9 @@ struct LayerBackend {
   // kKeepsGeluDerivative): the forward computes it with the activation, sharing the exponential,
   // and the backward is one product instead of erf and exp again.
   static constexpr bool kKeepsGeluDerivative = true;
+  // The attention's products read the heads in place inside the packed q|k|v and context rows
+  // (two batch dimensions, which oneDNN takes): no split_heads or merge_heads copies.
+  static constexpr bool kReadsHeadsInPlace = true;
   // act = GELU(pre), then pre = GELU'(pre), in one pass.
   static void gelu_forward_keep(T* pre, T* act, std::int64_t n, GeluForm form, Stream, LC& c) {
     pld::cpu::gelu_forward_with_derivative<T>(pre, act, pre, static_cast<std::size_t>(n), form);

@@ -220,6 +220,9 @@ class GemmPlan {
 // A row-major product as cuBLASLt's column-major problem: row-major D = op(X) op(Y) is
 // column-major D^T = op(Y)^T op(X)^T, so Y is cuBLASLt's A and X its B, with m and n swapped.
 inline GemmProblem lt_problem(const MatMul& mm, cudaDataType_t storage, cublasComputeType_t compute = CUBLAS_COMPUTE_32F) {
+  if (mm.batch2 != 1)
+    pld::detail::throw_error("cuBLASLt: a product over two batch dimensions (heads read in place) is not supported; the CUDA "
+                             "backends split the heads");
   GemmProblem p;
   p.trans_a = mm.trans_y;
   p.trans_b = mm.trans_x;

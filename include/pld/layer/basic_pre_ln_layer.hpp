@@ -49,6 +49,13 @@ template <class B, class = void>
 struct keeps_gelu_derivative : std::false_type {};
 template <class B>
 struct keeps_gelu_derivative<B, std::void_t<decltype(B::kKeepsGeluDerivative)>> : std::bool_constant<B::kKeepsGeluDerivative> {};
+// Whether a backend's products read the attention heads in place inside the packed q|k|v and
+// context rows (Backend::kReadsHeadsInPlace: MatMuls over (batch, heads), no split_heads or
+// merge_heads copies).
+template <class B, class = void>
+struct reads_heads_in_place : std::false_type {};
+template <class B>
+struct reads_heads_in_place<B, std::void_t<decltype(B::kReadsHeadsInPlace)>> : std::bool_constant<B::kReadsHeadsInPlace> {};
 }  // namespace detail
 
 // Backend provides (pld::cuda::DeviceBackend in pld/cuda/pre_ln_layer.cuh is the model):
@@ -69,7 +76,10 @@ struct keeps_gelu_derivative<B, std::void_t<decltype(B::kKeepsGeluDerivative)>> 
 //                            mask from them instead of drawing it (the CPU's does);
 //   optionally               kKeepsGeluDerivative = true with gelu_forward_keep(pre, act, n, form)
 //                            (act = GELU(pre), pre = GELU'(pre)) and gelu_backward_given(dact,
-//                            deriv, dpre, n): the CPU's, whose backward then skips erf and exp.
+//                            deriv, dpre, n): the CPU's, whose backward then skips erf and exp;
+//                            kReadsHeadsInPlace = true: its Plans take MatMuls over two batch
+//                            dimensions (MatMul::batch2), and the layer reads the heads inside
+//                            the packed rows instead of splitting and merging them (the CPU's).
 template <class T, class Backend>
 class BasicPreLnLayer {
  public:
@@ -226,10 +236,14 @@ class BasicPreLnLayer {
   using Plan = typename Backend::template Plan<T>;
   struct Plans {
     Plan qkv, out, ffn1, ffn2;           // forward projections
-    Plan scores, pv, ptv;                // attention: A B^T (fp32 out), P V, P^T V
+    Plan scores, pv, ptv;                // attention: A B^T (fp32 out), P V, P^T V; heads in place: scores, ctx, dV
     Plan w_qkv, w_out, w_ffn1, w_ffn2;   // weight gradients (fp32, accumulate)
     Plan d_qkv, d_out, d_ffn1, d_ffn2;   // input gradients
+    // Heads in place: the backward's other three, whose operands sit in other rows than the
+    // forward's (dC in (N, H) rows, dQ and dK written into (N, 3H) rows).
+    std::unique_ptr<Plan> dp, dq, dk;
   };
+  static constexpr bool kHeadsInPlace = detail::reads_heads_in_place<Backend>::value;
 
   Plans& plans(int kb) {
     const std::pair<int, int> key{kb, seq_};
@@ -239,14 +253,25 @@ class BasicPreLnLayer {
     const bool gelu_epi = uses_gelu_epilogue();
     // K, V (and dK, dV) start N*H elements into the head-major buffers.
     const int head_align = static_cast<int>(pow2_alignment(static_cast<std::int64_t>(N) * H * sizeof(T)));
+    // Heads in place: q, k, v of a head are `d` columns of the packed (N, 3H) rows, the
+    // context's and its gradient's of (N, H) rows; scores and probabilities stay (kb, heads, T, T).
+    const HeadsOperand qkv_rows = packed_heads_operand(seq_, d, 3 * H), ctx_rows = packed_heads_operand(seq_, d, H),
+                       square = square_heads_operand(heads, seq_);
+    auto in_place = [&](int m, int n, int k, bool tx, bool ty, HeadsOperand x, HeadsOperand y, HeadsOperand o, bool accum) {
+      return with_alignment(heads_in_place_product(kb, heads, m, n, k, tx, ty, x, y, o, accum), static_cast<int>(pow2_alignment(d * sizeof(T))));
+    };
+    const int S = seq_;
     auto made = std::unique_ptr<Plans>(new Plans{
         Plan(handle_, with_epilogue(linear_product(N, H, 3 * H), Epilogue::bias)),
         Plan(handle_, with_epilogue(linear_product(N, H, H), Epilogue::bias)),
         Plan(handle_, with_epilogue(linear_product(N, H, F), gelu_epi ? Epilogue::bias_gelu_aux : Epilogue::bias, gelu_epi ? F : 0)),
         Plan(handle_, with_epilogue(linear_product(N, F, H), Epilogue::bias)),
-        Plan(handle_, with_alignment(heads_abt_product(kb * heads, seq_, d, true), head_align)),
-        Plan(handle_, with_alignment(heads_pv_product(kb * heads, seq_, d), head_align)),
-        Plan(handle_, with_alignment(heads_ptv_product(kb * heads, seq_, d), head_align)),
+        Plan(handle_, kHeadsInPlace ? in_place(S, S, d, false, true, qkv_rows, qkv_rows, square, true)  // scores = Q K^T
+                                    : with_alignment(heads_abt_product(kb * heads, seq_, d, true), head_align)),
+        Plan(handle_, kHeadsInPlace ? in_place(S, d, S, false, false, square, qkv_rows, ctx_rows, false)  // ctx = Pd V
+                                    : with_alignment(heads_pv_product(kb * heads, seq_, d), head_align)),
+        Plan(handle_, kHeadsInPlace ? in_place(S, d, S, true, false, square, ctx_rows, qkv_rows, false)  // dV = Pd^T dC
+                                    : with_alignment(heads_ptv_product(kb * heads, seq_, d), head_align)),
         Plan(handle_, linear_wgrad_product(N, H, 3 * H)),
         Plan(handle_, linear_wgrad_product(N, H, H)),
         Plan(handle_, linear_wgrad_product(N, H, F)),
@@ -254,7 +279,13 @@ class BasicPreLnLayer {
         Plan(handle_, linear_dgrad_product(N, H, 3 * H)),
         Plan(handle_, linear_dgrad_product(N, H, H)),
         Plan(handle_, linear_dgrad_product(N, H, F)),
-        Plan(handle_, with_epilogue(linear_dgrad_product(N, F, H), gelu_epi ? Epilogue::dgelu : Epilogue::none, gelu_epi ? F : 0))});
+        Plan(handle_, with_epilogue(linear_dgrad_product(N, F, H), gelu_epi ? Epilogue::dgelu : Epilogue::none, gelu_epi ? F : 0)),
+        nullptr, nullptr, nullptr});
+    if constexpr (kHeadsInPlace) {
+      made->dp = std::make_unique<Plan>(handle_, in_place(S, S, d, false, true, ctx_rows, qkv_rows, square, true));  // d(Pd) = dC V^T
+      made->dq = std::make_unique<Plan>(handle_, in_place(S, d, S, false, false, square, qkv_rows, qkv_rows, false));  // dQ = dS K
+      made->dk = std::make_unique<Plan>(handle_, in_place(S, d, S, true, false, square, qkv_rows, qkv_rows, false));  // dK = dS^T Q
+    }
     return *plans_.emplace(key, std::move(made)).first->second;
   }
 
@@ -354,15 +385,19 @@ class BasicPreLnLayer {
   }
 
   // branch = Wo MHA(in) + bo (before its dropout); saves qkvh, probs, ctx.
+  // Heads in place: qkvh holds the packed (N, 3H) rows (q|k|v of a token side by side) and the
+  // context is written straight into ctx's (N, H) rows.
   void attention_forward(const Dims& D, Plans& P, const Bufs& B, const T* in, const std::uint8_t* valid, int kb, Stream stream) {
     const Params& p = params_;
-    const T *Q = B.qkvh, *K = B.qkvh + D.NH, *V = B.qkvh + 2 * D.NH;
-    gemm(P.qkv, 1.0f, in, p.get(ParamId::in_proj_weight), 0.0f, B.qkv, p.get(ParamId::in_proj_bias), nullptr, B.pws, stream);
-    Backend::split_heads(B.qkv, B.qkvh, D.qkv_shape, stream, counts_);
+    const std::int64_t part = kHeadsInPlace ? D.H : D.NH;  // q, k, v: columns of the packed rows, or head-major blocks
+    const T *Q = B.qkvh, *K = B.qkvh + part, *V = B.qkvh + 2 * part;
+    gemm(P.qkv, 1.0f, in, p.get(ParamId::in_proj_weight), 0.0f, kHeadsInPlace ? B.qkvh : B.qkv, p.get(ParamId::in_proj_bias), nullptr,
+         B.pws, stream);
+    if constexpr (!kHeadsInPlace) Backend::split_heads(B.qkv, B.qkvh, D.qkv_shape, stream, counts_);
     gemm(P.scores, Acc(1) / std::sqrt(static_cast<Acc>(D.d)), Q, K, 0.0f, B.scores, nullptr, nullptr, B.pws, stream);
     Backend::softmax_forward(B.scores, valid, B.probs, D.attn.active() ? B.dropped : nullptr, kb, D.heads, D.seq, D.attn, stream, counts_);
-    gemm(P.pv, 1.0f, D.attn.active() ? B.dropped : B.probs, V, 0.0f, B.ctxh, nullptr, nullptr, B.pws, stream);
-    Backend::merge_heads(B.ctxh, B.ctx, D.one_shape, stream, counts_);
+    gemm(P.pv, 1.0f, D.attn.active() ? B.dropped : B.probs, V, 0.0f, kHeadsInPlace ? B.ctx : B.ctxh, nullptr, nullptr, B.pws, stream);
+    if constexpr (!kHeadsInPlace) Backend::merge_heads(B.ctxh, B.ctx, D.one_shape, stream, counts_);
     gemm(P.out, 1.0f, B.ctx, p.get(ParamId::out_proj_weight), 0.0f, B.branch, p.get(ParamId::out_proj_bias), nullptr, B.pws, stream);
   }
 
@@ -446,29 +481,32 @@ class BasicPreLnLayer {
   void attention_backward(const Dims& D, Plans& P, const Bufs& B, const T* in, int kb, Stream stream) {
     const Params& p = params_;
     Grads& gr = grads_;
-    const T *Q = B.qkvh, *K = B.qkvh + D.NH, *V = B.qkvh + 2 * D.NH;
+    const std::int64_t part = kHeadsInPlace ? D.H : D.NH;  // as in attention_forward
+    const T *Q = B.qkvh, *K = B.qkvh + part, *V = B.qkvh + 2 * part;
     const T* dbranch = B.branch;
     T* dqkv = B.qkv;   // the forward's packed q|k|v is not needed again
-    T* dctxh = B.ctxh;
+    // Heads in place: dC is read in B.dln's (N, H) rows, dQ, dK and dV written into dqkv's.
+    T* dctxh = kHeadsInPlace ? B.dln : B.ctxh;
+    T* dheads = kHeadsInPlace ? dqkv : B.dqkvh;
     Backend::column_sums(dbranch, D.N, D.H, gr.get(ParamId::out_proj_bias), B.colsum, stream, counts_);
     gemm(P.w_out, 1.0f, dbranch, B.ctx, 1.0f, gr.get(ParamId::out_proj_weight), nullptr, nullptr, B.pws, stream);
     gemm(P.d_out, 1.0f, dbranch, p.get(ParamId::out_proj_weight), 0.0f, B.dln, nullptr, nullptr, B.pws, stream);  // dctx
-    Backend::split_heads(B.dln, dctxh, D.one_shape, stream, counts_);
+    if constexpr (!kHeadsInPlace) Backend::split_heads(B.dln, dctxh, D.one_shape, stream, counts_);
     const T* pd = B.probs;
     if (D.attn.active()) {
       Backend::dropout_probs(B.probs, B.dropped, D.TT, D.attn, stream, counts_);
       pd = B.dropped;
     }
-    gemm(P.ptv, 1.0f, pd, dctxh, 0.0f, B.dqkvh + 2 * D.NH, nullptr, nullptr, B.pws, stream);  // dV = Pd^T dC
-    gemm(P.scores, 1.0f, dctxh, V, 0.0f, B.scores, nullptr, nullptr, B.pws, stream);          // d(Pd) = dC V^T
+    gemm(P.ptv, 1.0f, pd, dctxh, 0.0f, dheads + 2 * part, nullptr, nullptr, B.pws, stream);               // dV = Pd^T dC
+    gemm(kHeadsInPlace ? *P.dp : P.scores, 1.0f, dctxh, V, 0.0f, B.scores, nullptr, nullptr, B.pws, stream);  // d(Pd) = dC V^T
     // dS over Pd: softmax_backward is Pd's last reader (a backend that reads the mask from it
     // reads each row before it writes that row).
     T* ds = B.dropped;
     Backend::softmax_backward(B.scores, B.probs, D.attn.active() ? B.dropped : nullptr, ds, kb, D.heads, D.seq,
                               Acc(1) / std::sqrt(static_cast<Acc>(D.d)), D.attn, stream, counts_);
-    gemm(P.pv, 1.0f, ds, K, 0.0f, B.dqkvh, nullptr, nullptr, B.pws, stream);           // dQ = dS K
-    gemm(P.ptv, 1.0f, ds, Q, 0.0f, B.dqkvh + D.NH, nullptr, nullptr, B.pws, stream);  // dK = dS^T Q
-    Backend::merge_heads(B.dqkvh, dqkv, D.qkv_shape, stream, counts_);
+    gemm(kHeadsInPlace ? *P.dq : P.pv, 1.0f, ds, K, 0.0f, dheads, nullptr, nullptr, B.pws, stream);          // dQ = dS K
+    gemm(kHeadsInPlace ? *P.dk : P.ptv, 1.0f, ds, Q, 0.0f, dheads + part, nullptr, nullptr, B.pws, stream);  // dK = dS^T Q
+    if constexpr (!kHeadsInPlace) Backend::merge_heads(B.dqkvh, dqkv, D.qkv_shape, stream, counts_);
     Backend::column_sums(dqkv, D.N, 3 * D.H, gr.get(ParamId::in_proj_bias), B.colsum, stream, counts_);
     gemm(P.w_qkv, 1.0f, dqkv, in, 1.0f, gr.get(ParamId::in_proj_weight), nullptr, nullptr, B.pws, stream);
     gemm(P.d_qkv, 1.0f, dqkv, p.get(ParamId::in_proj_weight), 0.0f, B.dln, nullptr, nullptr, B.pws, stream);

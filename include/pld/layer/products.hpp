@@ -6,7 +6,9 @@
 // Row-major throughout, weights (out, in) as in PyTorch. A MatMul is
 //   D (m x n) = alpha op(X) op(Y) + beta D,   op(X): m x k,  op(Y): k x n,
 // run as plan.run(alpha, X, Y, beta, D, bias, aux, ...), over `batch` independent matrices
-// (matrix i of each operand starts i * stride elements after the first). X and Y are in the
+// (matrix i of each operand starts i * stride elements after the first), or batch x batch2 of
+// them (matrix (i, j) at i * stride + j * stride2: attention heads read in place inside packed
+// rows, for backends that declare kReadsHeadsInPlace; cuBLASLt has one batch stride). X and Y are in the
 // layer's storage type; D is in the storage type or (accum_out: weight gradients, attention
 // scores) in the backend's accumulation type, fp32 (double for a double backend). Arithmetic is
 // in the accumulation type or wider. The builders below make the products a Transformer layer needs.
@@ -30,6 +32,8 @@ struct MatMul {
   std::int64_t ldx = 0, ldy = 0, ldd = 0;  // elements per stored row
   int batch = 1;
   std::int64_t stride_x = 0, stride_y = 0, stride_d = 0;
+  int batch2 = 1;  // an inner second batch dimension (1: none)
+  std::int64_t stride2_x = 0, stride2_y = 0, stride2_d = 0;
   bool accum_out = false;  // D (and beta's C) in the accumulation type rather than the storage type
   Epilogue epilogue = Epilogue::none;
   std::int64_t aux_ld = 0;
@@ -45,13 +49,14 @@ struct MatMul {
   // Throws pld::Error naming the first thing that is not a valid product.
   void check() const {
     if (m <= 0 || n <= 0 || k <= 0) pld::detail::throw_error("GEMM: m, n, k must be > 0, got ", m, ", ", n, ", ", k);
-    if (batch <= 0) pld::detail::throw_error("GEMM: batch must be > 0, got ", batch);
+    if (batch <= 0 || batch2 <= 0) pld::detail::throw_error("GEMM: batch must be > 0, got ", batch, " x ", batch2);
     if (ldx < cols_x() || ldy < cols_y() || ldd < n)
       pld::detail::throw_error("GEMM: leading dimension too small (ldx ", ldx, " ldy ", ldy, " ldd ", ldd, " for m ", m, " n ", n,
                                " k ", k, ")");
     if ((epilogue == Epilogue::bias_gelu_aux || epilogue == Epilogue::dgelu) && (aux_ld % 8 != 0 || aux_ld < n))
       pld::detail::throw_error("GEMM: the GELU auxiliary leading dimension must be a multiple of 8 and >= n, got ", aux_ld);
-    if (epilogue != Epilogue::none && batch != 1) pld::detail::throw_error("GEMM: epilogues are used on unbatched products only");
+    if (epilogue != Epilogue::none && (batch != 1 || batch2 != 1))
+      pld::detail::throw_error("GEMM: epilogues are used on unbatched products only");
   }
 };
 
@@ -108,6 +113,32 @@ inline MatMul heads_pv_product(int batch, int seq, int dim) {
 inline MatMul heads_ptv_product(int batch, int seq, int dim) {
   MatMul p = heads_pv_product(batch, seq, dim);
   p.trans_x = true;
+  return p;
+}
+
+// Per-head products over (batch, heads) with the heads read in place: an operand is either
+// packed rows (batch * seq rows of `ld` elements; head h at column h * dim, the caller's pointer
+// already at the q, k or v part) or a contiguous (batch, heads, seq, seq) score-like tensor.
+struct HeadsOperand {
+  std::int64_t ld, per_batch, per_head;
+};
+inline HeadsOperand packed_heads_operand(int seq, int dim, std::int64_t ld) { return {ld, seq * ld, dim}; }
+inline HeadsOperand square_heads_operand(int heads, int seq) {
+  const std::int64_t tt = static_cast<std::int64_t>(seq) * seq;
+  return {seq, heads * tt, tt};
+}
+// D = op(X) op(Y) for every (sequence, head): m x n, inner size k.
+inline MatMul heads_in_place_product(int batch, int heads, int m, int n, int k, bool trans_x, bool trans_y, HeadsOperand x,
+                                     HeadsOperand y, HeadsOperand d, bool accum_out) {
+  MatMul p;
+  p.m = m; p.n = n; p.k = k;
+  p.trans_x = trans_x; p.trans_y = trans_y;
+  p.ldx = x.ld; p.ldy = y.ld; p.ldd = d.ld;
+  p.batch = batch;
+  p.stride_x = x.per_batch; p.stride_y = y.per_batch; p.stride_d = d.per_batch;
+  p.batch2 = heads;
+  p.stride2_x = x.per_head; p.stride2_y = y.per_head; p.stride2_d = d.per_head;
+  p.accum_out = accum_out;
   return p;
 }
 

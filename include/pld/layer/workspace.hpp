@@ -49,7 +49,7 @@ struct WorkspaceLayout {
   std::size_t ln1 = 0;    // (N, H)
   std::size_t mean1 = 0;  // (N) accumulation type
   std::size_t rstd1 = 0;  // (N)
-  std::size_t qkvh = 0;   // (3, B, heads, T, d) q, k, v head-major
+  std::size_t qkvh = 0;   // (3, B, heads, T, d) q, k, v head-major (heads read in place: the packed (N, 3H) rows)
   std::size_t probs = 0;  // (B, heads, T, T) softmax output before dropout
   std::size_t ctx = 0;    // (N, H) attention context, packed
   std::size_t h = 0;      // (N, H) after the attention residual
@@ -64,12 +64,12 @@ struct WorkspaceLayout {
   std::size_t qkv = 0;      // (N, 3H) packed q|k|v; in backward dqkv
   std::size_t scores = 0;   // (B, heads, T, T) scores (accumulation type); in backward d(dropped P)
   std::size_t dropped = 0;  // (B, heads, T, T) dropped P; in backward dS
-  std::size_t ctxh = 0;     // (B, heads, T, d) head-major context; in backward its gradient
+  std::size_t ctxh = 0;     // (B, heads, T, d) head-major context; in backward its gradient (unused: heads in place)
   std::size_t branch = 0;   // (N, H) a branch output before dropout; in backward g Dropout(dy)
   std::size_t wide = 0;     // (N, F) gradient of act, then of pre
   std::size_t dln = 0;      // (N, H) gradient of a LayerNorm output
   std::size_t dh = 0;       // (N, H) gradient of h
-  std::size_t dqkvh = 0;    // (3, B, heads, T, d)
+  std::size_t dqkvh = 0;    // (3, B, heads, T, d) (unused: heads in place)
   std::size_t rows_in = 0;  // (N, H) per-sample: gathered dy, or the dense y before its scatter
   std::size_t rows_out = 0; // (N, H) per-sample: dense dx before its scatter
   std::size_t valid = 0;    // (B, T) bytes, per-sample: gathered padding mask
