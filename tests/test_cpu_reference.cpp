@@ -123,10 +123,10 @@ TEMPLATE_TEST_CASE("CPU layer matches PyTorch TransformerEncoderLayer (norm_firs
   }
 }
 
-// Bit for bit for the reference layer, whose attention reads the heads in place as
-// attention_forward() does; the shared logic splits the heads into their own buffers and runs
-// other product layouts, so for PreLnLayer the bound is a few float ulps (its gate itself is exact
-// at scale 1: x + 1 * t).
+// Bit for bit for the reference layer, whose attention is attention_forward(); the shared logic
+// runs other passes and product plans (until session 19 it also split the heads into their own
+// buffers), so for PreLnLayer the bound is a few float ulps (its gate itself is exact at scale 1:
+// x + 1 * t).
 TEMPLATE_TEST_CASE("a kept layer with gate scale 1 equals the ungated composition", "[cpu][invariance]", PreLnLayer<float>,
                    pld::test::ReferenceLayer<float>) {
   using namespace pld::cpu;

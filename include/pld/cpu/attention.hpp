@@ -58,35 +58,11 @@ void softmax_rows(const Scalar* in, Scalar* out, const std::uint8_t* valid, std:
   for (std::int64_t r = 0; r < rows; ++r) softmax_row(in + r * T, out + r * T, valid ? valid + (r / rows_per_seq) * T : nullptr, T);
 }
 
-// op(X) Y products over (b, h): X and Y are (T, *) blocks either inside the packed qkv / ctx rows
-// (column offset h*d, row stride ld, batch stride T*ld) or (T, T) blocks of a (B, heads, T, T) buffer.
-struct HeadOperand {
-  std::int64_t ld;
-  std::array<std::int64_t, 2> batch;
-};
-inline HeadOperand packed_heads(const AttentionShape& s, std::int64_t ld) {
-  return {ld, {static_cast<std::int64_t>(s.seq) * ld, s.head_dim()}};
-}
-inline HeadOperand square_heads(const AttentionShape& s) {
-  const std::int64_t tt = static_cast<std::int64_t>(s.seq) * s.seq;
-  return {s.seq, {s.heads * tt, tt}};
-}
-inline GemmShape head_product(const AttentionShape& s, int m, int n, int k, bool ta, bool tb, HeadOperand a, HeadOperand b,
-                              HeadOperand c) {
-  GemmShape g;
-  g.m = m;
-  g.n = n;
-  g.k = k;
-  g.trans_a = ta;
-  g.trans_b = tb;
-  g.lda = a.ld;
-  g.ldb = b.ld;
-  g.ldc = c.ld;
-  g.batch = {s.batch, s.heads};
-  g.a_batch = a.batch;
-  g.b_batch = b.batch;
-  g.c_batch = c.batch;
-  return g;
+// op(X) op(Y) over (b, h) with the heads read in place: the layer's MatMul builder
+// (pld::heads_in_place_product) as a GemmShape.
+inline GemmShape head_product(const AttentionShape& s, int m, int n, int k, bool ta, bool tb, HeadsOperand a, HeadsOperand b,
+                              HeadsOperand c) {
+  return gemm_shape(heads_in_place_product(s.batch, s.heads, m, n, k, ta, tb, a, b, c, false));
 }
 
 }  // namespace detail
@@ -99,7 +75,7 @@ template <class Scalar>
 void attention_forward(Gemm& gemm, const Scalar* qkv, const std::uint8_t* valid, Scalar* probs, Scalar* dropped, Scalar* ctx,
                        const AttentionShape& s, float dropout, const DropoutKey& key) {
   const int T = s.seq, H = s.hidden, d = s.head_dim();
-  const auto qkv_heads = detail::packed_heads(s, 3 * H), ctx_heads = detail::packed_heads(s, H), sq = detail::square_heads(s);
+  const auto qkv_heads = packed_heads_operand(T, d, 3 * H), ctx_heads = packed_heads_operand(T, d, H), sq = square_heads_operand(s.heads, T);
   // scores = Q K^T / sqrt(d), into probs
   gemm.run<Scalar>(detail::head_product(s, T, T, d, false, true, qkv_heads, qkv_heads, sq), qkv, qkv + H, probs,
                    Scalar(1) / std::sqrt(static_cast<Scalar>(d)));
@@ -119,7 +95,7 @@ void attention_backward(Gemm& gemm, const Scalar* dctx, const Scalar* qkv, const
                         Scalar* dqkv, const AttentionShape& s, float dropout, const DropoutKey& key) {
   const int T = s.seq, H = s.hidden, d = s.head_dim();
   const Scalar scale = Scalar(1) / std::sqrt(static_cast<Scalar>(d));
-  const auto qkv_heads = detail::packed_heads(s, 3 * H), ctx_heads = detail::packed_heads(s, H), sq = detail::square_heads(s);
+  const auto qkv_heads = packed_heads_operand(T, d, 3 * H), ctx_heads = packed_heads_operand(T, d, H), sq = square_heads_operand(s.heads, T);
   const Scalar* pd = probs;
   if (dropout > 0.0f) {
     dropout_apply(probs, dropped, s.probs_size(), 0, dropout, key);

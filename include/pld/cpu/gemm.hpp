@@ -25,6 +25,7 @@
 #include "pld/core/error.hpp"
 #include "pld/cpu/bf16.hpp"
 #include "pld/cpu/precision.hpp"
+#include "pld/layer/products.hpp"
 
 #if defined(PLD_HAS_ONEDNN)
 #include <oneapi/dnnl/dnnl.hpp>
@@ -60,6 +61,33 @@ struct GemmShape {
   auto key() const { return std::make_tuple(m, n, k, trans_a, trans_b, lda, ldb, ldc, batch, a_batch, b_batch, c_batch); }
   double flops() const { return 2.0 * m * n * static_cast<double>(k) * batch[0] * batch[1]; }
 };
+
+// A MatMul (pld/layer/products.hpp) as a GemmShape: both are row-major.
+inline GemmShape gemm_shape(const MatMul& mm) {
+  GemmShape s;
+  s.m = mm.m;
+  s.n = mm.n;
+  s.k = mm.k;
+  s.trans_a = mm.trans_x;
+  s.trans_b = mm.trans_y;
+  s.lda = mm.ldx;
+  s.ldb = mm.ldy;
+  s.ldc = mm.ldd;
+  if (mm.batch2 > 1) {  // (batch, heads) with the heads read in place
+    s.batch = {mm.batch, mm.batch2};
+    s.a_batch = {mm.stride_x, mm.stride2_x};
+    s.b_batch = {mm.stride_y, mm.stride2_y};
+    s.c_batch = {mm.stride_d, mm.stride2_d};
+    return s;
+  }
+  // One batch dimension, the inner one; the outer (size 1) gets the stride a dense layout would
+  // have: oneDNN picks its reference kernel for zero strides.
+  s.batch = {1, mm.batch};
+  s.a_batch = {mm.stride_x * mm.batch, mm.stride_x};
+  s.b_batch = {mm.stride_y * mm.batch, mm.stride_y};
+  s.c_batch = {mm.stride_d * mm.batch, mm.stride_d};
+  return s;
+}
 
 inline void check_gemm_shape(const GemmShape& s) {
   if (s.m <= 0 || s.n <= 0 || s.k <= 0 || s.batch[0] <= 0 || s.batch[1] <= 0)

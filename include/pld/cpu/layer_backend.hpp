@@ -57,33 +57,6 @@ struct ZeroedLayerParams : LayerParams<U> {
   using LayerParams<U>::operator=;
 };
 
-// A MatMul (pld/layer/products.hpp) as pld::cpu::Gemm's shape: both are row-major.
-inline GemmShape gemm_shape(const MatMul& mm) {
-  GemmShape s;
-  s.m = mm.m;
-  s.n = mm.n;
-  s.k = mm.k;
-  s.trans_a = mm.trans_x;
-  s.trans_b = mm.trans_y;
-  s.lda = mm.ldx;
-  s.ldb = mm.ldy;
-  s.ldc = mm.ldd;
-  if (mm.batch2 > 1) {  // (batch, heads) with the heads read in place
-    s.batch = {mm.batch, mm.batch2};
-    s.a_batch = {mm.stride_x, mm.stride2_x};
-    s.b_batch = {mm.stride_y, mm.stride2_y};
-    s.c_batch = {mm.stride_d, mm.stride2_d};
-    return s;
-  }
-  // One batch dimension, the inner one; the outer (size 1) gets the stride a dense layout would
-  // have: oneDNN picks its reference kernel for zero strides.
-  s.batch = {1, mm.batch};
-  s.a_batch = {mm.stride_x * mm.batch, mm.stride_x};
-  s.b_batch = {mm.stride_y * mm.batch, mm.stride_y};
-  s.c_batch = {mm.stride_d * mm.batch, mm.stride_d};
-  return s;
-}
-
 // One MatMul on the layer's Gemm. Storage float or double: Gemm::run in that type; bf16:
 // Gemm::run_bf16, the operands read in place, D bf16 or (accum_out) fp32, the bias widened.
 template <class T>
