@@ -214,7 +214,7 @@ class BasicPreLnLayer {
 
  private:
   static pld::detail::WorkspaceLayout layout(const LayerConfig& c, int rows, int seq, bool per_sample) {
-    return pld::detail::WorkspaceLayout::make(c, rows, seq, sizeof(T), sizeof(Acc), per_sample, Backend::scratch_needs);
+    return pld::detail::WorkspaceLayout::make(c, rows, seq, sizeof(T), sizeof(Acc), per_sample, Backend::scratch_needs, !kHeadsInPlace);
   }
 
   static void check_workspace(const Workspace& ws, const pld::detail::WorkspaceLayout& L) {

@@ -64,12 +64,12 @@ struct WorkspaceLayout {
   std::size_t qkv = 0;      // (N, 3H) packed q|k|v; in backward dqkv
   std::size_t scores = 0;   // (B, heads, T, T) scores (accumulation type); in backward d(dropped P)
   std::size_t dropped = 0;  // (B, heads, T, T) dropped P; in backward dS
-  std::size_t ctxh = 0;     // (B, heads, T, d) head-major context; in backward its gradient (unused: heads in place)
+  std::size_t ctxh = 0;     // (B, heads, T, d) head-major context; in backward its gradient (empty: heads in place)
   std::size_t branch = 0;   // (N, H) a branch output before dropout; in backward g Dropout(dy)
   std::size_t wide = 0;     // (N, F) gradient of act, then of pre
   std::size_t dln = 0;      // (N, H) gradient of a LayerNorm output
   std::size_t dh = 0;       // (N, H) gradient of h
-  std::size_t dqkvh = 0;    // (3, B, heads, T, d) (unused: heads in place)
+  std::size_t dqkvh = 0;    // (3, B, heads, T, d) (empty: heads in place)
   std::size_t rows_in = 0;  // (N, H) per-sample: gathered dy, or the dense y before its scatter
   std::size_t rows_out = 0; // (N, H) per-sample: dense dx before its scatter
   std::size_t valid = 0;    // (B, T) bytes, per-sample: gathered padding mask
@@ -77,10 +77,12 @@ struct WorkspaceLayout {
   std::size_t products = 0; // the backend's product workspace
   std::size_t scratch_bytes = 0;
 
-  // need(N, cols): the backend's ScratchNeeds for N rows of at most `cols` columns.
+  // need(N, cols): the backend's ScratchNeeds for N rows of at most `cols` columns. heads_split:
+  // the layer copies the attention heads into head-major blocks (ctxh, dqkvh); a backend that
+  // reads them in place (kReadsHeadsInPlace) needs neither.
   template <class Need>
   static WorkspaceLayout make(const LayerConfig& c, int rows, int seq, std::size_t elem, std::size_t acc, bool per_sample,
-                              Need need) {
+                              Need need, bool heads_split = true) {
     WorkspaceLayout L;
     const auto N = static_cast<std::size_t>(rows) * static_cast<std::size_t>(seq);
     const auto H = static_cast<std::size_t>(c.hidden), F = static_cast<std::size_t>(c.ffn_size());
@@ -113,12 +115,12 @@ struct WorkspaceLayout {
     L.qkv = take(3 * N * H * elem);
     L.scores = take(TT * acc);
     L.dropped = take(TT * elem);
-    L.ctxh = take(N * H * elem);
+    L.ctxh = heads_split ? take(N * H * elem) : off;
     L.branch = take(N * H * elem);
     L.wide = take(N * F * elem);
     L.dln = take(N * H * elem);
     L.dh = take(N * H * elem);
-    L.dqkvh = take(3 * N * H * elem);
+    L.dqkvh = heads_split ? take(3 * N * H * elem) : off;
     L.rows_in = per_sample ? take(N * H * elem) : off;
     L.rows_out = per_sample ? take(N * H * elem) : off;
     L.valid = per_sample ? take(N) : off;
